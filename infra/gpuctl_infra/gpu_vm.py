@@ -1,0 +1,152 @@
+"""The VM program: one spot (or on-demand) GPU VM with its firewall rule and guards.
+
+Resources, all children of one GpuVm component with names derived from the spec's name:
+  <name>-ssh         firewall rule: tcp/22 from the caller's single address, to this VM's tag
+  <name>-daily-stop  instance schedule policy (only with a daily stop)
+  <name>             the instance: boot disk, scratch NVMe, GPUs, spot scheduling, run limit
+Firewall rules and resource policies take no labels in GCE, so they carry gpuctl's labels in
+their description instead; the sweep reads them back from there.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from . import rules
+from .catalog import MACHINES
+from .spec import VmSpec
+
+COMPONENT_TYPE = "gpuctl:vm:GpuVm"
+
+
+def labels_as_description(labels: dict[str, str]) -> str:
+    return "gpuctl " + " ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def scheduling_args(spec: VmSpec) -> dict:
+    """Scheduling that GCE accepts for GPUs: no live migration, and for spot no restart."""
+    machine = MACHINES[spec.machine_type]
+    has_local_ssd = bool(spec.local_ssd_count or machine.bundled_local_ssd)
+    args: dict = {
+        "on_host_maintenance": "TERMINATE",  # the only choice with GPUs
+        "automatic_restart": not spec.spot,  # spot must not restart by itself
+        "provisioning_model": "SPOT" if spec.spot else "STANDARD",
+        "preemptible": spec.spot,
+    }
+    if spec.spot or spec.max_run_seconds or spec.termination_time:
+        args["instance_termination_action"] = spec.termination_action
+    if spec.max_run_seconds:
+        args["max_run_duration"] = {"seconds": spec.max_run_seconds}
+    if spec.termination_time:
+        args["termination_time"] = spec.termination_time
+    if spec.termination_action == "STOP" and has_local_ssd:
+        # A VM with local SSD can only be stopped if it agrees to lose that data.
+        args["on_instance_stop_action"] = {"discard_local_ssd": True}
+    return args
+
+
+def instance_metadata(spec: VmSpec) -> dict[str, str]:
+    """Only public material: the login user's public key, and switches that harden SSH."""
+    metadata = {
+        "enable-oslogin": "FALSE",
+        "block-project-ssh-keys": "TRUE",  # only the key gpuctl made for this VM
+        "enable-guest-attributes": "TRUE",  # publishes host keys so the first SSH is verified
+    }
+    if spec.ssh_public_key:
+        metadata["ssh-keys"] = f"{spec.ssh_user}:{spec.ssh_public_key.strip()}"
+    return metadata
+
+
+class GpuVm(pulumi.ComponentResource):
+    instance: gcp.compute.Instance
+    firewall: gcp.compute.Firewall
+    schedule: gcp.compute.ResourcePolicy | None
+
+    def __init__(self, spec: VmSpec, opts: pulumi.ResourceOptions | None = None):
+        rules.check(spec)
+        metadata = instance_metadata(spec)
+        problems = rules.metadata_violations(metadata)
+        if problems:
+            rules.check_failed(problems)
+        super().__init__(COMPONENT_TYPE, spec.name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        provider_args = {"project": spec.project} if spec.project else {}
+        network_tag = f"gpuctl-{spec.name}"
+        machine = MACHINES[spec.machine_type]
+
+        self.firewall = gcp.compute.Firewall(
+            f"{spec.name}-ssh",
+            name=f"{spec.name}-ssh",
+            network=spec.network,
+            direction="INGRESS",
+            allows=[{"protocol": "tcp", "ports": ["22"]}],
+            source_ranges=[spec.ssh_source_cidr],
+            target_tags=[network_tag],
+            description=labels_as_description(spec.labels),
+            opts=child,
+            **provider_args,
+        )
+
+        self.schedule = None
+        schedule_link = None
+        if spec.daily_stop:
+            self.schedule = gcp.compute.ResourcePolicy(
+                f"{spec.name}-daily-stop",
+                name=f"{spec.name}-daily-stop",
+                region=spec.region,
+                description=labels_as_description(spec.labels),
+                instance_schedule_policy={
+                    "vm_stop_schedule": {"schedule": spec.daily_stop.cron},
+                    "time_zone": spec.daily_stop.time_zone,
+                },
+                opts=child,
+                **provider_args,
+            )
+            schedule_link = self.schedule.self_link
+
+        instance_args: dict = {}
+        if spec.accelerator_type:
+            instance_args["guest_accelerators"] = [
+                {"type": spec.accelerator_type, "count": spec.accelerator_count}
+            ]
+        if spec.local_ssd_count:
+            instance_args["scratch_disks"] = [{"interface": "NVME"}] * spec.local_ssd_count
+        if schedule_link is not None:
+            # pulumi-gcp 9+ takes one policy (a string); GCE allows one schedule per VM anyway.
+            instance_args["resource_policies"] = schedule_link
+        network_interface: dict = {"network": spec.network, "access_configs": [{}]}
+        if machine.needs_gvnic:
+            network_interface["nic_type"] = "GVNIC"
+
+        self.instance = gcp.compute.Instance(
+            spec.name,
+            name=spec.name,
+            zone=spec.zone,
+            machine_type=spec.machine_type,
+            boot_disk={
+                "auto_delete": True,
+                "initialize_params": {
+                    "image": spec.image,
+                    "size": spec.boot_disk_gb,
+                    "type": spec.boot_disk_type,
+                    "labels": dict(spec.labels),
+                },
+            },
+            network_interfaces=[network_interface],
+            scheduling=scheduling_args(spec),
+            labels=dict(spec.labels),
+            tags=[network_tag],
+            metadata=metadata,
+            # No service account: a fresh GPU box gets no cloud credentials unless asked for.
+            deletion_protection=False,
+            allow_stopping_for_update=True,
+            opts=child,
+            **instance_args,
+            **provider_args,
+        )
+        self.register_outputs({
+            "instance_name": self.instance.name,
+            "zone": self.instance.zone,
+            "self_link": self.instance.self_link,
+        })

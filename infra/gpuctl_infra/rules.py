@@ -1,0 +1,223 @@
+"""Google Compute Engine rules a VM spec must satisfy, checked before anything is created.
+
+Each rule returns a Violation that says what is wrong and what to change, so a bad spec fails
+on the laptop in milliseconds instead of as a 400 from the API after a Pulumi preview.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gpuctl.errors import RuleViolation
+
+from .catalog import GPUS, MACHINES, REGIONS
+from .spec import CALLER_ADDRESS_PLACEHOLDER, VmSpec
+
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Room for the suffixes gpuctl adds to derived resource names ("-ssh", "-daily-stop").
+MAX_NAME_LEN = 50
+LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+REQUIRED_LABELS = ("gpuctl-managed", "gpuctl-owner", "gpuctl-name", "gpuctl-expiry")
+BOOT_DISK_TYPES = ("pd-ssd", "pd-balanced", "pd-standard")
+MIN_RUN_SECONDS = 30
+MAX_RUN_SECONDS = 120 * 24 * 3600
+PUBLIC_KEY_PREFIXES = ("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp256 ", "sk-ssh-ed25519@openssh.com ")
+SECRET_MARKERS = ("PRIVATE KEY", "password", "passwd", "secret", "token", "hf_", "api_key", "apikey")
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    message: str
+    hint: str
+
+
+def _zone_violations(spec: VmSpec, gpu: str | None) -> list[Violation]:
+    if not ZONE_RE.match(spec.zone):
+        return [Violation("zone-format", f"'{spec.zone}' is not a zone name",
+                          "zones look like us-central1-a or asia-northeast1-c")]
+    if spec.region not in REGIONS:
+        return [Violation("region-known", f"gpuctl has no GPU data for region {spec.region}",
+                          f"use a zone in one of: {', '.join(REGIONS)}")]
+    if gpu is None or gpu not in GPUS:
+        return []
+    offered = GPUS[gpu].zones_in(spec.region)
+    if spec.zone in offered:
+        return []
+    if not offered:
+        elsewhere = ", ".join(GPUS[gpu].regions)
+        return [Violation("gpu-zone", f"{GPUS[gpu].display} is not offered in {spec.region}",
+                          f"pick a zone in {elsewhere}")]
+    return [Violation("gpu-zone", f"{GPUS[gpu].display} is not offered in {spec.zone}",
+                      f"use one of: {', '.join(offered)}")]
+
+
+def _gpu_violations(spec: VmSpec) -> tuple[list[Violation], str | None]:
+    """Check the GPU/machine pairing; return the GPU type the VM ends up with."""
+    machine = MACHINES[spec.machine_type]
+    if machine.builtin_gpu:
+        if spec.accelerator_type or spec.accelerator_count:
+            return [Violation(
+                "gpu-builtin",
+                f"{machine.name} has its {GPUS[machine.builtin_gpu].display} built in; "
+                "it takes no guest accelerators",
+                "remove the accelerator from the profile")], machine.builtin_gpu
+        return [], machine.builtin_gpu
+    if not spec.accelerator_type:
+        attachable = ", ".join(machine.attachable_gpus) or "none"
+        return [Violation("gpu-missing", f"{machine.name} has no GPU",
+                          f"attach one of: {attachable}")], None
+    allowed = machine.attachable_gpus.get(spec.accelerator_type)
+    if allowed is None:
+        return [Violation(
+            "gpu-pair", f"{spec.accelerator_type} cannot be attached to {machine.name}",
+            f"attachable GPUs: {', '.join(machine.attachable_gpus) or 'none'}; "
+            "A100/L4/H100 come with a2/g2/a3 machine types")], spec.accelerator_type
+    if spec.accelerator_count not in allowed:
+        return [Violation(
+            "gpu-count", f"{spec.accelerator_count}x {spec.accelerator_type} is not a valid count "
+            f"on {machine.name}", f"use one of: {', '.join(map(str, allowed))}")], spec.accelerator_type
+    return [], spec.accelerator_type
+
+
+def _local_ssd_violations(spec: VmSpec) -> list[Violation]:
+    machine = MACHINES[spec.machine_type]
+    if machine.bundled_local_ssd and spec.local_ssd_count:
+        return [Violation(
+            "local-ssd-bundled",
+            f"{machine.name} comes with {machine.bundled_local_ssd} local SSD(s); "
+            "scratch disks cannot be added", "set nvme_count = 0 in the profile")]
+    if spec.local_ssd_count and spec.local_ssd_count not in machine.local_ssd_counts:
+        return [Violation(
+            "local-ssd-count",
+            f"{spec.local_ssd_count} local SSDs is not a valid count on {machine.name}",
+            f"use 0 or one of: {', '.join(map(str, machine.local_ssd_counts)) or 'none'}")]
+    return []
+
+
+def _scheduling_violations(spec: VmSpec) -> list[Violation]:
+    out: list[Violation] = []
+    machine = MACHINES[spec.machine_type]
+    if machine.spot_only and not spec.spot:
+        out.append(Violation("spot-only", f"{machine.name} is offered only as spot (or flex-start)",
+                             "use the -spot profile"))
+    if spec.max_run_seconds is not None and spec.termination_time is not None:
+        out.append(Violation("run-limit-exclusive",
+                             "max run duration and termination time cannot both be set",
+                             "pass either --ttl/--budget or --until, not both"))
+    if spec.max_run_seconds is not None and not (
+            MIN_RUN_SECONDS <= spec.max_run_seconds <= MAX_RUN_SECONDS):
+        out.append(Violation("run-limit-range",
+                             f"max run duration {spec.max_run_seconds}s is outside 30 s .. 120 days",
+                             "pick a TTL between 1m and 120d"))
+    if spec.termination_action not in ("DELETE", "STOP"):
+        out.append(Violation("termination-action",
+                             f"termination action {spec.termination_action!r} is unknown",
+                             "use DELETE or STOP"))
+    return out
+
+
+def _network_violations(spec: VmSpec) -> list[Violation]:
+    if spec.ssh_source_cidr == CALLER_ADDRESS_PLACEHOLDER:
+        return []
+    try:
+        net = ipaddress.ip_network(spec.ssh_source_cidr, strict=True)
+    except ValueError:
+        return [Violation("ssh-source", f"'{spec.ssh_source_cidr}' is not an address range",
+                          "pass one address, e.g. --ssh-from 198.51.100.7")]
+    if net.num_addresses != 1:
+        return [Violation("ssh-source",
+                          f"SSH would be open to {net.num_addresses} addresses ({net})",
+                          "gpuctl opens port 22 to one address only: pass a /32 (IPv4) or /128")]
+    return []
+
+
+def _identity_violations(spec: VmSpec) -> list[Violation]:
+    out: list[Violation] = []
+    if len(spec.name) > MAX_NAME_LEN or not NAME_RE.match(spec.name):
+        out.append(Violation(
+            "name", f"'{spec.name}' is not a valid VM name",
+            f"use lowercase letters, digits and dashes, start with a letter, at most {MAX_NAME_LEN}"))
+    for key in REQUIRED_LABELS:
+        if key not in spec.labels:
+            out.append(Violation("labels-required", f"label {key} is missing",
+                                 "every gpuctl resource carries the gpuctl-* labels"))
+    for key, value in spec.labels.items():
+        if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
+            out.append(Violation("label-format", f"label {key}={value!r} is not a valid GCE label",
+                                 "labels are lowercase letters, digits, - and _, at most 63"))
+    return out
+
+
+def _disk_violations(spec: VmSpec) -> list[Violation]:
+    out: list[Violation] = []
+    if spec.boot_disk_type not in BOOT_DISK_TYPES:
+        out.append(Violation("boot-disk-type", f"boot disk type {spec.boot_disk_type!r} is unknown",
+                             f"use one of: {', '.join(BOOT_DISK_TYPES)}"))
+    if not 10 <= spec.boot_disk_gb <= 65536:
+        out.append(Violation("boot-disk-size", f"boot disk of {spec.boot_disk_gb} GB is out of range",
+                             "use 10 to 65536 GB (models want 100 GB or more)"))
+    return out
+
+
+def _daily_stop_violations(spec: VmSpec) -> list[Violation]:
+    stop = spec.daily_stop
+    if stop is None:
+        return []
+    out: list[Violation] = []
+    if not (0 <= stop.hour < 24 and 0 <= stop.minute < 60):
+        out.append(Violation("daily-stop-clock", f"{stop.hour}:{stop.minute} is not a clock time",
+                             "use HH:MM, e.g. 06:00"))
+    try:
+        ZoneInfo(stop.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        out.append(Violation("daily-stop-tz", f"'{stop.time_zone}' is not a time zone",
+                             "use an IANA name such as Asia/Tokyo or UTC"))
+    return out
+
+
+def metadata_violations(metadata: dict[str, str]) -> list[Violation]:
+    """Instance metadata is readable by every process on the VM: it must hold no secret."""
+    out: list[Violation] = []
+    for key, value in metadata.items():
+        if key == "ssh-keys":
+            for line in filter(None, value.splitlines()):
+                _, _, key_text = line.partition(":")
+                if not key_text.startswith(PUBLIC_KEY_PREFIXES):
+                    out.append(Violation("metadata-secret", "ssh-keys holds something other than "
+                                         "a public key", "pass the .pub file, never the private key"))
+            continue
+        lowered = f"{key}={value}".lower()
+        for marker in SECRET_MARKERS:
+            if marker.lower() in lowered:
+                out.append(Violation("metadata-secret", f"metadata {key} looks like it holds a "
+                                     f"secret ({marker!r})",
+                                     "keep secrets in Secret Manager, never in metadata"))
+                break
+    return out
+
+
+def violations(spec: VmSpec) -> list[Violation]:
+    """Every rule the spec breaks, most fundamental first."""
+    if spec.machine_type not in MACHINES:
+        return [Violation("machine-type", f"machine type {spec.machine_type} is not known to gpuctl",
+                          f"use one of: {', '.join(sorted(MACHINES))}")]
+    gpu_problems, gpu = _gpu_violations(spec)
+    return (_identity_violations(spec) + gpu_problems + _zone_violations(spec, gpu)
+            + _local_ssd_violations(spec) + _scheduling_violations(spec)
+            + _network_violations(spec) + _disk_violations(spec) + _daily_stop_violations(spec))
+
+
+def check_failed(found: list[Violation]) -> None:
+    """Raise the first violation as a RuleViolation (one line, with a hint)."""
+    if found:
+        raise RuleViolation(found[0].message, found[0].hint)
+
+
+def check(spec: VmSpec) -> None:
+    check_failed(violations(spec))

@@ -1,0 +1,84 @@
+"""gpuctl's entry point. Subcommands load lazily so `gpuctl --help` stays fast: nothing here
+imports pydantic, rich, pulumi or any Google Cloud library."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from .. import __version__
+
+# command name -> (module under gpuctl.cli, attribute, one-line help for --help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "profiles": ("profiles_cmd", "profiles", "List machine profiles with their price and zones."),
+    "cost": ("cost_cmd", "cost", "Show what a profile costs per hour and if forgotten."),
+    "up": ("up_cmd", "up", "Create a guarded GPU VM (use --dry-run for the plan)."),
+    "prices": ("prices_cmd", "prices", "Show or refresh the price snapshot."),
+    "config": ("config_cmd", "config", "Show the config file path and the settings in force."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when run, and which turns GpuctlError into
+    one line on stderr and a non-zero exit (tracebacks only with GPUCTL_DEBUG=1)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attr, _ = COMMANDS[name]
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table above, so listing commands imports none of them.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        from ..errors import GpuctlError
+
+        try:
+            return super().invoke(ctx)
+        except GpuctlError as exc:
+            if os.environ.get("GPUCTL_DEBUG") == "1":
+                raise
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+
+
+def report_error(exc) -> None:
+    hint = f" (hint: {exc.hint})" if exc.hint else ""
+    text = f"error: {exc.message}{hint}".replace("\n", " ")
+    click.secho(text, fg="red", err=True)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpuctl")
+def cli() -> None:
+    """gpuctl: spot GPU machines on Google Cloud that never leave a bill running.
+
+    \b
+    Start here (no cloud account needed):
+      gpuctl profiles                  what you can rent, and what it costs
+      gpuctl cost a100-spot            hourly breakdown and the cost of forgetting it
+      gpuctl up a100-spot --dry-run    everything `up` would create, install and guard
+    """
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="gpuctl")
+    except KeyboardInterrupt:
+        click.secho("interrupted", fg="red", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

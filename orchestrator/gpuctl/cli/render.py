@@ -1,0 +1,156 @@
+"""Rich rendering of reports and plans. Only the CLI imports this; library code never prints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..money import DisplayCurrency, format_amount
+from ..units import format_duration
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def money(usd: float | None, cur: dict | DisplayCurrency, digits: int = 2) -> str:
+    """'$1.93' or '$1.93 / ¥290' when a display currency is set."""
+    if usd is None:
+        return "?"
+    text = f"${usd:,.{digits}f}"
+    code = cur.code if isinstance(cur, DisplayCurrency) else cur["code"]
+    rate = cur.rate if isinstance(cur, DisplayCurrency) else cur["rate"]
+    if code != "USD":
+        text += f" / {format_amount(usd * rate, code)}"
+    return text
+
+
+def currency_note(cur: dict) -> str:
+    if cur["code"] == "USD":
+        return ""
+    return f"1 USD = {cur['rate']:g} {cur['code']} ({cur['source']}, {cur['as_of']})"
+
+
+def prices_note(report: dict) -> str:
+    return f"prices as of {report['prices_as_of']}: {report['prices_source']}"
+
+
+def breakdown_table(cost: dict, cur: dict) -> Table:
+    table = Table(title=f"Hourly cost in {cost['region']} ({'spot' if cost['spot'] else 'on-demand'})",
+                  title_justify="left")
+    table.add_column("item")
+    table.add_column("what")
+    table.add_column("per hour", justify="right")
+    table.add_column("bills when stopped")
+    for line in cost["breakdown"]:
+        table.add_row(line["item"], line["detail"], money(line["usd_per_hour"], cur, 4),
+                      "yes" if line["bills_when_stopped"] else "no")
+    table.add_row("[bold]total[/]", "", f"[bold]{money(cost['hourly_usd'], cur, 4)}[/]",
+                  money(cost["stopped_hourly_usd"], cur, 4))
+    return table
+
+
+def forgotten_table(cost: dict, cur: dict) -> Table:
+    guarded = any("guarded_usd" in row for row in cost["forgotten"])
+    table = Table(title="If you forget it", title_justify="left")
+    table.add_column("for")
+    table.add_column("left running", justify="right")
+    table.add_column("stopped, not deleted", justify="right")
+    if guarded:
+        table.add_column("with these guards", justify="right", style="green")
+    for row in cost["forgotten"]:
+        cells = [row["period"], money(row["running_usd"], cur), money(row["stopped_usd"], cur)]
+        if guarded:
+            cells.append(money(row["guarded_usd"], cur))
+        table.add_row(*cells)
+    return table
+
+
+def _gpu_summary(inputs: dict) -> str:
+    accels = inputs.get("guestAccelerators") or []
+    return ", ".join(f"{a['count']}x {a['type']}" for a in accels) or "built into machine type"
+
+
+def resource_summary(resource: dict) -> str:
+    """The few inputs a person checks before saying yes."""
+    inputs = resource["inputs"]
+    kind = resource["type"].rsplit(":", 1)[-1]
+    if kind == "Instance":
+        sched = inputs.get("scheduling", {})
+        boot = inputs.get("bootDisk", {}).get("initializeParams", {})
+        parts = [
+            f"{inputs.get('machineType')} in {inputs.get('zone')}",
+            f"GPU: {_gpu_summary(inputs)}",
+            f"scratch NVMe: {len(inputs.get('scratchDisks') or [])}",
+            f"boot: {boot.get('size', 0):g} GB {boot.get('type')} {boot.get('image', '').rsplit('/', 1)[-1]}",
+            f"{sched.get('provisioningModel')}, on maintenance {sched.get('onHostMaintenance')}, "
+            f"restart {str(sched.get('automaticRestart')).lower()}",
+        ]
+        if "maxRunDuration" in sched:
+            parts.append(f"max run {format_duration(sched['maxRunDuration']['seconds'])} then "
+                         f"{sched.get('instanceTerminationAction')}")
+        if "terminationTime" in sched:
+            parts.append(f"terminate at {sched['terminationTime']} ({sched.get('instanceTerminationAction')})")
+        parts.append("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(inputs.get("labels", {}).items())))
+        return "\n".join(parts)
+    if kind == "Firewall":
+        ports = ",".join(p for a in inputs.get("allows", []) for p in a.get("ports", []))
+        return (f"{inputs.get('direction')} tcp:{ports} from {', '.join(inputs.get('sourceRanges', []))} "
+                f"to tag {', '.join(inputs.get('targetTags', []))}")
+    if kind == "ResourcePolicy":
+        sched = inputs.get("instanceSchedulePolicy", {})
+        return (f"stop on cron '{sched.get('vmStopSchedule', {}).get('schedule')}' "
+                f"in {sched.get('timeZone')}, region {inputs.get('region')}")
+    return ""
+
+
+def render_plan(plan: dict) -> None:
+    out = console()
+    cur = plan["currency"]
+    out.print(f"[bold]Plan for {plan['profile']}[/] → VM [bold]{plan['name']}[/] in {plan['zone']} "
+              f"({'spot' if plan['spot'] else 'on-demand'}); zones to try: {', '.join(plan['zones_to_try'])}")
+    out.print("[yellow]dry run: nothing was created[/]")
+
+    resources = Table(title="Resources", title_justify="left", show_lines=True)
+    resources.add_column("type")
+    resources.add_column("name")
+    resources.add_column("key inputs")
+    for res in plan["resources"]:
+        if res["type"].startswith("gcp:"):
+            resources.add_row(res["type"].split(":")[1].replace("/", "."), res["name"], resource_summary(res))
+    out.print(resources)
+
+    steps = Table(title="Provisioning over SSH", title_justify="left")
+    steps.add_column("#", justify="right")
+    steps.add_column("step")
+    steps.add_column("what it does")
+    for i, step in enumerate(plan["provisioning"], 1):
+        steps.add_row(str(i), step["id"], step["summary"])
+    out.print(steps)
+
+    guards = Table(title="Guards", title_justify="left")
+    guards.add_column("side")
+    guards.add_column("guard")
+    guards.add_column("then")
+    guards.add_column("fires in", justify="right")
+    for g in plan["guards"]:
+        fires = format_duration(g["fires_in_seconds"]) if g["fires_in_seconds"] is not None else "when idle"
+        guards.add_row(g["side"], g["summary"], g["action"], fires)
+    out.print(guards)
+
+    out.print(breakdown_table(plan["cost"], cur))
+    out.print(forgotten_table(plan["cost"], cur))
+    worst = plan["worst_case"]
+    style = "green" if worst["bounded"] else "yellow"
+    out.print(f"[{style}]worst case: {worst['summary']}[/]")
+    for note in (prices_note(plan["cost"]), currency_note(cur)):
+        if note:
+            out.print(f"[dim]{note}[/]")

@@ -1,0 +1,130 @@
+"""User configuration: ~/.config/gpuctl/config.toml, then GPUCTL_* variables, then flags.
+
+Example:
+    owner = "alice"
+    project = "my-gcp-project"
+    region = "asia-northeast1"
+    currency = "JPY"
+    ttl = "6h"                  # default server-side run limit for every VM
+    daily_stop = "06:00"        # stop every day at this clock time...
+    time_zone = "Asia/Tokyo"    # ...in this zone
+    [profiles.a100-spot]
+    zones = ["asia-northeast1-c", "asia-northeast1-a"]
+    [profiles.my-t4]
+    base = "t4-spot"
+    nvme_count = 2
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError, UsageError
+from .paths import config_path
+from .units import parse_clock, parse_duration
+from .validation import first_error
+
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# GPUCTL_<NAME> environment variables that override config keys.
+ENV_KEYS = ("owner", "project", "region", "currency", "ttl", "daily_stop", "time_zone", "ssh_from")
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str | None = None  # default: the local user name, sanitised for labels
+    project: str | None = None  # default: gcloud's default project at apply time
+    region: str = "us-central1"
+    currency: str = "USD"  # display currency next to USD
+    fx_rate: float | None = Field(default=None, gt=0)  # USD -> currency, overrides the snapshot
+    ttl: str | None = "8h"  # server-side max run duration for every VM; "none" to omit
+    termination_action: Literal["delete", "stop"] = "delete"
+    daily_stop: str | None = None  # HH:MM
+    time_zone: str = "UTC"
+    idle_minutes: int = Field(default=30, ge=0, le=24 * 60)  # 0 disables the idle watchdog
+    ssh_from: str | None = None  # the caller's address; detected at apply time when unset
+    profiles: dict[str, dict[str, Any]] = {}
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.upper()
+        if not _CURRENCY_RE.match(value):
+            raise ValueError(f"'{value}' is not a currency code like USD or JPY")
+        return value
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "none", "off"):
+            return None
+        try:
+            parse_duration(value)
+        except UsageError as exc:
+            raise ValueError(f"{exc.message} ({exc.hint})") from None
+        return value
+
+    @field_validator("daily_stop")
+    @classmethod
+    def _daily_stop(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "none", "off"):
+            return None
+        try:
+            parse_clock(value)
+        except UsageError as exc:
+            raise ValueError(f"{exc.message} ({exc.hint})") from None
+        return value
+
+    def resolved_owner(self) -> str:
+        return label_safe(self.owner or _login_name())
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "gpuctl-user"
+
+
+def label_safe(text: str, max_len: int = 63) -> str:
+    """Make text a valid GCE label value and name fragment: lowercase, digits, dashes."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = "u-" + cleaned
+    return cleaned[:max_len].rstrip("-")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}",
+                          "fix the line it names, or move the file away to use defaults") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}",
+                          "check its permissions and encoding (UTF-8)") from None
+
+
+def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
+    return {key: environ[f"GPUCTL_{key.upper()}"] for key in ENV_KEYS
+            if environ.get(f"GPUCTL_{key.upper()}")}
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the config file (missing is fine), apply GPUCTL_* variables, validate."""
+    path = path or config_path()
+    data = _read_toml(path) if path.exists() else {}
+    data.update(env_overrides(os.environ if environ is None else environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"config {path}: {first_error(exc)}",
+                          "fix that key (see `gpuctl config show` for the keys and defaults)") from None

@@ -1,0 +1,59 @@
+"""One error hierarchy for everything gpuctl reports to a user.
+
+Every error carries a hint the user can act on. The CLI prints the message and the hint on
+one line each and exits non-zero; library code only raises.
+"""
+
+from __future__ import annotations
+
+
+class GpuctlError(Exception):
+    """Base of every error a user is meant to read."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class UsageError(GpuctlError):
+    """Bad input from the command line: a malformed TTL, budget, clock time..."""
+
+    exit_code = 2
+
+
+class ConfigError(GpuctlError):
+    """The config file or an environment variable is broken."""
+
+    exit_code = 2
+
+
+class ProfileError(GpuctlError):
+    """Unknown profile or a profile that does not validate."""
+
+    exit_code = 2
+
+
+class RuleViolation(GpuctlError):
+    """A spec breaks a Google Compute Engine rule (GPU/machine pair, local SSD count...)."""
+
+    exit_code = 2
+
+
+class GuardError(GpuctlError):
+    """A plan without a server-side guard, or a guard that cannot be honoured."""
+
+    exit_code = 2
+
+
+class PriceError(GpuctlError):
+    """No price known for a component, or the live price refresh failed."""
+
+
+class NotAvailableYet(GpuctlError):
+    """A capability that this release does not have yet (said plainly, never faked)."""

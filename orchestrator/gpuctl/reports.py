@@ -1,0 +1,88 @@
+"""Read-only reports behind `gpuctl profiles` and `gpuctl cost`: plain dicts, ready for JSON."""
+
+from __future__ import annotations
+
+from gpuctl_infra.catalog import GPUS, MACHINES, REGIONS, region_of
+
+from .context import Context
+from .cost import forgotten_table, hourly_cost
+from .errors import PriceError, UsageError
+from .plan import cost_dict
+from .money import budget_in_usd
+from .profiles import Profile, get_profile
+
+
+def _regions_for(profile: Profile) -> list[str]:
+    gpu = GPUS.get(profile.gpu_type or "")
+    regions = [r for r in REGIONS if gpu and gpu.zones_in(r)]
+    if profile.region:
+        regions = [r for r in regions if r == profile.region]
+    return regions
+
+
+def pick_region(profile: Profile, requested: str | None, default: str) -> str:
+    """The region to price: asked for, pinned by the profile, the config's, or the first with the GPU."""
+    if requested:
+        if requested not in REGIONS:
+            raise UsageError(f"gpuctl has no GPU data for region {requested}",
+                             f"use one of: {', '.join(REGIONS)}")
+        return requested
+    if profile.zones:
+        return region_of(profile.zones[0])
+    offered = _regions_for(profile)
+    if default in offered or not offered:
+        return profile.region or default
+    return offered[0]
+
+
+def profile_row(profile: Profile, ctx: Context) -> dict:
+    machine = MACHINES[profile.machine_type]
+    gpu = GPUS.get(profile.gpu_type or "")
+    per_region: dict[str, dict] = {}
+    for region in _regions_for(profile):
+        try:
+            usd = hourly_cost(profile, region, ctx.prices).running
+        except PriceError:
+            usd = None  # a region the snapshot lacks: shown as unknown, not as free
+        per_region[region] = {"hourly_usd": round(usd, 4) if usd is not None else None,
+                              "zones": profile.zones or (gpu.zones_in(region) if gpu else [])}
+    return {
+        "name": profile.name,
+        "description": profile.description,
+        "machine_type": profile.machine_type,
+        "gpu": gpu.display if gpu else None,
+        "gpu_count": profile.gpu_total,
+        "vcpus": machine.vcpus,
+        "memory_gb": machine.memory_gb,
+        "local_nvme": profile.local_ssd_total,
+        "spot": profile.spot,
+        "boot_disk": f"{profile.boot_disk_gb} GB {profile.boot_disk_type}",
+        "versions": {"driver": profile.driver, "cuda": profile.cuda, "python": profile.python},
+        "regions": per_region,
+    }
+
+
+def profiles_report(ctx: Context) -> dict:
+    rows = [profile_row(p, ctx) for p in sorted(ctx.profiles.values(),
+                                                key=lambda p: (not p.spot, p.name))]
+    return {"profiles": rows, "prices_as_of": ctx.prices.as_of.isoformat(),
+            "prices_source": ctx.prices.source, "currency": ctx.currency.as_dict()}
+
+
+def cost_report(ctx: Context, profile_name: str, region: str | None = None,
+                hours: float | None = None, budget: str | None = None) -> dict:
+    profile = get_profile(ctx.profiles, profile_name)
+    if hours is not None and budget is not None:
+        raise UsageError("--hours and --budget ask different questions", "pass one of them")
+    if hours is not None and not 0 < hours <= 24 * 365:
+        raise UsageError(f"--hours {hours} is out of range", "use a number of hours above 0")
+    region = pick_region(profile, region, ctx.config.region)
+    hourly = hourly_cost(profile, region, ctx.prices)
+    report = {"profile": profile.name, **cost_dict(hourly, forgotten_table(hourly), ctx),
+              "currency": ctx.currency.as_dict()}
+    if hours is not None:
+        report["for_hours"] = {"hours": hours, "usd": round(hours * hourly.running, 2)}
+    if budget is not None:
+        usd = budget_in_usd(budget, ctx.currency)
+        report["budget"] = {"usd": round(usd, 2), "hours": round(usd / hourly.running, 2)}
+    return report

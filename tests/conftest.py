@@ -1,0 +1,41 @@
+"""Shared fixtures: every test runs with its own gpuctl home and config, never the user's."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+# A fixed clock: guards that fire at a clock time are computed from it.
+FIXED_NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)  # 12:00 in Tokyo
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "gpuctl-home"
+    monkeypatch.setenv("GPUCTL_HOME", str(home))
+    monkeypatch.setenv("GPUCTL_CONFIG", str(tmp_path / "config.toml"))
+    for key in ("OWNER", "PROJECT", "REGION", "CURRENCY", "TTL", "DAILY_STOP", "TIME_ZONE",
+                "SSH_FROM", "DEBUG", "BILLING_ENDPOINT"):
+        monkeypatch.delenv(f"GPUCTL_{key}", raising=False)
+    monkeypatch.setenv("GPUCTL_OWNER", "alice")
+    return home
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    """Write the test's config.toml and return its path."""
+    path = tmp_path / "config.toml"
+
+    def write(text: str):
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def ctx():
+    from gpuctl.context import load_context
+
+    return load_context(now=FIXED_NOW)
