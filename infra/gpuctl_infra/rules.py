@@ -30,6 +30,15 @@ PUBLIC_KEY_PREFIXES = ("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp256 ", "sk-s
 SECRET_MARKERS = ("PRIVATE KEY", "password", "passwd", "secret", "token", "hf_", "api_key", "apikey")
 
 
+def is_time_zone(name: str) -> bool:
+    """True for an IANA zone name ZoneInfo can load (not a directory such as 'Asia')."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'Asia' is a directory
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Violation:
     rule: str
@@ -38,7 +47,7 @@ class Violation:
 
 
 def _zone_violations(spec: VmSpec, gpu: str | None) -> list[Violation]:
-    if not ZONE_RE.match(spec.zone):
+    if not ZONE_RE.fullmatch(spec.zone):
         return [Violation("zone-format", f"'{spec.zone}' is not a zone name",
                           "zones look like us-central1-a or asia-northeast1-c")]
     if spec.region not in REGIONS:
@@ -139,7 +148,7 @@ def _network_violations(spec: VmSpec) -> list[Violation]:
 
 def _identity_violations(spec: VmSpec) -> list[Violation]:
     out: list[Violation] = []
-    if len(spec.name) > MAX_NAME_LEN or not NAME_RE.match(spec.name):
+    if len(spec.name) > MAX_NAME_LEN or not NAME_RE.fullmatch(spec.name):
         out.append(Violation(
             "name", f"'{spec.name}' is not a valid VM name",
             f"use lowercase letters, digits and dashes, start with a letter, at most {MAX_NAME_LEN}"))
@@ -148,7 +157,7 @@ def _identity_violations(spec: VmSpec) -> list[Violation]:
             out.append(Violation("labels-required", f"label {key} is missing",
                                  "every gpuctl resource carries the gpuctl-* labels"))
     for key, value in spec.labels.items():
-        if not LABEL_KEY_RE.match(key) or not LABEL_VALUE_RE.match(value):
+        if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(value):
             out.append(Violation("label-format", f"label {key}={value!r} is not a valid GCE label",
                                  "labels are lowercase letters, digits, - and _, at most 63"))
     return out
@@ -173,9 +182,7 @@ def _daily_stop_violations(spec: VmSpec) -> list[Violation]:
     if not (0 <= stop.hour < 24 and 0 <= stop.minute < 60):
         out.append(Violation("daily-stop-clock", f"{stop.hour}:{stop.minute} is not a clock time",
                              "use HH:MM, e.g. 06:00"))
-    try:
-        ZoneInfo(stop.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not is_time_zone(stop.time_zone):
         out.append(Violation("daily-stop-tz", f"'{stop.time_zone}' is not a time zone",
                              "use an IANA name such as Asia/Tokyo or UTC"))
     return out

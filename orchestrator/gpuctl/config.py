@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gpuctl_infra.rules import is_time_zone
+
 from .errors import ConfigError, UsageError
 from .paths import config_path
 from .units import parse_clock, parse_duration
@@ -42,7 +44,7 @@ class Config(BaseModel):
     project: str | None = None  # default: gcloud's default project at apply time
     region: str = "us-central1"
     currency: str = "USD"  # display currency next to USD
-    fx_rate: float | None = Field(default=None, gt=0)  # USD -> currency, overrides the snapshot
+    fx_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # USD -> currency, overrides the snapshot
     ttl: str | None = "8h"  # server-side max run duration for every VM; "none" to omit
     termination_action: Literal["delete", "stop"] = "delete"
     daily_stop: str | None = None  # HH:MM
@@ -55,7 +57,7 @@ class Config(BaseModel):
     @classmethod
     def _currency(cls, value: str) -> str:
         value = value.upper()
-        if not _CURRENCY_RE.match(value):
+        if not _CURRENCY_RE.fullmatch(value):
             raise ValueError(f"'{value}' is not a currency code like USD or JPY")
         return value
 
@@ -79,6 +81,13 @@ class Config(BaseModel):
             parse_clock(value)
         except UsageError as exc:
             raise ValueError(f"{exc.message} ({exc.hint})") from None
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        if not is_time_zone(value):
+            raise ValueError(f"'{value}' is not a time zone (use an IANA name such as Asia/Tokyo)")
         return value
 
     def resolved_owner(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpuctl_infra import rules
 from gpuctl_infra.catalog import GPUS, MACHINES, REGIONS, region_of
@@ -84,7 +83,7 @@ def worst_case_sentence(hours: float, usd: float, after: str, per_day: float) ->
 def resolve_region_and_zones(profile: Profile, options: UpOptions, default_region: str) -> tuple[str, list[str]]:
     gpu = profile.gpu_type
     if options.zone:
-        if not rules.ZONE_RE.match(options.zone):
+        if not rules.ZONE_RE.fullmatch(options.zone):
             raise UsageError(f"'{options.zone}' is not a zone name",
                              "zones look like us-central1-a or asia-northeast1-c")
         region = region_of(options.zone)
@@ -151,10 +150,8 @@ def _daily_stop(options: UpOptions, ctx: Context) -> DailyStop | None:
         return None
     hour, minute = parse_clock(clock)
     tz = options.time_zone or ctx.config.time_zone
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"'{tz}' is not a time zone", "use an IANA name such as Asia/Tokyo") from None
+    if not rules.is_time_zone(tz):
+        raise UsageError(f"'{tz}' is not a time zone", "use an IANA name such as Asia/Tokyo")
     return DailyStop(hour, minute, tz)
 
 

@@ -44,15 +44,18 @@ class Profile(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not PROFILE_NAME_RE.match(value):
+        if not PROFILE_NAME_RE.fullmatch(value):
             raise ValueError("use lowercase letters, digits and dashes (max 31)")
         return value
 
-    @field_validator("driver", "cuda", "python")
+    @field_validator("driver", "cuda", "python", mode="before")
     @classmethod
-    def _version(cls, value: str) -> str:
-        value = str(value)
-        if not _VERSION_RE.match(value):
+    def _version(cls, value: object) -> str:
+        if isinstance(value, bool) or isinstance(value, float):
+            # TOML would read cuda = 12.10 as 12.1: make the user quote it instead of guessing.
+            raise ValueError(f"write the version as a string, e.g. \"{value}\"")
+        value = str(value) if isinstance(value, int) else value
+        if not isinstance(value, str) or not _VERSION_RE.fullmatch(value):
             raise ValueError(f"'{value}' is not a version like 535, 12.4 or 3.10")
         return value
 
@@ -115,8 +118,8 @@ def build_profiles(overrides: dict[str, dict[str, Any]] | None = None) -> dict[s
         override = dict(override)
         base_name = override.pop("base", None)
         if base_name is not None:
-            if base_name not in fields:
-                raise ProfileError(f"profile {name}: base '{base_name}' is not a profile",
+            if not isinstance(base_name, str) or base_name not in fields:
+                raise ProfileError(f"profile {name}: base {base_name!r} is not a profile",
                                    f"known profiles: {', '.join(sorted(fields))}")
             start = dict(fields[base_name])
         else:

@@ -31,8 +31,9 @@ def parse_duration(text: str) -> int:
         pos = match.end()
     if pos != len(cleaned) or pos == 0:
         raise UsageError(f"'{text}' is not a duration", DURATION_HINT)
-    if not math.isfinite(total) or total <= 0:
-        raise UsageError(f"duration '{text}' must be longer than zero", DURATION_HINT)
+    # Round before the check: "0.4s" would otherwise become a zero-second TTL.
+    if not math.isfinite(total) or round(total) <= 0:
+        raise UsageError(f"duration '{text}' must be at least one second", DURATION_HINT)
     return int(round(total))
 
 
@@ -51,7 +52,7 @@ def format_duration(seconds: float) -> str:
 
 def parse_money(text: str, default_currency: str = "USD") -> tuple[float, str]:
     """'20', '$20', '20usd', '3000 JPY' -> (amount, currency code)."""
-    match = _MONEY.match(str(text))
+    match = _MONEY.fullmatch(str(text))
     if not match:
         raise UsageError(f"'{text}' is not an amount of money",
                          "write an amount like 20, $20, 20USD or 3000JPY")
@@ -67,7 +68,7 @@ def parse_money(text: str, default_currency: str = "USD") -> tuple[float, str]:
 
 def parse_clock(text: str) -> tuple[int, int]:
     """'06:00' -> (6, 0). 24-hour clock."""
-    match = _CLOCK.match(str(text).strip())
+    match = _CLOCK.fullmatch(str(text).strip())
     if not match:
         raise UsageError(f"'{text}' is not a clock time", "write a 24-hour time like 06:00 or 23:30")
     return int(match.group(1)), int(match.group(2))
