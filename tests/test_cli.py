@@ -39,7 +39,8 @@ def test_profiles_json_lists_every_profile_with_prices_per_region():
 def test_profiles_table():
     result = run("profiles")
     assert result.exit_code == 0
-    assert "a100x4-spot" in result.stdout and "us-central1 $/h" in result.stdout
+    assert "a100x4-spot" in result.stdout and "asia-northeast1" in result.stdout
+    assert "not offered" in result.stdout  # A100 80GB in Tokyo
 
 
 def test_cost_json_has_breakdown_and_forgotten_table():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from rich import box
 
 from .options import json_option
 
@@ -19,25 +20,31 @@ def profiles(as_json: bool) -> None:
         return
     cur = report["currency"]
     regions = sorted({r for row in report["profiles"] for r in row["regions"]})
-    table = render.Table(title="Profiles", title_justify="left")
-    for col in ("profile", "machine", "GPU", "NVMe", "model"):
-        table.add_column(col)
+    table = render.Table(title="Profiles: price per hour", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("profile", "GPU", "machine", "NVMe"):
+        table.add_column(col, no_wrap=True)
     for region in regions:
-        table.add_column(f"{region} $/h", justify="right")
-        table.add_column(f"{region} zones")
+        table.add_column(region, justify="right", no_wrap=True)
+    availability: dict[str, dict[str, list[str]]] = {}
     for row in report["profiles"]:
-        cells = [row["name"], row["machine_type"], f"{row['gpu_count']}x {row['gpu']}",
-                 str(row["local_nvme"]), "spot" if row["spot"] else "on-demand"]
+        cells = [row["name"], f"{row['gpu_count']}x {row['gpu']}", row["machine_type"],
+                 str(row["local_nvme"])]
         for region in regions:
             info = row["regions"].get(region)
-            if info is None:
-                cells += ["—", "not offered"]
-            else:
-                cells += [render.money(info["hourly_usd"], cur, 3),
-                          ",".join(z.rsplit("-", 1)[-1] for z in info["zones"])]
+            cells.append("[dim]—[/]" if info is None else render.money(info["hourly_usd"], cur, 3))
+            if info is not None:
+                availability.setdefault(row["gpu"], {})[region] = info["zones"]
         table.add_row(*cells)
+    zones = render.Table(title="Zones with each GPU (suffixes)", title_justify="left", box=box.SIMPLE_HEAD)
+    zones.add_column("GPU", no_wrap=True)
+    for region in regions:
+        zones.add_column(region)
+    for gpu, by_region in sorted(availability.items()):
+        zones.add_row(gpu, *(" ".join(z.rsplit("-", 1)[-1] for z in by_region.get(r, []))
+                             or "[dim]not offered[/]" for r in regions))
     out = render.console()
     out.print(table)
+    out.print(zones)
     out.print(f"[dim]{render.prices_note(report)}[/]")
     note = render.currency_note(cur)
     if note:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -14,7 +15,9 @@ from ..units import format_duration
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output has no terminal width; rich would assume 80 and truncate wide tables.
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def print_json(data: Any) -> None:
