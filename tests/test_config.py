@@ -32,7 +32,7 @@ def test_missing_file_gives_defaults(tmp_path):
     assert config.ttl == "8h"
     assert config.termination_action == "delete"
     assert config.daily_stop is None
-    assert config.time_zone == "UTC"
+    assert config.time_zone is None  # hosts keep their zone unless one is configured
     assert config.idle_minutes == 30
     assert config.profiles == {}
     assert config.owner is None

@@ -48,7 +48,7 @@ class Config(BaseModel):
     ttl: str | None = "8h"  # server-side max run duration for every VM; "none" to omit
     termination_action: Literal["delete", "stop"] = "delete"
     daily_stop: str | None = None  # HH:MM
-    time_zone: str = "UTC"
+    time_zone: str | None = None  # IANA name; None leaves hosts as they are (UTC for schedules)
     idle_minutes: int = Field(default=30, ge=0, le=24 * 60)  # 0 disables the idle watchdog
     ssh_from: str | None = None  # the caller's address; detected at apply time when unset
     profiles: dict[str, dict[str, Any]] = {}
@@ -85,8 +85,8 @@ class Config(BaseModel):
 
     @field_validator("time_zone")
     @classmethod
-    def _time_zone(cls, value: str) -> str:
-        if not is_time_zone(value):
+    def _time_zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_time_zone(value):
             raise ValueError(f"'{value}' is not a time zone (use an IANA name such as Asia/Tokyo)")
         return value
 

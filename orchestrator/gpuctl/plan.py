@@ -149,7 +149,7 @@ def _daily_stop(options: UpOptions, ctx: Context) -> DailyStop | None:
     if not clock or clock.strip().lower() in ("none", "off"):
         return None
     hour, minute = parse_clock(clock)
-    tz = options.time_zone or ctx.config.time_zone
+    tz = options.time_zone or ctx.config.time_zone or "UTC"
     if not rules.is_time_zone(tz):
         raise UsageError(f"'{tz}' is not a time zone", "use an IANA name such as Asia/Tokyo")
     return DailyStop(hour, minute, tz)

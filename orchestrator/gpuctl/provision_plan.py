@@ -36,7 +36,7 @@ def _nvme_step(profile: Profile) -> PlannedStep | None:
                                "(discard,defaults,nofail), writable by the login user")
 
 
-def provisioning_steps(profile: Profile, guards: GuardPlan, time_zone: str,
+def provisioning_steps(profile: Profile, guards: GuardPlan, time_zone: str | None,
                        idle_minutes: int) -> list[PlannedStep]:
     steps = [PlannedStep("connect", "wait for SSH; verify the host key published in guest attributes"),
              PlannedStep("facts", "read OS, GPUs, disks and installed versions")]
@@ -45,7 +45,8 @@ def provisioning_steps(profile: Profile, guards: GuardPlan, time_zone: str,
         steps.append(nvme)
         steps.append(PlannedStep("caches", f"point HF_HOME, pip/uv and torch caches at {NVME_MOUNT}"))
     zone = guards.daily_stop.time_zone if guards.daily_stop else time_zone
-    steps.append(PlannedStep("timezone", f"set the time zone to {zone}"))
+    if zone:
+        steps.append(PlannedStep("timezone", f"set the time zone to {zone}"))
     if guards.daily_stop:
         stop = guards.daily_stop
         steps.append(PlannedStep("shutdown-cron", f"root cron `{stop.cron} /sbin/shutdown -h now` "

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("up_cmd", "up", "Create a guarded GPU VM (use --dry-run for the plan)."),
     "prices": ("prices_cmd", "prices", "Show or refresh the price snapshot."),
     "config": ("config_cmd", "config", "Show the config file path and the settings in force."),
+    "provision": ("provision_cmd", "provision", "Make a host ready over SSH: NVMe, guards, driver, CUDA."),
+    "guards": ("provision_cmd", "guards", "Show a host's on-host guards and watchdog decisions."),
 }
 
 

@@ -157,3 +157,13 @@ def render_plan(plan: dict) -> None:
     for note in (prices_note(plan["cost"]), currency_note(cur)):
         if note:
             out.print(f"[dim]{note}[/]")
+
+
+STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "skipped": "dim", "failed": "red"}
+
+
+def step_line(step: dict, check: bool) -> str:
+    status = "would change" if check and step["status"] == "changed" else step["status"]
+    detail = step.get("error") or step.get("reason") or "; ".join(step.get("actions", []))[:100]
+    style = STATUS_STYLE.get(step["status"], "")
+    return f"[{style}]{status:>12}[/] {step['id']:<14} {step['seconds']:6.2f}s  {detail}"

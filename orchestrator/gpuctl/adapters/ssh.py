@@ -1,0 +1,159 @@
+"""The SSH adapter: a Fabric connection that verifies host keys, and errors a user can act on.
+
+Fabric trusts unknown host keys by default (AutoAddPolicy); gpuctl never does. The host key
+comes from gpuctl's own known_hosts (filled from the VM's guest attributes, or by the user for
+`gpuctl provision user@host`), and an unknown or changed key stops the connection.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GpuctlError
+
+CONNECT_TIMEOUT_S = 10
+
+
+class SshError(GpuctlError):
+    """The host could not be reached, or it is not who we think it is."""
+
+
+class CommandFailed(GpuctlError):
+    def __init__(self, command: str, exit_code: int, stderr: str):
+        tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+        super().__init__(f"`{command}` exited {exit_code}: {tail}",
+                         "rerun with --json for the full step report; nothing after it ran")
+        self.command, self.exit_code, self.stderr = command, exit_code, stderr
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str
+    port: int = 22
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def parse_target(text: str, default_user: str) -> tuple[str, str, int]:
+    """'user@host:2222' -> (user, host, port)."""
+    user, _, rest = text.rpartition("@")
+    host, port = rest, 22
+    if rest.count(":") == 1:  # host:port (a bare IPv6 address has several colons)
+        host, port_text = rest.split(":")
+        if not port_text.isdigit():
+            raise SshError(f"'{text}' has a bad port", "write user@host or user@host:2222")
+        port = int(port_text)
+    if not host:
+        raise SshError(f"'{text}' names no host", "write user@host")
+    return user or default_user, host, port
+
+
+class RemoteHost:
+    """One SSH connection to a host; counts round trips so benchmarks can report them."""
+
+    def __init__(self, target: SshTarget, connect_timeout: int = CONNECT_TIMEOUT_S):
+        from fabric import Connection
+        from paramiko import RejectPolicy
+
+        self.target = target
+        self.round_trips = 0
+        connect_kwargs = {"look_for_keys": False, "allow_agent": False,
+                          "banner_timeout": connect_timeout, "auth_timeout": connect_timeout}
+        if target.key_file:
+            connect_kwargs["key_filename"] = str(target.key_file)
+        self._conn = Connection(target.host, user=target.user, port=target.port,
+                                connect_timeout=connect_timeout, connect_kwargs=connect_kwargs)
+        self._conn.client.set_missing_host_key_policy(RejectPolicy())
+        if target.known_hosts:
+            self._conn.client.load_host_keys(str(target.known_hosts))
+
+    def load_known_hosts(self, path: Path) -> None:
+        self._conn.client.load_host_keys(str(path))
+
+    def connect(self) -> None:
+        try:
+            self._conn.open()
+        except Exception as exc:  # translated below; paramiko raises many kinds
+            raise translate_connect_error(exc, self.target) from None
+
+    def run(self, command: str, *, sudo: bool = False, check: bool = True,
+            timeout: int | None = 600) -> CommandResult:
+        """Run through `sh -c` (as root with sudo -n when asked): no password prompts, ever."""
+        wrapped = f"sh -c {shlex.quote(command)}"
+        if sudo and self.target.user != "root":
+            wrapped = f"sudo -n {wrapped}"
+        self.connect_if_needed()
+        self.round_trips += 1
+        try:
+            result = self._conn.run(wrapped, hide=True, warn=True, timeout=timeout, in_stream=False)
+        except Exception as exc:
+            raise translate_run_error(exc, self.target, command) from None
+        out = CommandResult(result.stdout, result.stderr, result.exited)
+        if check and not out.ok:
+            raise CommandFailed(command, out.exit_code, out.stderr or out.stdout)
+        return out
+
+    def connect_if_needed(self) -> None:
+        if not self._conn.is_connected:
+            self.connect()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "RemoteHost":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def translate_connect_error(exc: Exception, target: SshTarget) -> GpuctlError:
+    import paramiko
+
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return SshError(f"{target.host} presented a different host key than the one gpuctl pinned",
+                        "this may not be your machine; if it was rebuilt, remove its line from "
+                        f"{target.known_hosts}")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return SshError(f"{target.label} refused the SSH key",
+                        "pass the right key with --ssh-key, and check the user name")
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return SshError(f"{target.host} has no pinned host key, so gpuctl will not trust it",
+                        "add its key to gpuctl's known_hosts (ssh-keyscan, checked out of band) "
+                        "or pass --known-hosts")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return SshError(f"{target.label} did not answer within {CONNECT_TIMEOUT_S}s",
+                        "check the address, the firewall rule and that the machine is running")
+    if isinstance(exc, (OSError, paramiko.SSHException)):
+        return SshError(f"cannot reach {target.label}: {exc}",
+                        "check the address and port, and that sshd runs there")
+    return SshError(f"SSH to {target.label} failed: {exc}", "rerun with GPUCTL_DEBUG=1 for details")
+
+
+def translate_run_error(exc: Exception, target: SshTarget, command: str) -> GpuctlError:
+    from invoke.exceptions import CommandTimedOut
+
+    if isinstance(exc, CommandTimedOut):
+        return SshError(f"`{command}` on {target.host} timed out",
+                        "the host may be overloaded; rerun to resume where it stopped")
+    return SshError(f"the connection to {target.label} dropped during `{command}`",
+                    "rerun the same command: finished steps are not redone")

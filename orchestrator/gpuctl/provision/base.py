@@ -1,0 +1,53 @@
+"""The step contract: read facts now, return what would change (or why nothing does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .facts import Fact
+from .settings import ProvisionSettings
+
+
+class Host(Protocol):
+    def run(self, command: str, *, sudo: bool = False, check: bool = True,
+            timeout: int | None = 600) -> Any: ...
+
+
+def read(host: Host, fact: Fact):
+    """Read a fact at the moment a step needs it."""
+    return fact.parse(host.run(fact.command, sudo=fact.sudo, check=False).stdout)
+
+
+@dataclass
+class StepPlan:
+    actions: list[str] = field(default_factory=list)  # what apply would do, for people
+    apply: Callable[[Host], None] | None = None
+    reason: str = ""  # why nothing changes, or why the step is skipped
+    skipped: bool = False
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.actions) and not self.skipped
+
+
+def noop(reason: str) -> StepPlan:
+    return StepPlan(reason=reason)
+
+
+def skip(reason: str) -> StepPlan:
+    return StepPlan(reason=reason, skipped=True)
+
+
+def commands(*cmds: str, sudo: bool = True) -> StepPlan:
+    """A plan that runs shell commands in order; each is also its own description."""
+    def apply(host: Host) -> None:
+        for cmd in cmds:
+            host.run(cmd, sudo=sudo)
+    return StepPlan(actions=list(cmds), apply=apply)
+
+
+class Step(Protocol):
+    id: str
+
+    def plan(self, host: Host, settings: ProvisionSettings) -> StepPlan: ...
