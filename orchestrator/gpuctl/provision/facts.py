@@ -60,30 +60,39 @@ class BlockDevice:
         return bool(self.fstype or self.children or self.mountpoints)
 
 
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _device(node: dict) -> BlockDevice:
     mounts = node.get("mountpoints")
-    if mounts is None:  # older lsblk has a single mountpoint
+    if not isinstance(mounts, list):  # older lsblk has a single mountpoint
         mounts = [node.get("mountpoint")]
+    size = node.get("size")
+    children = node.get("children")
     return BlockDevice(
-        path=node.get("path") or f"/dev/{node.get('name', '?')}",
-        type=node.get("type") or "",
-        size=int(node.get("size") or 0),
-        fstype=node.get("fstype") or None,
-        uuid=node.get("uuid") or None,
-        label=node.get("label") or None,
-        mountpoints=tuple(m for m in mounts if m),
-        children=tuple(_device(c) for c in node.get("children") or ()),
+        path=_text(node.get("path")) or f"/dev/{_text(node.get('name')) or '?'}",
+        type=_text(node.get("type")) or "",
+        size=int(size) if isinstance(size, (int, str)) and str(size).isdigit() else 0,
+        fstype=_text(node.get("fstype")),
+        uuid=_text(node.get("uuid")),
+        label=_text(node.get("label")),
+        mountpoints=tuple(m for m in mounts if _text(m)),
+        children=tuple(_device(c) for c in children if isinstance(c, dict))
+        if isinstance(children, list) else (),
     )
 
 
 def parse_lsblk(text: str) -> list[BlockDevice]:
-    """lsblk -J -b -o PATH,NAME,TYPE,SIZE,FSTYPE,UUID,LABEL,MOUNTPOINTS."""
+    """lsblk -J -b -o PATH,NAME,TYPE,SIZE,FSTYPE,UUID,LABEL,MOUNTPOINTS; junk gives []."""
     try:
         data = json.loads(text or "{}")
     except ValueError:
         return []
     nodes = data.get("blockdevices") if isinstance(data, dict) else None
-    return [_device(n) for n in nodes or [] if isinstance(n, dict)]
+    if not isinstance(nodes, list):
+        return []
+    return [_device(n) for n in nodes if isinstance(n, dict)]
 
 
 def parse_by_id(text: str) -> dict[str, str]:
