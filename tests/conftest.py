@@ -39,3 +39,7 @@ def ctx():
     from gpuctl.context import load_context
 
     return load_context(now=FIXED_NOW)
+
+
+# Real throwaway SSH hosts (netns + Debian rootfs + sshd + loop-device NVMe) for provisioning.
+from tests.hosts.fixtures import host_rootfs, throwaway_host, throwaway_host_two_disks  # noqa: E402,F401

@@ -1,0 +1,44 @@
+"""pytest fixtures for throwaway SSH hosts.
+
+A missing component fails the test with what to install; it never skips, because a skipped
+provisioning test would read as a passing one (see DESIGN.md, Testing).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .host import ThrowawayHost, missing_prerequisites, sweep_leftovers
+from .rootfs import ensure_rootfs
+
+INSTALL_HINT = "run scripts/install-test-host-deps.sh as root, then pytest as root"
+
+
+@pytest.fixture(scope="session")
+def host_rootfs():
+    """The cached Debian 12 rootfs, built on first use (about a minute), after removing the
+    leftovers of earlier runs that crashed."""
+    missing = missing_prerequisites()
+    if missing:
+        pytest.fail(f"throwaway SSH hosts need {', '.join(missing)}; {INSTALL_HINT}",
+                    pytrace=False)
+    sweep_leftovers()
+    try:
+        return ensure_rootfs()
+    except Exception as exc:
+        pytest.fail(f"could not build the Debian rootfs for throwaway hosts: {exc}",
+                    pytrace=False)
+
+
+@pytest.fixture
+def throwaway_host(host_rootfs):
+    """A running host with one fake local NVMe SSD."""
+    with ThrowawayHost(disks=1, rootfs=host_rootfs) as host:
+        yield host
+
+
+@pytest.fixture
+def throwaway_host_two_disks(host_rootfs):
+    """A running host with two fake local NVMe SSDs."""
+    with ThrowawayHost(disks=2, rootfs=host_rootfs) as host:
+        yield host

@@ -1,0 +1,1 @@
+"""Local stand-ins that speak Google Cloud REST APIs, for tests that drive the real client libraries."""
