@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .mounts import remove_tree
 
-ROOTFS_VERSION = "v1"
+ROOTFS_VERSION = "v2"
 SUITE = "bookworm"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 TEST_USER = "gpuctl"
@@ -27,7 +27,7 @@ TEST_USER = "gpuctl"
 # What provisioning touches on a real GCE VM, minus systemd/udev (a chroot has no init).
 PACKAGES = [
     "openssh-server", "openssh-sftp-server", "sudo", "cron", "util-linux", "mount",
-    "e2fsprogs", "mdadm", "python3", "iproute2", "procps", "tzdata", "ca-certificates",
+    "e2fsprogs", "mdadm", "python3", "python3-venv", "iproute2", "procps", "tzdata", "ca-certificates",
 ]
 
 
