@@ -226,3 +226,19 @@ def test_active_price_book_merges_refresh_over_snapshot(catalog, tmp_path, monke
     # ...and what the catalog did not answer (no A3 SKUs for Japan) keeps the snapshot's.
     tokyo_a3 = bundled.regions["asia-northeast1"].machines["a3-highgpu-1g"]
     assert active.regions["asia-northeast1"].machines["a3-highgpu-1g"] == tokyo_a3
+
+
+def test_cache_with_only_a_spot_price_keeps_the_snapshot_on_demand_price(isolated_home):
+    import datetime as dt
+
+    from gpuctl.adapters.billing import save_price_book
+    from gpuctl.paths import price_cache_path
+    from gpuctl.prices.model import PriceBook, Rate, RegionPrices
+    from gpuctl.prices.store import active_price_book, bundled_price_book
+
+    snapshot = bundled_price_book().regions["us-central1"].gpus["nvidia-tesla-t4"]
+    live = PriceBook(as_of=dt.date(2026, 11, 23), source="test refresh", regions={
+        "us-central1": RegionPrices(gpus={"nvidia-tesla-t4": Rate(spot=0.2, basis="catalog")})})
+    save_price_book(live, price_cache_path())
+    merged = active_price_book().regions["us-central1"].gpus["nvidia-tesla-t4"]
+    assert merged.spot == 0.2 and merged.ondemand == snapshot.ondemand
