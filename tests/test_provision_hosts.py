@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -177,14 +178,14 @@ def test_unknown_host_key_is_not_trusted(throwaway_host, tmp_path):
     assert "no pinned host key" in error.message and seconds < 15
 
 
+def new_key(path):
+    """A fresh key pair the host has never seen."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
 def test_wrong_key_is_refused_quickly(throwaway_host, tmp_path):
-    import paramiko
-
-    wrong = tmp_path / "wrong_key"
-    paramiko.Ed25519Key  # the library can read ed25519; generate with ssh-keygen for OpenSSH format
-    import subprocess
-
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    wrong = new_key(tmp_path / "wrong_key")
     tgt = SshTarget(throwaway_host.address, throwaway_host.user, throwaway_host.port, wrong,
                     throwaway_host.known_hosts_path)
     error, seconds = _timed_error(tgt)
@@ -230,10 +231,7 @@ def test_cli_wrong_key_is_one_line(throwaway_host, tmp_path):
     from gpuctl.cli.main import cli
 
     host = throwaway_host
-    wrong = tmp_path / "k"
-    import subprocess
-
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    wrong = new_key(tmp_path / "k")
     result = CliRunner().invoke(cli, ["provision", f"{host.user}@{host.address}:{host.port}",
                                       "--ssh-key", str(wrong), "--known-hosts",
                                       str(host.known_hosts_path), "--json"])

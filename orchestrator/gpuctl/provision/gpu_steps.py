@@ -40,11 +40,23 @@ def _supported(os_info: facts.OsInfo) -> str | None:
     return None
 
 
-class DriverStep:
-    id = "nvidia-driver"
+class _GpuPackageStep:
+    """Installs packages that only make sense with an NVIDIA GPU present."""
 
     def __init__(self, check_only_without_gpu: bool = True):
+        # False lets a GPU-less host show the install in check mode (tests, `--check`).
         self.check_only_without_gpu = check_only_without_gpu
+
+    def _install(self, host: Host, cmds: list[str]) -> StepPlan:
+        plan = StepPlan(actions=cmds, apply=lambda h: [h.run(c, sudo=True) for c in cmds])
+        if not has_nvidia_gpu(host):
+            plan.reason = "no NVIDIA GPU on this host"
+            plan.skipped = self.check_only_without_gpu
+        return plan
+
+
+class DriverStep(_GpuPackageStep):
+    id = "nvidia-driver"
 
     def plan(self, host: Host, s: ProvisionSettings) -> StepPlan:
         gpus = read(host, facts.GPUS)
@@ -59,18 +71,11 @@ class DriverStep:
         else:
             cmds = [*cuda_repo_setup(os_info), f"{APT} install cuda-drivers-{s.driver}"]
         cmds.append("nvidia-smi || (touch /var/run/gpuctl-reboot-required && systemctl reboot)")
-        plan = StepPlan(actions=cmds, apply=lambda h: [h.run(c, sudo=True) for c in cmds])
-        if not has_nvidia_gpu(host):
-            plan.reason = "no NVIDIA GPU on this host"
-            plan.skipped = self.check_only_without_gpu
-        return plan
+        return self._install(host, cmds)
 
 
-class CudaStep:
+class CudaStep(_GpuPackageStep):
     id = "cuda"
-
-    def __init__(self, check_only_without_gpu: bool = True):
-        self.check_only_without_gpu = check_only_without_gpu
 
     def plan(self, host: Host, s: ProvisionSettings) -> StepPlan:
         current = read(host, facts.NVCC)
@@ -89,11 +94,7 @@ class CudaStep:
         cmds = [*cuda_repo_setup(os_info), f"{APT} install --no-install-recommends {package}",
                 f"ln -sfn /usr/local/cuda-{s.cuda} /usr/local/cuda",
                 "echo 'export PATH=/usr/local/cuda/bin:$PATH' > /etc/profile.d/gpuctl-cuda.sh"]
-        plan = StepPlan(actions=cmds, apply=lambda h: [h.run(c, sudo=True) for c in cmds])
-        if not has_nvidia_gpu(host):
-            plan.reason = "no NVIDIA GPU on this host"
-            plan.skipped = self.check_only_without_gpu
-        return plan
+        return self._install(host, cmds)
 
 
 class PythonStep:
