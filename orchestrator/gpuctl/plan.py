@@ -26,7 +26,7 @@ from .units import format_duration, parse_clock, parse_duration
 
 # Shown in the offline plan where apply generates a per-VM key pair on the user's machine.
 GENERATED_KEY_PLACEHOLDER = "ssh-ed25519 KEY-GENERATED-AT-APPLY gpuctl"
-MAX_RUN_SECONDS = 120 * 24 * 3600
+MAX_RUN_SECONDS = rules.MAX_RUN_SECONDS
 MIN_BUDGET_SECONDS = 60
 
 

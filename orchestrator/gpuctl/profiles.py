@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gpuctl_infra.catalog import MACHINES  # plain data, cheap to import
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ProfileError
@@ -61,8 +62,6 @@ class Profile(BaseModel):
 
     @property
     def gpu_type(self) -> str | None:
-        from gpuctl_infra.catalog import MACHINES  # plain data, cheap to import
-
         machine = MACHINES.get(self.machine_type)
         if machine and machine.builtin_gpu:
             return machine.builtin_gpu
@@ -70,8 +69,6 @@ class Profile(BaseModel):
 
     @property
     def gpu_total(self) -> int:
-        from gpuctl_infra.catalog import MACHINES
-
         machine = MACHINES.get(self.machine_type)
         if machine and machine.builtin_gpu:
             return machine.builtin_gpu_count
@@ -80,8 +77,6 @@ class Profile(BaseModel):
     @property
     def local_ssd_total(self) -> int:
         """Local SSDs the VM will have: bundled ones plus added scratch disks."""
-        from gpuctl_infra.catalog import MACHINES
-
         machine = MACHINES.get(self.machine_type)
         return (machine.bundled_local_ssd if machine else 0) + self.nvme_count
 
@@ -94,8 +89,6 @@ def _on_demand_twin(name: str, fields: dict[str, Any]) -> tuple[str, dict[str, A
 
 def bundled_profile_fields() -> dict[str, dict[str, Any]]:
     import tomllib
-
-    from gpuctl_infra.catalog import MACHINES
 
     raw = tomllib.loads(bundled_data("profiles.toml").read_text())
     out: dict[str, dict[str, Any]] = {}

@@ -49,7 +49,6 @@ def settings_for(ctx: Context, login_user: str, profile_name: str | None = None,
         python=python or (profile.python if profile else "3.10"),
         requirements=requirements,
         format_in_use=format_in_use,
-        expected_local_ssds=profile.local_ssd_total if profile else None,
     )
 
 

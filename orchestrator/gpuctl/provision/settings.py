@@ -22,7 +22,6 @@ class ProvisionSettings:
     python: str = "3.10"
     requirements: tuple[str, ...] = field(default_factory=tuple)
     format_in_use: bool = False  # wipe disks that already hold data (never by default)
-    expected_local_ssds: int | None = None  # from the profile; None on foreign hosts
 
     @property
     def home(self) -> str:
