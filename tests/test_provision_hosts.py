@@ -237,3 +237,32 @@ def test_cli_wrong_key_is_one_line(throwaway_host, tmp_path):
                                       str(host.known_hosts_path), "--json"])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_wait_for_ssh_reconnects_after_the_connection_drops(throwaway_host):
+    """The reconnect used after a driver reboot: sessions die, the client waits and comes back."""
+    with RemoteHost(target(throwaway_host)) as remote:
+        remote.run("true")
+        assert throwaway_host.cut_connections() >= 1
+        remote.wait_for_ssh(timeout_s=20, poll_s=0.2)
+        assert remote.run("echo back").stdout.strip() == "back"
+
+
+def test_wait_for_ssh_gives_up_with_a_hint(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    remote = RemoteHost(SshTarget("127.0.0.1", "gpuctl", port, None, None))
+    started = time.monotonic()
+    with pytest.raises(SshError, match="did not come back within 1s"):
+        remote.wait_for_ssh(timeout_s=1, poll_s=0.2)
+    assert time.monotonic() - started < 5
+
+
+def test_driver_step_plans_a_reboot_without_running_its_description(throwaway_host):
+    with RemoteHost(target(throwaway_host)) as remote:
+        plan = DriverStep(check_only_without_gpu=False).plan(remote, settings(throwaway_host))
+    assert plan.actions[-1].startswith("reboot if nvidia-smi")
+    assert not any(a.startswith("reboot") for a in plan.actions[:-1])

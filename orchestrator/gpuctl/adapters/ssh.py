@@ -112,6 +112,37 @@ class RemoteHost:
             raise CommandFailed(command, out.exit_code, out.stderr or out.stdout)
         return out
 
+    def reboot_and_wait(self, timeout_s: float = 600, poll_s: float = 5) -> None:
+        """Reboot the host, then reconnect once sshd answers again (a driver install needs it)."""
+        import time
+
+        try:
+            self.run("nohup sh -c 'sleep 1; systemctl reboot || reboot' >/dev/null 2>&1 &",
+                     sudo=True, check=False, timeout=30)
+        except SshError:
+            pass  # the connection may drop before the command returns
+        self.close()
+        time.sleep(poll_s)
+        self.wait_for_ssh(timeout_s, poll_s)
+
+    def wait_for_ssh(self, timeout_s: float = 600, poll_s: float = 5) -> None:
+        """Reconnect until the host answers, or give up after timeout_s with the last error."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.close()
+                self.connect()
+                return
+            except SshError as exc:
+                if "host key" in exc.message or "refused the SSH key" in exc.message:
+                    raise  # a different machine answered: waiting will not help
+                if time.monotonic() + poll_s > deadline:
+                    raise SshError(f"{self.target.label} did not come back within {timeout_s:.0f}s",
+                                   "check the VM's serial console; rerun provision afterwards") from None
+                time.sleep(poll_s)
+
     def connect_if_needed(self) -> None:
         if not self._conn.is_connected:
             self.connect()

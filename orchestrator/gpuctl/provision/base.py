@@ -13,6 +13,8 @@ class Host(Protocol):
     def run(self, command: str, *, sudo: bool = False, check: bool = True,
             timeout: int | None = 600) -> Any: ...
 
+    def reboot_and_wait(self, timeout_s: float = 600, poll_s: float = 5) -> None: ...
+
 
 def read(host: Host, fact: Fact):
     """Read a fact at the moment a step needs it."""

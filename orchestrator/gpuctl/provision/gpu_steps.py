@@ -48,7 +48,7 @@ class _GpuPackageStep:
         self.check_only_without_gpu = check_only_without_gpu
 
     def _install(self, host: Host, cmds: list[str]) -> StepPlan:
-        plan = StepPlan(actions=cmds, apply=lambda h: [h.run(c, sudo=True) for c in cmds])
+        plan = StepPlan(actions=list(cmds), apply=lambda h: [h.run(c, sudo=True) for c in cmds])
         if not has_nvidia_gpu(host):
             plan.reason = "no NVIDIA GPU on this host"
             plan.skipped = self.check_only_without_gpu
@@ -70,8 +70,17 @@ class DriverStep(_GpuPackageStep):
             cmds = [f"{APT} update", f"{APT} install --no-install-recommends nvidia-driver-{s.driver}-server"]
         else:
             cmds = [*cuda_repo_setup(os_info), f"{APT} install cuda-drivers-{s.driver}"]
-        cmds.append("nvidia-smi || (touch /var/run/gpuctl-reboot-required && systemctl reboot)")
-        return self._install(host, cmds)
+        plan = self._install(host, cmds)
+        plan.actions.append("reboot if nvidia-smi cannot load the new module, then reconnect")
+        install = plan.apply
+
+        def apply(h: Host) -> None:
+            install(h)
+            if h.run("nvidia-smi", check=False).exit_code != 0:
+                h.reboot_and_wait()  # the kernel module loads on the next boot
+                h.run("nvidia-smi", sudo=True)
+        plan.apply = apply
+        return plan
 
 
 class CudaStep(_GpuPackageStep):
