@@ -29,7 +29,7 @@ from gpuctl_infra.rules import is_time_zone
 
 from .errors import ConfigError, UsageError
 from .paths import config_path
-from .units import parse_clock, parse_duration
+from .units import is_off, parse_clock, parse_duration
 from .validation import first_error
 
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
@@ -64,24 +64,12 @@ class Config(BaseModel):
     @field_validator("ttl")
     @classmethod
     def _ttl(cls, value: str | None) -> str | None:
-        if value is None or value.strip().lower() in ("", "none", "off"):
-            return None
-        try:
-            parse_duration(value)
-        except UsageError as exc:
-            raise ValueError(f"{exc.message} ({exc.hint})") from None
-        return value
+        return _optional_setting(value, parse_duration)
 
     @field_validator("daily_stop")
     @classmethod
     def _daily_stop(cls, value: str | None) -> str | None:
-        if value is None or value.strip().lower() in ("", "none", "off"):
-            return None
-        try:
-            parse_clock(value)
-        except UsageError as exc:
-            raise ValueError(f"{exc.message} ({exc.hint})") from None
-        return value
+        return _optional_setting(value, parse_clock)
 
     @field_validator("time_zone")
     @classmethod
@@ -92,6 +80,17 @@ class Config(BaseModel):
 
     def resolved_owner(self) -> str:
         return label_safe(self.owner or _login_name())
+
+
+def _optional_setting(value: str | None, parser) -> str | None:
+    """None for an 'off' word; otherwise the value, if `parser` accepts it."""
+    if is_off(value):
+        return None
+    try:
+        parser(value)
+    except UsageError as exc:
+        raise ValueError(f"{exc.message} ({exc.hint})") from None
+    return value
 
 
 def _login_name() -> str:

@@ -80,23 +80,24 @@ def worst_case_sentence(hours: float, usd: float, after: str, per_day: float) ->
     return head + f", then stopped: the boot disk bills ${per_day:,.2f}/day until `gpuctl down`"
 
 
+def require_known_region(region: str, hint: str = "use one of") -> str:
+    if region not in REGIONS:
+        raise UsageError(f"gpuctl has no GPU data for region {region}",
+                         f"{hint}: {', '.join(REGIONS)}")
+    return region
+
+
 def resolve_region_and_zones(profile: Profile, options: UpOptions, default_region: str) -> tuple[str, list[str]]:
     gpu = profile.gpu_type
     if options.zone:
         if not rules.ZONE_RE.fullmatch(options.zone):
             raise UsageError(f"'{options.zone}' is not a zone name",
                              "zones look like us-central1-a or asia-northeast1-c")
-        region = region_of(options.zone)
-        if region not in REGIONS:
-            raise UsageError(f"gpuctl has no GPU data for region {region}",
-                             f"use a zone in one of: {', '.join(REGIONS)}")
+        region = require_known_region(region_of(options.zone), "use a zone in one of")
         return region, [options.zone]
     if profile.zones and not options.region:
         return region_of(profile.zones[0]), list(profile.zones)
-    region = options.region or profile.region or default_region
-    if region not in REGIONS:
-        raise UsageError(f"gpuctl has no GPU data for region {region}",
-                         f"use one of: {', '.join(REGIONS)}")
+    region = require_known_region(options.region or profile.region or default_region)
     zones = GPUS[gpu].zones_in(region) if gpu in GPUS else []
     if not zones:
         elsewhere = ", ".join(GPUS[gpu].regions) if gpu in GPUS else "none"

@@ -7,7 +7,7 @@ from gpuctl_infra.catalog import GPUS, MACHINES, REGIONS, region_of
 from .context import Context
 from .cost import forgotten_table, hourly_cost
 from .errors import PriceError, UsageError
-from .plan import cost_dict
+from .plan import cost_dict, require_known_region
 from .money import budget_in_usd
 from .profiles import Profile, get_profile
 
@@ -23,10 +23,7 @@ def _regions_for(profile: Profile) -> list[str]:
 def pick_region(profile: Profile, requested: str | None, default: str) -> str:
     """The region to price: asked for, pinned by the profile, the config's, or the first with the GPU."""
     if requested:
-        if requested not in REGIONS:
-            raise UsageError(f"gpuctl has no GPU data for region {requested}",
-                             f"use one of: {', '.join(REGIONS)}")
-        return requested
+        return require_known_region(requested)
     if profile.zones:
         return region_of(profile.zones[0])
     offered = _regions_for(profile)

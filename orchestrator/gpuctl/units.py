@@ -16,6 +16,11 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _MONEY = re.compile(r"^\s*(\$)?\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]{3})?\s*$")
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 DURATION_HINT = "write a duration like 90m, 6h, 1d12h or 2w"
+OFF_WORDS = ("", "none", "off")  # what turns an optional guard setting off
+
+
+def is_off(text: str | None) -> bool:
+    return text is None or str(text).strip().lower() in OFF_WORDS
 
 
 def parse_duration(text: str) -> int:
