@@ -20,6 +20,22 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("config_cmd", "config", "Show the config file path and the settings in force."),
     "provision": ("provision_cmd", "provision", "Make a host ready over SSH: NVMe, guards, driver, CUDA."),
     "guards": ("provision_cmd", "guards", "Show a host's on-host guards and watchdog decisions."),
+    "status": ("vm_cmd", "status", "List gpuctl VMs: state, uptime, cost so far, guards."),
+    "list": ("vm_cmd", "status", "Alias of status."),
+    "ssh": ("vm_cmd", "ssh", "Open a shell on a gpuctl VM, or run a command there."),
+    "extend": ("vm_cmd", "extend", "Move a VM's run limit and show the new worst case."),
+    "down": ("vm_cmd", "down", "Delete a VM and everything made for it; report its cost."),
+    "sweep": ("vm_cmd", "sweep", "Find (and delete) gpuctl resources left behind."),
+    "run": ("runs_cmd", "run", "Start a training run on a VM, detached; survives disconnects."),
+    "jobs": ("runs_cmd", "jobs", "Runs with step, loss, ETA and cost to complete."),
+    "logs": ("runs_cmd", "logs", "Show (or follow) a run's output."),
+    "cancel": ("runs_cmd", "cancel", "Stop a run: a clean stop, then a kill after a grace period."),
+    "fetch": ("runs_cmd", "fetch", "Copy a run's outputs back from the VM."),
+    "progress": ("runs_cmd", "progress", "Step, loss, ETA and cost to complete from any training log."),
+    "plot": ("runs_cmd", "plot", "Plot a run's loss curves (PNG, and a sparkline here)."),
+    "gke": ("gke_cmd", "gke", "A GKE cluster with spot GPU node pools: up, down, status."),
+    "train": ("gke_cmd", "train", "Run a training job spec as a Job on GKE."),
+    "webui": ("gke_cmd", "webui", "A Web UI on GKE that scales to zero when unused."),
 }
 
 

@@ -7,15 +7,6 @@ import click
 from .options import json_option
 
 
-def _target(host: str, ssh_key: Path | None, known_hosts: Path | None):
-    import getpass
-
-    from ..adapters.ssh import SshTarget, parse_target
-
-    user, address, port = parse_target(host, getpass.getuser())
-    return SshTarget(address, user, port, ssh_key, None), known_hosts
-
-
 @click.command()
 @click.argument("host")
 @click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -32,13 +23,14 @@ def _target(host: str, ssh_key: Path | None, known_hosts: Path | None):
 @json_option
 def provision(host: str, ssh_key, known_hosts, profile, time_zone, stop_at, idle_minutes,
               python_version, format_in_use, check, as_json) -> None:
-    """Make HOST (user@host[:port]) ready: NVMe, time zone, guards, driver, CUDA, Python."""
+    """Make HOST (a gpuctl VM name or user@host[:port]) ready: NVMe, time zone, guards, driver, CUDA, Python."""
     from ..context import load_context
     from ..errors import GpuctlError
-    from ..provision.service import known_hosts_files, provision_host, settings_for
+    from ..provision.service import provision_host, settings_for
+    from ..targets import resolve_target
     from . import render
 
-    target, known = _target(host, ssh_key, known_hosts)
+    target, known = resolve_target(host, ssh_key, known_hosts)
     settings = settings_for(load_context(), target.user, profile, time_zone=time_zone,
                             stop_at=stop_at, idle_minutes=idle_minutes,
                             format_in_use=format_in_use, python=python_version)
@@ -52,7 +44,7 @@ def provision(host: str, ssh_key, known_hosts, profile, time_zone, stop_at, idle
     if status is not None:
         status.start()
     try:
-        report = provision_host(target, settings, check=check, known_hosts=known_hosts_files(known),
+        report = provision_host(target, settings, check=check, known_hosts=known,
                                 on_step=show)
     finally:
         if status is not None:
@@ -77,11 +69,12 @@ def provision(host: str, ssh_key, known_hosts, profile, time_zone, stop_at, idle
 @json_option
 def guards(host: str, ssh_key, known_hosts, lines: int, as_json: bool) -> None:
     """Show HOST's on-host guards and the idle watchdog's latest decisions."""
-    from ..provision.service import guard_status, known_hosts_files
+    from ..provision.service import guard_status
+    from ..targets import resolve_target
     from . import render
 
-    target, known = _target(host, ssh_key, known_hosts)
-    data = guard_status(target, known_hosts_files(known), lines)
+    target, known = resolve_target(host, ssh_key, known_hosts)
+    data = guard_status(target, known, lines)
     if as_json:
         render.print_json(data)
         return

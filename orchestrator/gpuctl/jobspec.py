@@ -1,0 +1,252 @@
+"""The job spec: one YAML format for a training run on a gpuctl VM and a Job on GKE.
+
+    name: llama-lora                 # required; becomes the run / Job name
+    command: [python, train.py, --epochs, "3"]   # a list, or one string run by /bin/sh -c
+    image: us-docker.pkg.dev/p/r/train:1.0       # GKE only (a VM runs in its own virtualenv)
+    nodes: 1                         # GKE: > 1 becomes an Indexed Job for torchrun/DeepSpeed
+    gpus_per_node: 1
+    accelerator: nvidia-l4           # GKE accelerator name (a VM's GPU comes from its profile)
+    spot: true
+    env: {WANDB_MODE: offline}
+    secrets: {HF_TOKEN: k8s:hf-token/token}      # by reference, never the value
+    workdir: .                       # VM only: code synced to the VM
+    requirements: requirements.txt   # VM only: installed into the VM's virtualenv
+    output_dir: /mnt/disks/nvme/out  # where the run writes checkpoints
+    timeout: 12h                     # a hard limit on the run's wall time
+    max_retries: 3                   # GKE: retries after spot disruptions (never code errors)
+
+Keys that do not apply to a target are rejected or reported, never silently misread:
+`notes_for_target` is the one place that decides which.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UsageError
+
+Target = Literal["vm", "gke"]
+
+# A DNS-1123 label short enough that gpuctl's suffixes ("-0-abcde", "-workers") still fit.
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Accelerators GKE node pools offer, as GKE spells them (the same names as GCE's).
+GKE_ACCELERATORS = ("nvidia-tesla-t4", "nvidia-l4", "nvidia-tesla-a100", "nvidia-a100-80gb",
+                    "nvidia-h100-80gb")
+SECRET_SCHEMES = {
+    "k8s": "k8s:SECRET/KEY (a Kubernetes Secret in the job's namespace)",
+    "env": "env:NAME (taken from your shell's environment when the run starts)",
+    "file": "file:PATH (the file's contents, read on your machine when the run starts)",
+}
+SECRET_RE = {
+    "k8s": re.compile(r"^k8s:([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([-._a-zA-Z0-9]+)$"),
+    "env": re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$"),
+    "file": re.compile(r"^file:(.+)$"),
+}
+SECRET_HINT = "write a reference: " + "; ".join(SECRET_SCHEMES.values())
+MAX_NODES = 64
+MAX_GPUS_PER_NODE = 8
+
+
+class JobSpecError(UsageError):
+    """A job spec that does not validate, or a key that does not apply to the target."""
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    command: list[str] | str
+    image: str | None = None
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
+    gpus_per_node: int = Field(1, ge=0, le=MAX_GPUS_PER_NODE)
+    accelerator: str | None = None
+    spot: bool = True
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    requirements: str | None = None
+    output_dir: str | None = None
+    timeout: str | None = None
+    max_retries: int = Field(3, ge=0, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.fullmatch(value):
+            raise ValueError(f"'{value}' must be 1-40 lowercase letters, digits or '-', "
+                             "starting with a letter")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value):
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("is empty")
+            return value
+        if not value or not all(isinstance(part, str) for part in value) or not value[0].strip():
+            raise ValueError("must be a non-empty list of strings, or one string")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value):
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping of NAME: value")
+        out = {}
+        for key, val in value.items():
+            if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key):
+                raise ValueError(f"'{key}' is not an environment variable name")
+            if isinstance(val, (dict, list)) or val is None:
+                raise ValueError(f"{key} must be a string, number or boolean")
+            # YAML reads `DEBUG: true` as a bool; the process sees the text.
+            out[key] = ("true" if val else "false") if isinstance(val, bool) else str(val)
+        return out
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, ref in value.items():
+            if not ENV_NAME_RE.fullmatch(key):
+                raise ValueError(f"'{key}' is not an environment variable name")
+            if not any(pattern.fullmatch(ref) for pattern in SECRET_RE.values()):
+                raise ValueError(f"{key}: '{ref}' is not a secret reference")
+        return value
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, value: str | None) -> str | None:
+        if value is not None and value not in GKE_ACCELERATORS:
+            raise ValueError(f"'{value}' is not a GPU gpuctl knows; use one of "
+                             + ", ".join(GKE_ACCELERATORS))
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .units import parse_duration
+
+            try:
+                parse_duration(value)
+            except UsageError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _overlap(self):
+        both = set(self.env) & set(self.secrets)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))} is set in both env and secrets")
+        return self
+
+    @property
+    def argv(self) -> list[str]:
+        return ["/bin/sh", "-c", self.command] if isinstance(self.command, str) else list(self.command)
+
+    @property
+    def command_line(self) -> str:
+        return self.command if isinstance(self.command, str) else shlex.join(self.command)
+
+    @property
+    def timeout_seconds(self) -> int | None:
+        from .units import parse_duration
+
+        return parse_duration(self.timeout) if self.timeout else None
+
+    def secret_refs(self) -> dict[str, tuple[str, str]]:
+        """{ENV: (scheme, rest)}, e.g. {"HF_TOKEN": ("k8s", "hf-token/token")}."""
+        return {key: tuple(ref.split(":", 1)) for key, ref in self.secrets.items()}
+
+
+def parse_job_spec(data: object, source: str = "job spec") -> JobSpec:
+    if not isinstance(data, dict):
+        raise JobSpecError(f"{source} is not a mapping of keys",
+                           "start from `name:` and `command:` at the top level")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise JobSpecError(f"{source}: {_first_error(exc)}", _hint_for(exc)) from None
+
+
+def load_job_spec(path: str | Path) -> JobSpec:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise JobSpecError(f"cannot read job spec {path}: {exc.strerror}",
+                           "check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise JobSpecError(f"{path} is not valid YAML{line}",
+                           "check indentation and quoting") from None
+    return parse_job_spec(data, str(path))
+
+
+def notes_for_target(spec: JobSpec, target: Target) -> list[str]:
+    """Raise for keys that cannot mean anything on `target`; return notes for ignored ones."""
+    notes: list[str] = []
+    if target == "vm":
+        if spec.nodes > 1:
+            raise JobSpecError(f"nodes: {spec.nodes} needs a cluster; a VM runs one node",
+                               "use `gpuctl train --gke`, or set nodes: 1")
+        for scheme in {s for s, _ in spec.secret_refs().values()}:
+            if scheme == "k8s":
+                raise JobSpecError("a k8s: secret reference only works on GKE",
+                                   "on a VM use env:NAME or file:PATH")
+        if spec.image:
+            notes.append("image is ignored on a VM: the run uses the VM's virtualenv")
+        if spec.accelerator:
+            notes.append("accelerator is ignored on a VM: its GPU comes from the VM's profile")
+        if not spec.spot:
+            notes.append("spot is ignored on a VM: it was set when the VM was created")
+        if spec.max_retries != 3:
+            notes.append("max_retries is ignored on a VM: a run is not restarted by itself")
+        return notes
+    if not spec.image:
+        raise JobSpecError("image is required on GKE", "add `image:` with a pinned tag or digest")
+    if spec.workdir:
+        raise JobSpecError("workdir only applies to a VM; a GKE Job runs what its image holds",
+                           "bake the code into the image (see images/), or remove workdir")
+    if spec.requirements:
+        raise JobSpecError("requirements only applies to a VM; install them in the image",
+                           "add them to the image (see images/), or remove requirements")
+    if spec.gpus_per_node and not spec.accelerator:
+        raise JobSpecError("gpus_per_node needs an accelerator on GKE",
+                           f"add `accelerator:` (one of {', '.join(GKE_ACCELERATORS)})")
+    for scheme in {s for s, _ in spec.secret_refs().values()}:
+        if scheme != "k8s":
+            raise JobSpecError(f"a {scheme}: secret reference only works on a VM",
+                               "on GKE use k8s:SECRET/KEY (create it with kubectl create secret)")
+    return notes
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if err["type"] == "missing":
+        return f"'{where}' is required"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _hint_for(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    if err["type"] == "extra_forbidden":
+        return "known keys: " + ", ".join(JobSpec.model_fields)
+    if err["loc"] and err["loc"][0] == "secrets":
+        return SECRET_HINT
+    return "see the job spec format in README.md (Training runs)"

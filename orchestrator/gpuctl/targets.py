@@ -1,0 +1,33 @@
+"""Turn what a user types after a command (`alice@10.0.0.5:2222` or a gpuctl VM's name) into an
+SSH target with the known_hosts files that verify it. Used by provision, guards, run, logs..."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from .adapters.ssh import SshTarget, parse_target
+
+
+def resolve_target(text: str, ssh_key: Path | None = None,
+                   known_hosts: Path | None = None) -> tuple[SshTarget, list[Path]]:
+    """A `user@host[:port]` is taken as written; a bare name is a VM made by `gpuctl up`,
+    reached with the key gpuctl generated for it and the host key pinned at creation."""
+    from .provision.service import known_hosts_files
+
+    if "@" not in text and not _looks_like_address(text):
+        from .lifecycle.access import ssh_target_for_vm
+
+        target = ssh_target_for_vm(text)
+        if ssh_key:
+            target = SshTarget(target.host, target.user, target.port, ssh_key, target.known_hosts)
+        pins = [target.known_hosts] if target.known_hosts else []
+        return target, pins + ([known_hosts] if known_hosts else [])
+    user, address, port = parse_target(text, getpass.getuser())
+    return SshTarget(address, user, port, ssh_key, None), known_hosts_files(known_hosts)
+
+
+def _looks_like_address(text: str) -> bool:
+    """10.0.0.5, 10.0.0.5:22, ::1 or a DNS name with a dot are hosts, not VM names."""
+    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return "." in host or ":" in host
