@@ -34,8 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "progress": ("runs_cmd", "progress", "Step, loss, ETA and cost to complete from any training log."),
     "plot": ("runs_cmd", "plot", "Plot a run's loss curves (PNG, and a sparkline here)."),
     "gke": ("gke_cmd", "gke", "A GKE cluster with spot GPU node pools: up, down, status."),
-    "train": ("gke_cmd", "train", "Run a training job spec as a Job on GKE."),
-    "webui": ("gke_cmd", "webui", "A Web UI on GKE that scales to zero when unused."),
+    "train": ("train_cmd", "train", "Run a training job spec as a Job on GKE."),
+    "webui": ("webui_cmd", "webui", "A Web UI on GKE that scales to zero when unused."),
 }
 
 
