@@ -8,6 +8,7 @@ Example:
     ttl = "6h"                  # default server-side run limit for every VM
     daily_stop = "06:00"        # stop every day at this clock time...
     time_zone = "Asia/Tokyo"    # ...in this zone
+    pulumi_backend = "gs://my-bucket/gpuctl"   # where stacks live (default: under the gpuctl home)
     [profiles.a100-spot]
     zones = ["asia-northeast1-c", "asia-northeast1-a"]
     [profiles.my-t4]
@@ -51,6 +52,7 @@ class Config(BaseModel):
     time_zone: str | None = None  # IANA name; None leaves hosts as they are (UTC for schedules)
     idle_minutes: int = Field(default=30, ge=0, le=24 * 60)  # 0 disables the idle watchdog
     ssh_from: str | None = None  # the caller's address; detected at apply time when unset
+    pulumi_backend: str | None = None  # e.g. gs://bucket/gpuctl; default: a file backend in the gpuctl home
     profiles: dict[str, dict[str, Any]] = {}
 
     @field_validator("currency")

@@ -125,8 +125,11 @@ class RemoteHost:
         time.sleep(poll_s)
         self.wait_for_ssh(timeout_s, poll_s)
 
-    def wait_for_ssh(self, timeout_s: float = 600, poll_s: float = 5) -> None:
-        """Reconnect until the host answers, or give up after timeout_s with the last error."""
+    def wait_for_ssh(self, timeout_s: float = 600, poll_s: float = 5,
+                     tolerate_auth: bool = False) -> None:
+        """Reconnect until the host answers, or give up after timeout_s with the last error.
+        A new VM may refuse our key for a while (its guest agent installs it after sshd
+        starts): tolerate_auth keeps waiting then. A wrong host key always stops at once."""
         import time
 
         deadline = time.monotonic() + timeout_s
@@ -136,7 +139,8 @@ class RemoteHost:
                 self.connect()
                 return
             except SshError as exc:
-                if "host key" in exc.message or "refused the SSH key" in exc.message:
+                if "host key" in exc.message or ("refused the SSH key" in exc.message
+                                                 and not tolerate_auth):
                     raise  # a different machine answered: waiting will not help
                 if time.monotonic() + poll_s > deadline:
                     raise SshError(f"{self.target.label} did not come back within {timeout_s:.0f}s",

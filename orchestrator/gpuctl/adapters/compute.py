@@ -1,0 +1,305 @@
+"""The Compute Engine adapter: the few google-cloud-compute calls the lifecycle needs.
+
+Reads go straight to the API (status, host keys, verification after `down`, sweep); creating
+and destroying go through Pulumi (adapters/pulumi_engine.py). Every list is one paged call
+filtered by label, across all zones (aggregatedList), never a call per zone. 429/503 are
+retried with backoff; everything else becomes a gpuctl error with a hint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..errors import GpuctlError
+
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+ENDPOINT_ENV = "GPUCTL_COMPUTE_ENDPOINT"  # e.g. a local emulator: http://127.0.0.1:8085
+
+
+class CloudAccessError(GpuctlError):
+    """Credentials, project, API enablement or permissions: retrying will not help."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    name: str
+    zone: str
+    status: str  # PROVISIONING STAGING RUNNING STOPPING SUSPENDED TERMINATED ...
+    labels: dict[str, str]
+    created: dt.datetime | None
+    last_start: dt.datetime | None
+    last_stop: dt.datetime | None
+    address: str | None
+    machine_type: str
+    max_run_seconds: int | None
+    termination_time: str | None
+    termination_action: str | None
+    provisioning_model: str | None
+    resource_policies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResourceView:
+    kind: str  # instance | disk | firewall | resource-policy
+    name: str
+    location: str  # zone, region or "global"
+    labels: dict[str, str] = field(default_factory=dict)
+    size_gb: int = 0
+    disk_type: str = ""
+    status: str = ""
+    machine_type: str = ""
+
+
+def last_segment(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1] if url else ""
+
+
+def parse_time(text: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def labels_from_description(description: str) -> dict[str, str]:
+    """Firewall rules and resource policies carry gpuctl's labels as 'gpuctl k=v k=v'."""
+    if not description.startswith("gpuctl "):
+        return {}
+    pairs = (part.split("=", 1) for part in description.split()[1:] if "=" in part)
+    return {key: value for key, value in pairs}
+
+
+def label_filter(labels: dict[str, str]) -> str:
+    return " AND ".join(f'(labels.{key} = "{value}")' for key, value in sorted(labels.items()))
+
+
+class ComputeApi:
+    """One project's Compute Engine, through the real client library over REST."""
+
+    retry_initial_s = 1.0
+    retry_timeout_s = 120.0
+
+    def __init__(self, project: str, endpoint: str | None = None, credentials=None):
+        self.project = project
+        self.endpoint = endpoint or os.environ.get(ENDPOINT_ENV)
+        self._credentials = credentials
+        self._clients: dict[str, object] = {}
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _client(self, kind: str):
+        if kind not in self._clients:
+            from google.cloud import compute_v1
+
+            options = {"api_endpoint": self.endpoint} if self.endpoint else None
+            cls = getattr(compute_v1, kind)
+            self._clients[kind] = cls(credentials=self._resolved_credentials(),
+                                      client_options=options, transport="rest")
+        return self._clients[kind]
+
+    def _resolved_credentials(self):
+        if self._credentials is None and self.endpoint and self.endpoint.startswith("http://127."):
+            # A local emulator on loopback takes no credentials (and must never get real ones).
+            from google.auth.credentials import AnonymousCredentials
+
+            self._credentials = AnonymousCredentials()
+        return self._credentials
+
+    def _retry(self):
+        from google.api_core import exceptions, retry
+
+        return retry.Retry(
+            predicate=retry.if_exception_type(exceptions.TooManyRequests,
+                                              exceptions.ServiceUnavailable,
+                                              exceptions.InternalServerError,
+                                              exceptions.BadGateway, exceptions.GatewayTimeout),
+            initial=self.retry_initial_s, maximum=max(self.retry_initial_s, 16.0), multiplier=2.0,
+            timeout=self.retry_timeout_s)
+
+    # -- instances ----------------------------------------------------------------------
+    def labelled_instances(self, labels: dict[str, str]) -> list[InstanceView]:
+        """Every instance carrying `labels`, in every zone: one aggregatedList, paged."""
+        from google.cloud import compute_v1
+
+        request = compute_v1.AggregatedListInstancesRequest(
+            project=self.project, filter=label_filter(labels), max_results=500,
+            return_partial_success=True)
+        with translated(self.project):
+            pager = self._client("InstancesClient").aggregated_list(request=request,
+                                                                    retry=self._retry())
+            return [_instance_view(item) for _, scoped in pager for item in scoped.instances]
+
+    def instance(self, zone: str, name: str) -> InstanceView | None:
+        from google.api_core import exceptions
+
+        with translated(self.project):
+            try:
+                item = self._client("InstancesClient").get(project=self.project, zone=zone,
+                                                           instance=name, retry=self._retry())
+            except exceptions.NotFound:
+                return None
+        return _instance_view(item)
+
+    def host_keys(self, zone: str, name: str) -> list[tuple[str, str]]:
+        """(key type, base64) pairs the guest agent published; [] until it has."""
+        from google.api_core import exceptions
+
+        with translated(self.project):
+            try:
+                attrs = self._client("InstancesClient").get_guest_attributes(
+                    project=self.project, zone=zone, instance=name, query_path="hostkeys/",
+                    retry=self._retry())
+            except exceptions.NotFound:
+                return []
+        return [(entry.key, entry.value) for entry in attrs.query_value.items
+                if entry.namespace == "hostkeys"]
+
+    def set_run_limit(self, view: InstanceView, *, max_run_seconds: int | None = None,
+                      termination_time: str | None = None) -> None:
+        """Move the server-side guard in place, keeping every other scheduling field."""
+        from google.cloud import compute_v1
+
+        with translated(self.project):
+            current = self._client("InstancesClient").get(project=self.project, zone=view.zone,
+                                                          instance=view.name, retry=self._retry())
+            scheduling = compute_v1.Scheduling(current.scheduling)
+            if max_run_seconds is not None:
+                scheduling.max_run_duration = compute_v1.Duration(seconds=max_run_seconds)
+            if termination_time is not None:
+                scheduling.termination_time = termination_time
+            operation = self._client("InstancesClient").set_scheduling(
+                project=self.project, zone=view.zone, instance=view.name,
+                scheduling_resource=scheduling, retry=self._retry())
+            operation.result()
+
+    # -- everything labelled, for verification and sweep ---------------------------------
+    def labelled_resources(self, labels: dict[str, str]) -> list[ResourceView]:
+        """Instances, disks, firewall rules and resource policies carrying `labels`."""
+        found = [ResourceView("instance", i.name, i.zone, i.labels, status=i.status,
+                              machine_type=i.machine_type)
+                 for i in self.labelled_instances(labels)]
+        found += self._labelled_disks(labels)
+        found += [r for r in self._firewalls() if _has(r.labels, labels)]
+        found += [r for r in self._resource_policies() if _has(r.labels, labels)]
+        return found
+
+    def _labelled_disks(self, labels: dict[str, str]) -> list[ResourceView]:
+        from google.cloud import compute_v1
+
+        request = compute_v1.AggregatedListDisksRequest(
+            project=self.project, filter=label_filter(labels), max_results=500,
+            return_partial_success=True)
+        with translated(self.project):
+            pager = self._client("DisksClient").aggregated_list(request=request, retry=self._retry())
+            return [ResourceView("disk", d.name, last_segment(d.zone), dict(d.labels),
+                                 size_gb=int(d.size_gb or 0), disk_type=last_segment(d.type_),
+                                 status=d.status)
+                    for _, scoped in pager for d in scoped.disks]
+
+    def _firewalls(self) -> list[ResourceView]:
+        # Firewall rules take no labels; gpuctl's are named <vm>-ssh and described "gpuctl ...".
+        from google.cloud import compute_v1
+
+        request = compute_v1.ListFirewallsRequest(project=self.project, max_results=500)
+        with translated(self.project):
+            pager = self._client("FirewallsClient").list(request=request, retry=self._retry())
+            return [ResourceView("firewall", f.name, "global", labels_from_description(f.description))
+                    for f in pager]
+
+    def _resource_policies(self) -> list[ResourceView]:
+        from google.cloud import compute_v1
+
+        request = compute_v1.AggregatedListResourcePoliciesRequest(
+            project=self.project, max_results=500, return_partial_success=True)
+        with translated(self.project):
+            pager = self._client("ResourcePoliciesClient").aggregated_list(request=request,
+                                                                           retry=self._retry())
+            return [ResourceView("resource-policy", p.name, last_segment(p.region),
+                                 labels_from_description(p.description))
+                    for _, scoped in pager for p in scoped.resource_policies]
+
+    def delete(self, resource: ResourceView) -> None:
+        """Delete one resource found by a sweep and wait for it; gone already is fine."""
+        from google.api_core import exceptions
+
+        calls = {
+            "instance": ("InstancesClient", {"zone": resource.location, "instance": resource.name}),
+            "disk": ("DisksClient", {"zone": resource.location, "disk": resource.name}),
+            "firewall": ("FirewallsClient", {"firewall": resource.name}),
+            "resource-policy": ("ResourcePoliciesClient",
+                                {"region": resource.location, "resource_policy": resource.name}),
+        }
+        client_name, args = calls[resource.kind]
+        with translated(self.project):
+            try:
+                operation = self._client(client_name).delete(project=self.project, **args,
+                                                              retry=self._retry())
+                operation.result()
+            except exceptions.NotFound:
+                return
+
+
+def _has(have: dict[str, str], want: dict[str, str]) -> bool:
+    return all(have.get(key) == value for key, value in want.items())
+
+
+def _instance_view(item) -> InstanceView:
+    nat = None
+    for nic in item.network_interfaces:
+        for access in nic.access_configs:
+            nat = nat or access.nat_i_p or None
+    scheduling = item.scheduling
+    max_run = scheduling.max_run_duration.seconds if "max_run_duration" in scheduling else None
+    return InstanceView(
+        name=item.name, zone=last_segment(item.zone), status=item.status, labels=dict(item.labels),
+        created=parse_time(item.creation_timestamp), last_start=parse_time(item.last_start_timestamp),
+        last_stop=parse_time(item.last_stop_timestamp), address=nat,
+        machine_type=last_segment(item.machine_type), max_run_seconds=int(max_run) if max_run else None,
+        termination_time=scheduling.termination_time or None,
+        termination_action=scheduling.instance_termination_action or None,
+        provisioning_model=scheduling.provisioning_model or None,
+        resource_policies=tuple(item.resource_policies))
+
+
+@contextmanager
+def translated(project: str) -> Iterator[None]:
+    """google.api_core / google.auth errors -> gpuctl errors a user can act on."""
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        yield
+    except auth_exceptions.DefaultCredentialsError:
+        raise CloudAccessError("no Google Cloud credentials found (Application Default Credentials)",
+                               "run `gcloud auth application-default login`") from None
+    except auth_exceptions.RefreshError as exc:
+        raise CloudAccessError(f"Google Cloud credentials were refused: {exc}",
+                               "run `gcloud auth application-default login` again") from None
+    except exceptions.Forbidden as exc:
+        raise forbidden_error(str(exc), project) from None
+    except exceptions.Unauthorized as exc:
+        raise CloudAccessError(f"Google Cloud rejected the credentials: {exc.message}",
+                               "run `gcloud auth application-default login`") from None
+    except (exceptions.TooManyRequests, exceptions.ServiceUnavailable) as exc:
+        raise GpuctlError(f"Compute Engine kept answering {exc.code} after retries",
+                          "wait a minute and rerun; nothing was changed by this call") from None
+    except exceptions.RetryError as exc:
+        raise GpuctlError(f"Compute Engine did not answer in time: {exc}",
+                          "wait a minute and rerun") from None
+
+
+def forbidden_error(text: str, project: str) -> CloudAccessError:
+    if any(word in text for word in ("SERVICE_DISABLED", "accessNotConfigured",
+                                     "has not been used in project", "is disabled")):
+        return CloudAccessError(f"the Compute Engine API is not enabled in project {project}",
+                                f"run `gcloud services enable compute.googleapis.com --project {project}`")
+    return CloudAccessError(f"permission denied in project {project}: {text[:200]}",
+                            "grant your account roles/compute.instanceAdmin.v1 and "
+                            "roles/compute.securityAdmin (see README: Live VMs)")

@@ -1,0 +1,92 @@
+"""What the live lifecycle needs from the outside world, gathered in one place.
+
+`live_deps` checks, in seconds and before anything is created, each thing the live path
+needs (Google credentials, a project, the Pulumi CLI, the caller's address) and names the
+one that is missing. Tests build a `LiveDeps` with a stand-in engine and API endpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..adapters.compute import CloudAccessError, ComputeApi
+from ..adapters.pulumi_engine import AutomationEngine, StackEngine, find_pulumi_cli
+from ..context import Context
+
+VM_PROJECT = "gpuctl-vm"  # the Pulumi project every VM stack belongs to
+
+
+@dataclass
+class Timeouts:
+    running_s: float = 300.0  # insert done -> RUNNING
+    host_keys_s: float = 300.0  # RUNNING -> guest agent published host keys
+    ssh_s: float = 300.0  # host keys -> sshd accepts our key
+    poll_s: float = 5.0
+
+
+@dataclass
+class LiveDeps:
+    engine: StackEngine
+    compute: ComputeApi
+    project: str
+    caller_cidr: str
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
+    sleep: Callable[[float], None] = time.sleep
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def resolve_project(ctx: Context) -> str:
+    if ctx.config.project:
+        return ctx.config.project
+    credentials, project = _default_credentials()
+    if not project:
+        raise CloudAccessError("no Google Cloud project is set",
+                               "set `project` in the gpuctl config, GPUCTL_PROJECT, or "
+                               "`gcloud config set project PROJECT`")
+    return project
+
+
+def _default_credentials():
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except DefaultCredentialsError:
+        raise CloudAccessError("no Google Cloud credentials found (Application Default Credentials)",
+                               "run `gcloud auth application-default login`") from None
+
+
+def caller_cidr(ctx: Context, explicit: str | None = None) -> str:
+    """The one address SSH is opened to: --ssh-from, the config, or detected."""
+    address = explicit or ctx.config.ssh_from or detect_public_address()
+    return address if "/" in address else f"{address}/{128 if ':' in address else 32}"
+
+
+def detect_public_address(timeout_s: float = 5.0) -> str:
+    import ipaddress
+    import urllib.request
+
+    for url in ("https://checkip.amazonaws.com", "https://api.ipify.org"):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (fixed https URLs)
+                text = response.read(64).decode().strip()
+            return str(ipaddress.ip_address(text))
+        except (OSError, ValueError):
+            continue
+    raise CloudAccessError("could not detect your public address for the SSH firewall rule",
+                           "pass --ssh-from YOUR.PUBLIC.IP (or set ssh_from in the config)")
+
+
+def live_deps(ctx: Context, ssh_from: str | None = None, need_engine: bool = True) -> LiveDeps:
+    """Everything the live path needs, each missing piece reported by name, in seconds."""
+    _default_credentials()  # fails fast and names ADC when absent
+    project = resolve_project(ctx)
+    if need_engine:
+        find_pulumi_cli()
+    engine = AutomationEngine(VM_PROJECT, ctx.config.pulumi_backend)
+    cidr = caller_cidr(ctx, ssh_from) if need_engine else ""
+    return LiveDeps(engine=engine, compute=ComputeApi(project), project=project, caller_cidr=cidr)

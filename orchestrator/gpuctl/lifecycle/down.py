@@ -1,0 +1,91 @@
+"""`gpuctl down`: destroy the stack, verify through the API that nothing labelled is left,
+then forget the VM (stack, record, key pair, host-key pin) and report what it cost.
+
+Safe to run twice, and safe after a crash at any point: every step tolerates its work being
+done already, and the record is removed last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..adapters.pulumi_engine import StackError
+from ..errors import GpuctlError
+from . import hostkeys, keys, records
+from .billing_time import cost_so_far
+from .deps import LiveDeps
+from .records import VmRecord
+
+OnEvent = Callable[[str, str], None]
+
+
+class LeftoverError(GpuctlError):
+    exit_code = 5
+
+
+@dataclass
+class DownResult:
+    name: str
+    existed: bool
+    final_cost_usd: float | None
+    running_hours: float | None
+    deleted_directly: list[str]  # resources the engine missed that gpuctl deleted itself
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "existed": self.existed,
+                "final_cost_usd": None if self.final_cost_usd is None else round(self.final_cost_usd, 4),
+                "running_hours": None if self.running_hours is None else round(self.running_hours, 3),
+                "deleted_directly": self.deleted_directly}
+
+
+def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[str]:
+    """Destroy, verify, clean up. Returns resources deleted directly because the engine
+    left them (e.g. its state was lost); raises LeftoverError if any survive."""
+    record.state = "destroying"
+    records.save(record)
+    try:
+        deps.engine.destroy(record.stack)
+    except StackError as exc:
+        emit("warn", f"pulumi destroy failed ({exc.message}); deleting by label instead")
+    labels = {"gpuctl-managed": "true", "gpuctl-name": record.name}
+    leftovers = deps.compute.labelled_resources(labels)
+    deleted = []
+    for resource in sorted(leftovers, key=_delete_order):
+        emit("warn", f"{resource.kind} {resource.name} was still there; deleting it")
+        deps.compute.delete(resource)
+        deleted.append(f"{resource.kind}/{resource.name}")
+    survivors = deps.compute.labelled_resources(labels)
+    if survivors:
+        names = ", ".join(f"{r.kind}/{r.name}" for r in survivors)
+        raise LeftoverError(f"still present after down: {names}",
+                            f"rerun `gpuctl down {record.name}`; `gpuctl sweep` lists them too")
+    deps.engine.remove(record.stack)
+    if record.address:
+        hostkeys.unpin(record.address)
+    keys.remove_key_pair(record.name)
+    records.remove(record.name)
+    return deleted
+
+
+def _delete_order(resource) -> int:
+    # Instances first: their disks and policies cannot go while an instance uses them.
+    return {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3}.get(resource.kind, 4)
+
+
+def down_vm(name: str, deps: LiveDeps, on_event: OnEvent | None = None) -> DownResult:
+    emit = on_event or (lambda kind, text: None)
+    record = records.load(name)
+    if record is None:
+        # Nothing recorded: still make sure nothing labelled for that name exists.
+        leftovers = deps.compute.labelled_resources({"gpuctl-managed": "true", "gpuctl-name": name})
+        if not leftovers and name not in deps.engine.list_stacks():
+            return DownResult(name, False, None, None, [])
+        record = VmRecord(name=name, profile="?", project=deps.project, state="destroying",
+                          stack=name, zones_to_try=[], created_at=deps.clock().isoformat(),
+                          hourly_usd=0.0, stopped_hourly_usd=0.0, termination_action="DELETE")
+    view = deps.compute.instance(record.zone, name) if record.zone else None
+    cost, hours = cost_so_far(record, view, deps.clock())
+    emit("destroy", f"destroying {name}")
+    deleted = destroy_everything(record, deps, emit)
+    return DownResult(name, True, cost, hours, deleted)

@@ -1,0 +1,65 @@
+"""`gpuctl status`: every gpuctl VM in the project from ONE paged aggregatedList filtered by
+label, joined with the local records for prices and guards."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..adapters.compute import InstanceView
+from . import records
+from .billing_time import STOPPED_STATES, cost_so_far, guard_timers, running_window, time_left
+from .deps import LiveDeps
+from .records import VmRecord
+
+
+def describe_state(record: VmRecord | None, view: InstanceView | None, now: dt.datetime) -> str:
+    """running | creating | stopped (...) | deleted (...) in words a user reads."""
+    if view is None:
+        if record is None:
+            return "unknown"
+        if record.state == "creating":
+            return "creating (or an interrupted up: `gpuctl down` cleans it)"
+        start, end = running_window(record, None, now)
+        if end is not None and end < now:
+            return "deleted by its run limit"
+        return "deleted (preempted, or deleted outside gpuctl)"
+    if view.status == "RUNNING":
+        return "running"
+    if view.status in STOPPED_STATES:
+        if record and record.max_run_seconds and view.last_start and view.last_stop and (
+                view.last_stop - view.last_start).total_seconds() >= record.max_run_seconds - 60:
+            return "stopped by its run limit"
+        return "stopped (preempted, scheduled stop or shutdown; disks still bill)"
+    return view.status.lower()
+
+
+def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.datetime) -> dict:
+    name = (record.name if record else view.name)
+    cost, hours = cost_so_far(record, view, now) if record else (None, None)
+    start = view.last_start if view and view.last_start else None
+    return {
+        "name": name,
+        "state": describe_state(record, view, now),
+        "zone": (view.zone if view else (record.zone if record else None)),
+        "address": (view.address if view else None) or (record.address if record else None),
+        "machine_type": view.machine_type if view else None,
+        "uptime_seconds": ((now - start).total_seconds() if view and view.status == "RUNNING"
+                           and start else 0.0),
+        "cost_so_far_usd": None if cost is None else round(cost, 4),
+        "hourly_usd": record.hourly_usd if record else None,
+        "guards": guard_timers(record, view, now) if record else [],
+        "time_left_seconds": time_left(record, view, now) if record else None,
+        "tracked": record is not None,
+        "owner": (view.labels.get("gpuctl-owner") if view else None),
+    }
+
+
+def status_all(deps: LiveDeps, name: str | None = None) -> list[dict]:
+    now = deps.clock()
+    labels = {"gpuctl-managed": "true"}
+    if name:
+        labels["gpuctl-name"] = name
+    views = {v.name: v for v in deps.compute.labelled_instances(labels)}
+    local = {r.name: r for r in records.all_records() if not name or r.name == name}
+    names = sorted(set(views) | set(local))
+    return [vm_status(local.get(n), views.get(n), now) for n in names]

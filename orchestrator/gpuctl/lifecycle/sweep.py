@@ -1,0 +1,105 @@
+"""`gpuctl sweep`: find what a crash, a Ctrl-C or a lost laptop left behind.
+
+Three kinds of leftovers:
+  orphan       a gpuctl-labelled resource (instance, disk, firewall rule, resource policy)
+               with neither a stack nor a local record: nothing else will ever delete it;
+  stale stack  a stack or record whose resources are all gone (e.g. a guard deleted the VM);
+  tracked      resources of a VM gpuctl still knows: listed, left to `gpuctl down`.
+Each with what it costs per day, so the most expensive leftover is obvious.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..adapters.compute import ResourceView
+from ..context import Context
+from ..cost import hourly_cost
+from ..errors import PriceError
+from ..prices.model import HOURS_PER_MONTH
+from . import hostkeys, keys, records
+from .deps import LiveDeps
+
+
+@dataclass
+class Leftover:
+    kind: str  # orphan | stale-stack | tracked
+    vm: str
+    resource: ResourceView | None
+    usd_per_day: float | None
+
+    def as_dict(self) -> dict:
+        r = self.resource
+        return {"kind": self.kind, "vm": self.vm,
+                "resource": None if r is None else {"type": r.kind, "name": r.name,
+                                                    "location": r.location, "status": r.status},
+                "usd_per_day": None if self.usd_per_day is None else round(self.usd_per_day, 2)}
+
+
+def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
+    resources = deps.compute.labelled_resources({"gpuctl-managed": "true"})
+    stacks = set(deps.engine.list_stacks())
+    local = {r.name: r for r in records.all_records()}
+    known = stacks | set(local)
+    found: list[Leftover] = []
+    by_vm: dict[str, list[ResourceView]] = {}
+    for resource in resources:
+        by_vm.setdefault(resource.labels.get("gpuctl-name", "?"), []).append(resource)
+    for vm, items in sorted(by_vm.items()):
+        kind = "tracked" if vm in known else "orphan"
+        found += [Leftover(kind, vm, r, daily_cost(ctx, r, local.get(vm))) for r in items]
+    for vm in sorted(known - set(by_vm)):
+        found.append(Leftover("stale-stack", vm, None, 0.0))
+    return found
+
+
+def daily_cost(ctx: Context, resource: ResourceView, record) -> float | None:
+    if resource.kind == "instance":
+        if resource.status not in ("RUNNING", "PROVISIONING", "STAGING"):
+            return 0.0  # its disks are listed (and priced) separately
+        if record is not None:
+            return record.hourly_usd * 24
+        return _instance_estimate(ctx, resource)
+    if resource.kind == "disk":
+        region = resource.location.rsplit("-", 1)[0]
+        try:
+            per_gb_month = ctx.prices.disk_gb_month(region, resource.disk_type or "pd-balanced", False)
+        except PriceError:
+            return None
+        return resource.size_gb * per_gb_month / HOURS_PER_MONTH * 24
+    return 0.0  # firewall rules and resource policies cost nothing by themselves
+
+
+def _instance_estimate(ctx: Context, resource: ResourceView) -> float | None:
+    """An orphan has no record: price it like the profile with its machine type (boot disk
+    included; it is also listed as a disk, so the total errs high, never low)."""
+    for profile in ctx.profiles.values():
+        if profile.machine_type == resource.machine_type and profile.spot:
+            try:
+                return hourly_cost(profile, resource.location.rsplit("-", 1)[0], ctx.prices).running * 24
+            except PriceError:
+                return None
+    return None
+
+
+def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps) -> list[str]:
+    """Delete orphans (instances first) and forget stale stacks; tracked VMs are left alone."""
+    done = []
+    order = {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3}
+    orphans = sorted((l for l in leftovers if l.kind == "orphan"),
+                     key=lambda l: order.get(l.resource.kind, 9))
+    for item in orphans:
+        deps.compute.delete(item.resource)
+        done.append(f"{item.resource.kind}/{item.resource.name}")
+    for item in (l for l in leftovers if l.kind == "stale-stack"):
+        if item.vm in deps.engine.list_stacks():
+            deps.engine.destroy(item.vm)  # the state may still list resources GCE removed
+            deps.engine.remove(item.vm)
+        record = records.load(item.vm)
+        if record is not None:
+            if record.address:
+                hostkeys.unpin(record.address)
+            keys.remove_key_pair(item.vm)
+            records.remove(item.vm)
+        done.append(f"stack/{item.vm}")
+    return done

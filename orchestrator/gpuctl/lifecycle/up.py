@@ -1,0 +1,212 @@
+"""`gpuctl up`: apply the VM program zone by zone until one has capacity, then reach the VM.
+
+The order of events, and why:
+ 1. record intent (records.py) before anything exists, so any interruption can be rolled back;
+ 2. make the VM's key pair locally; only the public half goes into metadata;
+ 3. apply the program in the first candidate zone; on stockout, a zone without the machine
+    or GPU, or a regional quota error, destroy what was made and try the next zone;
+ 4. wait for RUNNING, pin the host key the guest agent publishes, wait for SSH;
+ 5. mark the record ready. Anything that fails before step 5 destroys what was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from gpuctl_infra import rules
+from gpuctl_infra.catalog import GPUS, REGIONS
+from gpuctl_infra.spec import VmSpec
+
+from ..adapters.pulumi_engine import StackError
+from ..adapters.ssh import RemoteHost, SshError, SshTarget
+from ..context import Context
+from ..cost import hourly_cost
+from ..errors import GpuctlError, PriceError
+from ..plan import VmPlan
+from . import hostkeys, keys, records
+from .deps import LiveDeps
+from .failover import Candidate, classify, order_zones, short_reason, skip_after
+from .records import Attempt, VmRecord
+
+OnEvent = Callable[[str, str], None]  # (kind, text): kinds attempt, wait, rollback, ready
+TRANSIENT_RETRIES = 2
+
+
+class CapacityError(GpuctlError):
+    exit_code = 4
+
+
+@dataclass
+class UpResult:
+    record: VmRecord
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def candidates(ctx: Context, plan: VmPlan, any_region: bool) -> list[Candidate]:
+    """The plan's zones, then (with --any-region) every other region's zones with the GPU,
+    cheapest first."""
+    found = [Candidate(zone, plan.hourly.running) for zone in plan.zones]
+    gpu = plan.profile.gpu_type
+    if any_region and gpu in GPUS and not plan.profile.zones:
+        for region in REGIONS:
+            if region == plan.spec.region:
+                continue
+            try:
+                price = hourly_cost(plan.profile, region, ctx.prices).running
+            except PriceError:
+                continue  # no price, no estimate: never create what we cannot cost
+            for zone in GPUS[gpu].zones_in(region):
+                if not rules.violations(replace(plan.spec, zone=zone)):
+                    found.append(Candidate(zone, price))
+    return order_zones(found)
+
+
+def vm_program(spec: VmSpec) -> Callable[[], None]:
+    def program() -> None:
+        import pulumi
+        from gpuctl_infra.gpu_vm import GpuVm
+
+        vm = GpuVm(spec)
+        pulumi.export("instance_name", vm.instance.name)
+        pulumi.export("zone", vm.instance.zone)
+    return program
+
+
+def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = False,
+          on_event: OnEvent | None = None) -> UpResult:
+    emit = on_event or (lambda kind, text: None)
+    name = plan.spec.name
+    existing = records.load(name)
+    if existing and existing.state in ("ready", "unreachable"):
+        raise GpuctlError(f"VM {name} already exists ({existing.zone})",
+                          f"use it (`gpuctl ssh {name}`), remove it (`gpuctl down {name}`), "
+                          "or pass --name")
+    if existing:  # an earlier up was interrupted: finish its rollback before starting over
+        emit("rollback", f"an earlier `up` of {name} did not finish; removing what it made")
+        from .down import destroy_everything
+
+        destroy_everything(existing, deps, emit)
+
+    order = candidates(ctx, plan, any_region)
+    key = keys.ensure_key_pair(name)
+    record = VmRecord(
+        name=name, profile=plan.profile.name, project=deps.project, state="creating", stack=name,
+        zones_to_try=[c.zone for c in order], created_at=deps.clock().isoformat(),
+        hourly_usd=plan.hourly.running, stopped_hourly_usd=plan.hourly.stopped,
+        termination_action=plan.guards.termination_action, ssh_user=plan.spec.ssh_user,
+        key_file=str(key.private_path), max_run_seconds=plan.spec.max_run_seconds,
+        termination_time=plan.spec.termination_time,
+        daily_stop=({"cron": plan.spec.daily_stop.cron, "clock": plan.spec.daily_stop.clock,
+                     "time_zone": plan.spec.daily_stop.time_zone} if plan.spec.daily_stop else None))
+    records.save(record)  # intent first: from here on, any failure is rolled back
+    try:
+        _apply_with_failover(plan, record, order, key.public_line, deps, emit)
+        _reach(record, deps, emit)
+    except BaseException:
+        emit("rollback", f"removing everything made for {name}")
+        from .down import destroy_everything
+
+        destroy_everything(record, deps, emit)
+        raise
+    record.state = "ready"
+    records.save(record)
+    emit("ready", f"{name} is ready at {record.address} ({record.zone})")
+    return UpResult(record, record.attempts)
+
+
+def _apply_with_failover(plan: VmPlan, record: VmRecord, order: list[Candidate], public_key: str,
+                         deps: LiveDeps, emit: OnEvent) -> None:
+    pending = list(order)
+    while pending:
+        candidate = pending.pop(0)
+        spec = replace(plan.spec, zone=candidate.zone, ssh_public_key=public_key,
+                       ssh_source_cidr=deps.caller_cidr, project=deps.project)
+        record.zone = candidate.zone
+        record.hourly_usd = candidate.hourly_usd
+        records.save(record)
+        outcome, reason = _try_zone(spec, record, deps, emit)
+        record.attempts.append(Attempt(candidate.zone, outcome, reason))
+        records.save(record)
+        if outcome == "created":
+            return
+        emit("attempt", f"{candidate.zone}: {outcome}: {reason}")
+        deps.engine.destroy(record.stack)  # leave nothing from the failed zone behind
+        if outcome == "fatal":
+            raise GpuctlError(f"creating {spec.name} failed: {reason}",
+                              "fix the cause above; trying other zones would not help")
+        pending = skip_after(outcome, candidate, pending)
+    tried = ", ".join(f"{a.zone} ({a.outcome})" for a in record.attempts)
+    raise CapacityError(f"no zone could create {plan.spec.name}; tried {len(record.attempts)}: {tried}",
+                        "try later, pass --any-region to widen the search, or pick an on-demand profile")
+
+
+def _try_zone(spec: VmSpec, record: VmRecord, deps: LiveDeps, emit: OnEvent) -> tuple[str, str]:
+    emit("apply", f"creating {spec.name} in {spec.zone}")
+    for attempt in range(TRANSIENT_RETRIES + 1):
+        try:
+            deps.engine.up(record.stack, vm_program(spec), {"gcp:project": deps.project,
+                                                            "gcp:zone": spec.zone})
+            return "created", "ok"
+        except StackError as exc:
+            outcome = classify(exc.detail)
+            reason = short_reason(exc.detail)
+            if outcome != "transient" or attempt == TRANSIENT_RETRIES:
+                return outcome, reason
+            emit("attempt", f"{spec.zone}: {reason}; retrying")
+            deps.sleep(2.0 * 2 ** attempt)
+    return "transient", "retries exhausted"  # pragma: no cover - the loop always returns
+
+
+def _reach(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> None:
+    """RUNNING, then host keys from guest attributes, then SSH with the pinned key."""
+    timeouts = deps.timeouts
+    emit("wait", f"waiting for {record.name} to be RUNNING")
+    view = _poll(lambda: deps.compute.instance(record.zone, record.name),
+                 lambda v: v is not None and v.status == "RUNNING", timeouts.running_s, deps,
+                 f"{record.name} did not reach RUNNING")
+    record.address = view.address
+    record.running_since = (view.last_start or deps.clock()).isoformat()
+    records.save(record)
+    if not view.address:
+        raise GpuctlError(f"{record.name} has no external address", "check the network settings")
+    emit("wait", "reading the VM's host keys from its guest attributes")
+    published = _poll(lambda: deps.compute.host_keys(record.zone, record.name), bool,
+                      timeouts.host_keys_s, deps, f"{record.name} published no SSH host keys")
+    lines = hostkeys.host_key_lines(view.address, published)
+    if not lines:
+        raise GpuctlError(f"{record.name} published no usable host key",
+                          "use an image with the Google guest environment")
+    hostkeys.pin(view.address, lines)
+    emit("wait", f"waiting for SSH on {view.address}")
+    target = SshTarget(view.address, record.ssh_user, 22, keys.key_path(record.name),
+                       hostkeys.known_hosts_path())
+    host = RemoteHost(target)
+    host.load_known_hosts(hostkeys.known_hosts_path())
+    try:
+        host.wait_for_ssh(timeouts.ssh_s, timeouts.poll_s, tolerate_auth=True)
+    except SshError as exc:
+        raise GpuctlError(f"{record.name} did not answer on SSH: {exc.message}", exc.hint) from None
+    finally:
+        host.close()
+
+
+def _poll(read, done, timeout_s: float, deps: LiveDeps, failure: str):
+    """Read until done; counts polls rather than reading the clock, so tests with a frozen
+    clock and no-op sleep still end."""
+    polls = max(1, int(timeout_s / max(deps.timeouts.poll_s, 0.001)))
+    for _ in range(polls + 1):
+        value = read()
+        if done(value):
+            return value
+        if value is not None and getattr(value, "status", "") == "TERMINATED":
+            raise GpuctlError(f"{failure}: it was TERMINATED (preempted at once?)",
+                              "spot capacity is tight; rerun `gpuctl up` or try another zone")
+        deps.sleep(deps.timeouts.poll_s)
+    raise GpuctlError(f"{failure} within {timeout_s:.0f}s",
+                      "check the VM's serial console in the Cloud Console")
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
