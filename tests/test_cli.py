@@ -84,10 +84,15 @@ def test_up_dry_run_json():
     assert data["cost"]["hourly_usd"] > 0 and len(data["cost"]["forgotten"]) == 3
 
 
-def test_up_without_dry_run_says_plainly_it_creates_nothing():
+def test_live_up_without_credentials_names_them_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no gcloud ADC file either
+    monkeypatch.delenv("CLOUDSDK_CONFIG", raising=False)
     result = CliRunner().invoke(cli, ["up", "a100-spot", "-y"])
-    assert result.exit_code != 0
-    assert "nothing was created" in result.stderr
+    assert result.exit_code == 3
+    assert "Application Default Credentials" in result.stderr
+    assert "gcloud auth application-default login" in result.stderr
+    assert not (tmp_path / "gpuctl-home" / "vms").exists()
 
 
 BAD_INPUTS = [

@@ -22,23 +22,92 @@ from .options import json_option, profile_argument
 @click.option("--ssh-from", help="Your public address for the SSH rule (default: detected).")
 @click.option("--unguarded", is_flag=True,
               help="Allow a VM with no server-side guard (it bills until deleted).")
+@click.option("--any-region", is_flag=True,
+              help="On stockout, also try other regions (cheapest first).")
+@click.option("--no-provision", "skip_provision", is_flag=True,
+              help="Create and reach the VM, but do not provision it.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; create nothing. No credentials needed.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-def up(profile: str, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
+def up(profile: str, dry_run: bool, yes: bool, as_json: bool, any_region: bool,
+       skip_provision: bool, **options) -> None:
     """Create a guarded GPU VM from PROFILE. Shows the plan and its cost first."""
     from ..context import load_context
-    from ..errors import NotAvailableYet
     from ..plan import UpOptions, plan_to_dict, plan_vm
     from . import render
 
     ctx = load_context()
     plan = plan_vm(ctx, UpOptions(profile=profile, **options))
     report = plan_to_dict(plan, ctx)
-    if as_json:
-        render.print_json(report)
-    else:
+    if dry_run:
+        render.print_json(report) if as_json else render.render_plan(report)
+        return
+    from ..lifecycle.deps import live_deps
+
+    deps = live_deps(ctx, ssh_from=options.get("ssh_from"))  # fails fast, naming what is missing
+    if not as_json:
         render.render_plan(report)
-    if not dry_run:
-        raise NotAvailableYet("live `gpuctl up` is not in this release; nothing was created",
-                              "use --dry-run to see the plan")
+    if not yes and not click.confirm(f"create {plan.spec.name}?", default=False):
+        raise click.Abort()
+    _apply(ctx, plan, deps, any_region, skip_provision, as_json)
+
+
+def _apply(ctx, plan, deps, any_region: bool, skip_provision: bool, as_json: bool) -> None:
+    from ..lifecycle.up import up_vm
+    from . import render
+
+    out = render.console()
+    status = None if as_json else out.status(f"creating {plan.spec.name}")
+
+    def show(kind: str, text: str) -> None:
+        if status is not None:
+            status.update(text)
+            if kind in ("attempt", "rollback", "ready"):
+                out.print(("[yellow]" if kind != "ready" else "[green]") + text + "[/]")
+
+    if status is not None:
+        status.start()
+    try:
+        result = up_vm(ctx, plan, deps, any_region=any_region, on_event=show)
+    finally:
+        if status is not None:
+            status.stop()
+    record = result.record
+    provision = None if skip_provision else _provision(ctx, record, as_json)
+    summary = {"name": record.name, "zone": record.zone, "address": record.address,
+               "attempts": [a.as_dict() for a in record.attempts],
+               "ssh": f"gpuctl ssh {record.name}", "guards": [g.as_dict() for g in plan.guards.guards],
+               "worst_case": plan.worst_case, "provision": provision}
+    if as_json:
+        render.print_json(summary)
+        return
+    out.print(f"[green]{record.name}[/] is up in {record.zone} at {record.address}: "
+              f"`gpuctl ssh {record.name}`")
+    for guard in plan.guards.guards:
+        out.print(f"  guard: {guard.summary}")
+    out.print(f"  worst case: {plan.worst_case['summary']}")
+
+
+def _provision(ctx, record, as_json: bool) -> dict:
+    """Provisioning runs right after up; a failure keeps the VM (it is guarded, and reruns
+    resume) and says how to finish."""
+    from ..errors import GpuctlError
+    from ..lifecycle import records
+    from ..provision.service import provision_host, settings_for
+    from ..targets import resolve_target
+
+    target, known = resolve_target(record.name)
+    settings = settings_for(ctx, target.user, record.profile)
+    try:
+        report = provision_host(target, settings, known_hosts=known)
+    except GpuctlError as exc:
+        record.provision = f"failed: {exc.message}"
+        records.save(record)
+        raise GpuctlError(f"{record.name} is up, but provisioning failed: {exc.message}",
+                          f"rerun `gpuctl provision {record.name}` (finished steps are kept)") from None
+    record.provision = "ok" if report.ok else "failed"
+    records.save(record)
+    if not report.ok:
+        raise GpuctlError(f"{record.name} is up, but a provisioning step failed",
+                          f"rerun `gpuctl provision {record.name} --json` for the step report")
+    return report.as_dict()
