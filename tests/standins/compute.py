@@ -1,0 +1,506 @@
+"""A stand-in for the Compute Engine API v1 (REST), served on 127.0.0.1, for tests that drive the
+real google-cloud-compute client (REST transport, anonymous credentials).
+
+It speaks the JSON shapes of the API reference for instances, disks, firewalls, resource policies,
+zone/region/global operations and the machine/accelerator catalog (compute_catalog.py); validates
+requests where GCE would refuse them; and injects faults on demand: stockouts, quota, 429/503
+bursts, 403s, preemption, deletion behind gpuctl's back, time-limit guards firing. Every request is
+recorded with its RPC name (e.g. "instances.aggregatedList") for assertions.
+
+    def test_up(compute_standin):
+        instances = compute_standin.client(compute_v1.InstancesClient)
+        instances.insert(project=compute_standin.project, zone="us-central1-a",
+                         instance_resource=...).result()
+
+Always build clients with `client()` (or pass `client_kwargs()` and call `wire_operations()`): the
+generated clients poll an Operation through a second client built without client_options, which
+would go to compute.googleapis.com.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+from tests.standins.compute_base import Req, parse_timestamp, public
+from tests.standins.compute_catalog import MACHINE_SHAPES, REGIONS, ZONES, default_catalog
+from tests.standins.compute_errors import ApiError, http_error, invalid, permission_denied, service_disabled, transient
+from tests.standins.compute_firewalls_policies import FirewallsPoliciesMixin, description_labels
+from tests.standins.compute_instances import InstancesMixin, Vm
+
+_Z, _R, _N = r"zones/(?P<zone>[^/]+)", r"regions/(?P<region>[^/]+)", r"(?P<name>[^/]+)"
+_OP = r"(?P<operation>[^/]+)"
+ROUTES = [(method, re.compile(pattern), rpc) for method, pattern, rpc in [
+    ("GET", "zones", "zones.list"),
+    ("GET", _Z, "zones.get"),
+    ("POST", f"{_Z}/instances", "instances.insert"),
+    ("GET", f"{_Z}/instances", "instances.list"),
+    ("GET", f"{_Z}/instances/{_N}", "instances.get"),
+    ("DELETE", f"{_Z}/instances/{_N}", "instances.delete"),
+    ("POST", f"{_Z}/instances/{_N}/(?P<verb>stop|start|setScheduling|setLabels|setMetadata)", "instances.{verb}"),
+    ("GET", f"{_Z}/instances/{_N}/getGuestAttributes", "instances.getGuestAttributes"),
+    ("GET", "aggregated/instances", "instances.aggregatedList"),
+    ("GET", f"{_Z}/disks", "disks.list"),
+    ("GET", f"{_Z}/disks/{_N}", "disks.get"),
+    ("DELETE", f"{_Z}/disks/{_N}", "disks.delete"),
+    ("GET", "aggregated/disks", "disks.aggregatedList"),
+    ("GET", f"{_Z}/machineTypes", "machineTypes.list"),
+    ("GET", f"{_Z}/machineTypes/{_N}", "machineTypes.get"),
+    ("GET", f"{_Z}/acceleratorTypes", "acceleratorTypes.list"),
+    ("GET", f"{_Z}/acceleratorTypes/{_N}", "acceleratorTypes.get"),
+    ("GET", f"{_Z}/operations", "zoneOperations.list"),
+    ("GET", f"{_Z}/operations/{_OP}", "zoneOperations.get"),
+    ("POST", f"{_Z}/operations/{_OP}/wait", "zoneOperations.wait"),
+    ("GET", f"{_R}/operations/{_OP}", "regionOperations.get"),
+    ("POST", f"{_R}/operations/{_OP}/wait", "regionOperations.wait"),
+    ("GET", f"global/operations/{_OP}", "globalOperations.get"),
+    ("POST", f"global/operations/{_OP}/wait", "globalOperations.wait"),
+    ("POST", "global/firewalls", "firewalls.insert"),
+    ("GET", "global/firewalls", "firewalls.list"),
+    ("GET", f"global/firewalls/{_N}", "firewalls.get"),
+    ("DELETE", f"global/firewalls/{_N}", "firewalls.delete"),
+    ("POST", f"{_R}/resourcePolicies", "resourcePolicies.insert"),
+    ("GET", f"{_R}/resourcePolicies", "resourcePolicies.list"),
+    ("GET", f"{_R}/resourcePolicies/{_N}", "resourcePolicies.get"),
+    ("DELETE", f"{_R}/resourcePolicies/{_N}", "resourcePolicies.delete"),
+    ("GET", "aggregated/resourcePolicies", "resourcePolicies.aggregatedList"),
+]]
+_PREFIX = re.compile(r"/compute/v1/projects/(?P<project>[^/]+)/(?P<rest>.+)")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: dict | None
+    rpc: str | None  # "instances.insert", ...; None for a path the stand-in does not serve
+    status: int = 0  # the HTTP status answered
+
+
+def permission_for(rpc: str) -> str:
+    resource, verb = rpc.split(".")
+    return f"compute.{resource}.{ {'insert': 'create', 'aggregatedList': 'list', 'wait': 'get'}.get(verb, verb)}"
+
+
+class ComputeStandIn(InstancesMixin, FirewallsPoliciesMixin):
+    """The stand-in server; a context manager, started on a free port of 127.0.0.1.
+
+    operation_polls: how many polls (zoneOperations.get and friends) an Operation answers
+        PENDING/RUNNING before DONE; 0 answers DONE at once (and `.result()` never polls).
+    boot_steps: how many reads (get, list, aggregatedList) an instance stays in PROVISIONING and
+        then in STAGING; 0 makes it RUNNING at once.
+    clock: returns "now" (an aware datetime); advance_clock() moves it on and fires due guards.
+    """
+
+    def __init__(self, project: str = "gpuctl-test", *, operation_polls: int = 0, boot_steps: int = 0,
+                 clock=None):
+        self.project = project
+        self.operation_polls = operation_polls
+        self.boot_steps = boot_steps
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.catalog = default_catalog()
+        self.requests: list[RecordedRequest] = []
+        self.nat_ips: dict[str, str] = {}  # instance name -> natIP it gets (e.g. a netns address for SSH)
+        self.unreachable_zones: set[str] = set()
+        self._lock = threading.RLock()
+        self._clock_offset = dt.timedelta()
+        self._counter = 0
+        self._nat_serial = 0
+        self._net_serial: dict[str, int] = {}
+        self._ops: dict = {}
+        self._request_ids: dict = {}
+        self._vms: dict[tuple, Vm] = {}
+        self._disks: dict[tuple, dict] = {}
+        self._firewalls: dict[tuple, dict] = {}
+        self._policies: dict[tuple, dict] = {}
+        self.clear_faults()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle and clients
+    def start(self) -> ComputeStandIn:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    def __enter__(self) -> ComputeStandIn:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def client_kwargs(self) -> dict:
+        return {"credentials": AnonymousCredentials(), "transport": "rest",
+                "client_options": {"api_endpoint": self.endpoint}}
+
+    def wire_operations(self, client):
+        """Point the client's own Operation pollers (built without client_options) at the stand-in."""
+        services = getattr(client._transport, "_extended_operations_services", None)
+        if services is None:  # operation and read-only clients poll nothing
+            return client
+        services["zone_operations"] = compute_v1.ZoneOperationsClient(**self.client_kwargs())
+        services["region_operations"] = compute_v1.RegionOperationsClient(**self.client_kwargs())
+        services["global_operations"] = compute_v1.GlobalOperationsClient(**self.client_kwargs())
+        return client
+
+    def client(self, client_class):
+        """e.g. client(compute_v1.InstancesClient), ready for insert(...).result()."""
+        return self.wire_operations(client_class(**self.client_kwargs()))
+
+    def clients(self) -> SimpleNamespace:
+        c = compute_v1
+        return SimpleNamespace(
+            instances=self.client(c.InstancesClient), disks=self.client(c.DisksClient),
+            firewalls=self.client(c.FirewallsClient), resource_policies=self.client(c.ResourcePoliciesClient),
+            zone_operations=self.client(c.ZoneOperationsClient), region_operations=self.client(c.RegionOperationsClient),
+            global_operations=self.client(c.GlobalOperationsClient), machine_types=self.client(c.MachineTypesClient),
+            accelerator_types=self.client(c.AcceleratorTypesClient), zones=self.client(c.ZonesClient))
+
+    # ---------------------------------------------------------------- fault injection
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._stockouts: list[dict] = []
+            self._quotas: dict[tuple, tuple[float, bool]] = {}
+            self._bursts: list[dict] = []
+            self._denied: set[str] | None = None  # None: nothing denied; empty set: everything
+            self._disabled = False
+            self.unreachable_zones = set()
+            self.catalog = default_catalog()
+
+    def stockout(self, *zones: str, with_details: bool = True, machine_types=None, times: int | None = None,
+                 on=("insert", "start")) -> None:
+        """Inserts (and starts) in `zones` end in an Operation error ZONE_RESOURCE_POOL_EXHAUSTED[_WITH_DETAILS],
+        HTTP 503 on the operation; only for `machine_types` if given; the first `times` attempts only if given."""
+        for zone in zones:
+            assert zone in ZONES, zone
+        with self._lock:
+            self._stockouts.append({"zones": set(zones), "with_details": with_details, "times": times,
+                                    "machine_types": set(machine_types) if machine_types else None, "on": set(on)})
+
+    def set_quota(self, region: str, metric: str, limit: float = 0.0, *, sync: bool = False) -> None:
+        """GPU quota: e.g. set_quota("us-central1", "NVIDIA_A100_GPUS", 0). A spot VM draws on
+        "PREEMPTIBLE_<metric>" when that one is set, else on the plain metric; region "global" with
+        "GPUS_ALL_REGIONS" limits all regions. Over the limit, the insert Operation ends QUOTA_EXCEEDED
+        (HTTP 403) or, with sync=True, insert itself answers 403 quotaExceeded."""
+        assert region in REGIONS or (region == "global" and metric == "GPUS_ALL_REGIONS"), (region, metric)
+        with self._lock:
+            self._quotas[(region, metric)] = (float(limit), sync)
+
+    def remove_from_zone(self, zone: str, *, machine_type: str | None = None, accelerator: str | None = None) -> None:
+        """The zone no longer offers this machine type / accelerator type (insert -> 400 / 404)."""
+        with self._lock:
+            if machine_type:
+                self.catalog[zone]["machineTypes"].discard(machine_type)
+            if accelerator:
+                self.catalog[zone]["acceleratorTypes"].discard(accelerator)
+
+    def fail_next(self, times: int, status: int = 503, *, method: str | None = None, path: str | None = None,
+                  rpc: str | None = None, apply: bool = False) -> None:
+        """The next `times` matching requests answer HTTP `status` (429, 500 or 503) with GCE's body.
+        method/path (a regex searched in the URL path)/rpc narrow the match. apply=True carries the
+        request out first and loses the answer (a create that happened, though the client saw a 503)."""
+        transient(status)  # refuses statuses without a body
+        with self._lock:
+            self._bursts.append({"times": times, "status": status, "method": method, "rpc": rpc, "apply": apply,
+                                 "path": re.compile(path) if path else None})
+
+    def deny_permission(self, *permissions: str) -> None:
+        """403 'Required <permission> permission' for these permissions (e.g. "compute.instances.create");
+        none given: for every request."""
+        with self._lock:
+            self._denied = set(permissions)
+
+    def disable_api(self) -> None:
+        """Every request answers 403 accessNotConfigured / SERVICE_DISABLED."""
+        with self._lock:
+            self._disabled = True
+
+    def make_unreachable(self, *zones: str) -> None:
+        """Aggregated lists leave these zones out: listed in `unreachables` with returnPartialSuccess,
+        else the whole call answers 503."""
+        with self._lock:
+            self.unreachable_zones |= set(zones)
+
+    # ---------------------------------------------------------------- events behind gpuctl's back
+    def find_vm(self, name: str, zone: str | None = None, project: str | None = None) -> Vm:
+        project = project or self.project
+        found = [vm for (p, z, n), vm in self._vms.items() if p == project and n == name and zone in (None, z)]
+        assert len(found) == 1, f"{len(found)} instances named {name!r} (zone={zone})"
+        return found[0]
+
+    def _system_operation(self, vm: Vm, op_type: str, message: str, user: str = "system") -> None:
+        self.operation(vm.project, f"zones/{vm.zone}", op_type, vm.doc["selfLink"], vm.doc["id"], user=user,
+                       polls=0, outcome={"statusMessage": message})
+
+    def _terminate(self, vm: Vm) -> None:
+        if vm.doc["scheduling"].get("instanceTerminationAction", "STOP") == "DELETE":
+            self.remove_vm(vm)
+        else:
+            self.set_vm_status(vm, "TERMINATED")
+
+    def preempt(self, name: str, zone: str | None = None) -> None:
+        """GCE reclaims a spot VM: per instanceTerminationAction it is TERMINATED (STOP) or deleted,
+        and a zone Operation "compute.instances.preempted" is recorded, as GCE does."""
+        with self._lock:
+            vm = self.find_vm(name, zone)
+            scheduling = vm.doc["scheduling"]
+            assert scheduling.get("provisioningModel") == "SPOT" or scheduling.get("preemptible"), \
+                f"{name} is not a spot VM; GCE does not preempt it"
+            self._system_operation(vm, "compute.instances.preempted", "Instance was preempted.")
+            self._terminate(vm)
+
+    def fire_time_limit(self, name: str, zone: str | None = None) -> None:
+        """The maxRunDuration / terminationTime guard fires: STOP or DELETE per instanceTerminationAction."""
+        with self._lock:
+            vm = self.find_vm(name, zone)
+            scheduling = vm.doc["scheduling"]
+            assert "maxRunDuration" in scheduling or "terminationTime" in scheduling, f"{name} has no time limit"
+            self._terminate(vm)
+
+    def advance_clock(self, seconds: float) -> list[str]:
+        """Move the clock on; RUNNING VMs whose terminationTimestamp has passed are terminated.
+        Returns the names of those VMs."""
+        with self._lock:
+            self._clock_offset += dt.timedelta(seconds=seconds)
+            fired = []
+            for vm in list(self._vms.values()):
+                stamp = vm.doc.get("resourceStatus", {}).get("scheduling", {}).get("terminationTimestamp")
+                if vm.doc["status"] == "RUNNING" and stamp and parse_timestamp(stamp) <= self.now():
+                    fired.append(vm.name)
+                    self._terminate(vm)
+            return fired
+
+    def delete_behind_back(self, name: str, zone: str | None = None) -> None:
+        """Someone else deletes the instance (console, another tool); autoDelete disks go with it."""
+        with self._lock:
+            vm = self.find_vm(name, zone)
+            self._system_operation(vm, "delete", "", user="someone-else@example.com")
+            self.remove_vm(vm)
+
+    def set_status(self, name: str, status: str, zone: str | None = None) -> None:
+        with self._lock:
+            self.set_vm_status(self.find_vm(name, zone), status)
+
+    def set_nat_ip(self, name: str, ip: str, zone: str | None = None) -> None:
+        """Give a VM (now and on every start) this external address, e.g. a throwaway host's netns IP."""
+        with self._lock:
+            self.nat_ips[name] = ip
+            vm = next((v for v in self._vms.values() if v.name == name and zone in (None, v.zone)), None)
+            if vm is not None:
+                for config in vm.doc["networkInterfaces"][0].get("accessConfigs", []):
+                    if "natIP" in config:
+                        config["natIP"] = ip
+
+    def set_guest_attribute(self, name: str, namespace: str, key: str, value: str, zone: str | None = None) -> None:
+        """What the guest agent writes (seen only with metadata enable-guest-attributes=TRUE, RUNNING)."""
+        with self._lock:
+            self.find_vm(name, zone).guest_attributes[(namespace, key)] = value
+
+    def set_host_keys(self, name: str, keys: dict[str, str], zone: str | None = None) -> None:
+        """e.g. {"ssh-ed25519": "AAAAC3Nz..."}: the guest agent's hostkeys/ namespace."""
+        for key_type, value in keys.items():
+            self.set_guest_attribute(name, "hostkeys", key_type, value, zone)
+
+    # ---------------------------------------------------------------- inspection
+    def calls(self, rpc: str | None = None, *, method: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if rpc in (None, r.rpc) and method in (None, r.method)]
+
+    @property
+    def rpcs(self) -> list[str | None]:
+        with self._lock:
+            return [r.rpc for r in self.requests]
+
+    def instance(self, name: str, zone: str | None = None) -> dict:
+        with self._lock:
+            return public(self.find_vm(name, zone).doc)
+
+    def instances(self) -> list[dict]:
+        with self._lock:
+            return [public(vm.doc) for vm in self._vms.values()]
+
+    def disks(self) -> list[dict]:
+        with self._lock:
+            return [public(d) for d in self._disks.values()]
+
+    def firewalls(self) -> list[dict]:
+        with self._lock:
+            return [public(d) for d in self._firewalls.values()]
+
+    def resource_policies(self) -> list[dict]:
+        with self._lock:
+            return [public(d) for d in self._policies.values()]
+
+    def operations(self, op_type: str | None = None) -> list[dict]:
+        with self._lock:
+            return [public(r.body) for r in self._ops.values() if op_type in (None, r.body["operationType"])]
+
+    def labelled_resources(self, label_key: str, value: str | None = None) -> dict[str, list[str]]:
+        """What is left carrying label_key (=value): {"instances": ["zone/name"], "disks": [...],
+        "firewalls": [...], "resourcePolicies": ["region/name"]}; kinds with nothing are left out,
+        so "nothing left" is `== {}`. Firewalls and policies are read from "gpuctl k=v" descriptions."""
+        def has(labels: dict) -> bool:
+            return label_key in labels and value in (None, labels[label_key])
+
+        with self._lock:
+            found = {
+                "instances": [f"{z}/{n}" for (_, z, n), vm in self._vms.items() if has(vm.doc.get("labels", {}))],
+                "disks": [f"{z}/{n}" for (_, z, n), d in self._disks.items() if has(d.get("labels", {}))],
+                "firewalls": [n for (_, n), d in self._firewalls.items() if has(description_labels(d["description"]))],
+                "resourcePolicies": [f"{r}/{n}" for (_, r, n), d in self._policies.items()
+                                     if has(description_labels(d["description"]))],
+            }
+        return {kind: sorted(names) for kind, names in found.items() if names}
+
+    # ---------------------------------------------------------------- answering
+    def answer(self, method: str, path: str, query: dict[str, str], body: dict | None) -> tuple[int, dict]:
+        with self._lock:
+            record = RecordedRequest(method, path, query, body, None)
+            self.requests.append(record)
+            record.status, payload = self._answer(record)
+            return record.status, payload
+
+    def _route(self, method: str, path: str) -> tuple[str, str, dict] | None:
+        prefix = _PREFIX.fullmatch(path)
+        if not prefix:
+            return None
+        for route_method, pattern, rpc in ROUTES:
+            match = pattern.fullmatch(prefix["rest"])
+            if match and route_method == method:
+                params = match.groupdict()
+                return prefix["project"], rpc.format(verb=params.pop("verb", "")), params
+        return None
+
+    def _answer(self, record: RecordedRequest) -> tuple[int, dict]:
+        routed = self._route(record.method, record.path)
+        if routed is None:
+            return 404, http_error(404, f"{record.method} {record.path} is not served by the Compute stand-in",
+                                   "notFound").body
+        project, record.rpc, params = routed
+        req = Req(record.method, project, params, record.query, record.body, record.rpc)
+        burst = self._take_burst(record)
+        try:
+            if burst and not burst["apply"]:
+                raise transient(burst["status"])
+            if self._disabled:
+                raise service_disabled(project)
+            permission = permission_for(record.rpc)
+            if self._denied is not None and (not self._denied or permission in self._denied):
+                raise permission_denied(permission, self._resource_path(req))
+            if "zone" in params and params["zone"] not in ZONES:
+                raise invalid("zone", params["zone"], "Unknown zone.")
+            if "region" in params and params["region"] not in REGIONS:
+                raise invalid("region", params["region"], "Unknown region.")
+            result = getattr(self, "_h_" + record.rpc.replace(".", "_"))(req)
+            if burst:
+                raise transient(burst["status"])
+            return 200, result
+        except ApiError as exc:
+            return exc.code, exc.body
+
+    def _take_burst(self, record: RecordedRequest) -> dict | None:
+        for burst in self._bursts:
+            if burst["times"] > 0 and burst["method"] in (None, record.method) and burst["rpc"] in (None, record.rpc) \
+                    and (burst["path"] is None or burst["path"].search(record.path)):
+                burst["times"] -= 1
+                return burst
+        return None
+
+    @staticmethod
+    def _resource_path(req: Req) -> str:
+        _, verb = req.rpc.split(".")
+        if verb in ("list", "aggregatedList"):
+            return f"projects/{req.project}"
+        parts = [f"projects/{req.project}"]
+        if "zone" in req.params:
+            parts.append(f"zones/{req.params['zone']}")
+        if "region" in req.params:
+            parts.append(f"regions/{req.params['region']}")
+        collection = req.rpc.split(".")[0]
+        if "operation" in req.params:
+            parts.append(f"operations/{req.params['operation']}")
+        elif verb == "insert":
+            parts.append(f"{collection}/{(req.body or {}).get('name', '')}")
+        elif "name" in req.params:
+            parts.append(f"{collection}/{req.params['name']}")
+        if collection == "firewalls":
+            parts.insert(1, "global")
+        return "/".join(parts)
+
+
+def _handler_for(standin: ComputeStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes; avoid 40 ms stalls
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve("POST")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._serve("DELETE")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            self._serve("PATCH")
+
+        def do_PUT(self) -> None:  # noqa: N802
+            self._serve("PUT")
+
+        def _serve(self, method: str) -> None:
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+                code, payload = standin.answer(method, url.path, query, body)
+            except json.JSONDecodeError as exc:
+                code, payload = 400, http_error(400, f"Invalid JSON payload received. {exc}", "parseError").body
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args) -> None:  # keep test output quiet
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def compute_standin():
+    """A started ComputeStandIn (project "gpuctl-test", operations DONE at once, VMs RUNNING at once)."""
+    with ComputeStandIn() as standin:
+        yield standin
+
+
+__all__ = ["ComputeStandIn", "RecordedRequest", "compute_standin", "MACHINE_SHAPES", "ZONES", "REGIONS"]
