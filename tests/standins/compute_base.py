@@ -248,9 +248,6 @@ class BaseMixin:
         """`scoped`: "zones/x" or "regions/x" -> resources. maxResults counts resources across scopes."""
         partial = req.query.get("returnPartialSuccess", "").lower() == "true"
         hidden = sorted(s for s in scoped if s in unreachable)
-        if hidden and not partial:
-            raise http_error(503, f"The resource scope '{hidden[0]}' is currently unavailable. "
-                                  "(stand-in wording)", "backendError")
         flat = []
         for scope in sorted(scoped):
             if scope not in unreachable:
@@ -263,6 +260,10 @@ class BaseMixin:
         items = {}
         for scope in sorted(scoped):
             if scope in unreachable:
+                if not partial:  # with returnPartialSuccess the scope is named in `unreachables` instead
+                    items[scope] = {"warning": {
+                        "code": "UNREACHABLE", "message": f"Scope '{scope}' is unreachable. (stand-in wording)",
+                        "data": [{"key": "scope", "value": scope}]}}
                 continue
             if scope in on_page:
                 items[scope] = {key: on_page[scope]}
@@ -275,7 +276,7 @@ class BaseMixin:
                 "selfLink": self.url(req.project, "aggregated", what)}
         if token:
             body["nextPageToken"] = token
-        if hidden:
+        if hidden and partial:
             body["unreachables"] = hidden
         return body
 
