@@ -1,0 +1,1 @@
+"""Training runs on a gpuctl VM (or any SSH host): sync, detached start, logs, progress, cost."""
