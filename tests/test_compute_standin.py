@@ -14,7 +14,7 @@ from google.api_core import retry as retries
 from google.api_core.future import polling
 from google.cloud import compute_v1
 
-from tests.standins.compute import ComputeStandIn
+from tests.standins.compute import ComputeStandIn, compute_standin  # noqa: F401 - the fixture gpuctl tests use
 from tests.standins.compute_base import parse_timestamp
 
 P = "gpuctl-test"
@@ -216,6 +216,8 @@ def test_guest_attributes_give_host_keys_once_the_guest_wrote_them(standin, api)
     (vm("short", max_run=10), ZONE, gexc.BadRequest, "between 30 seconds and 120 days"),
     (vm("no-action", spot=False, max_run=3600), ZONE, gexc.BadRequest, "termination action must be specified"),
     (vm("ssd", machine="a2-ultragpu-1g", gpu=None, scratch=1), ZONE, gexc.BadRequest, "comes with 1 local SSD"),
+    (vm("h100-od", machine="a3-highgpu-1g", gpu=None, scratch=0, spot=False, max_run=None), ZONE, gexc.BadRequest,
+     "a3-highgpu-1g is only available with the SPOT or FLEX_START provisioning model"),
     (vm("zone-typo", zone="us-central1-z"), "us-central1-z", gexc.BadRequest,
      "Invalid value for field 'zone': 'us-central1-z'. Unknown zone."),
     (vm("policy", policies=["regions/us-central1/resourcePolicies/nope"]), ZONE, gexc.NotFound,
@@ -654,3 +656,57 @@ def test_unserved_paths_answer_404_and_are_recorded(standin, api):
     with pytest.raises(gexc.NotFound, match="not served by the Compute stand-in"):
         api.instances.reset(project=P, zone=ZONE, instance="x")
     assert standin.requests[-1].rpc is None and standin.requests[-1].status == 404
+
+
+def test_order_by_name_or_newest_first_and_nothing_else(standin, api):
+    for name in ("b", "a", "c"):
+        create(api, vm(name))
+        standin.advance_clock(60)
+    assert [i.name for i in api.instances.list(project=P, zone=ZONE)] == ["a", "b", "c"]
+    newest = api.instances.list(request={"project": P, "zone": ZONE, "order_by": "creationTimestamp desc"})
+    assert [i.name for i in newest] == ["c", "a", "b"]
+    with pytest.raises(gexc.BadRequest, match="only sorting by name or creationTimestamp desc"):
+        list(api.instances.list(request={"project": P, "zone": ZONE, "order_by": "status"}))
+
+
+def test_the_exported_fixture_serves_a_fresh_project(compute_standin):  # noqa: F811 - the imported fixture
+    api = compute_standin.clients()
+    assert compute_standin.project == "gpuctl-test" and compute_standin.endpoint.startswith("http://127.0.0.1:")
+    create(api, vm("f"))
+    assert api.instances.get(project="gpuctl-test", zone=ZONE, instance="f").status == "RUNNING"
+    assert compute_standin.rpcs == ["instances.insert", "instances.get"]
+
+
+def test_region_and_global_operations_are_polled_on_the_stand_in(standin, api):
+    standin.operation_polls = 1
+    fw = api.firewalls.insert(project=P, firewall_resource=_firewall("fw"))
+    rp = api.resource_policies.insert(project=P, region="us-central1", resource_policy_resource=_policy("rp"))
+    assert fw.status == rp.status == compute_v1.Operation.Status.PENDING
+    fw.result(polling=FAST)
+    rp.result(polling=FAST)
+    assert [c.path for c in standin.calls("globalOperations.get")] == [
+        f"/compute/v1/projects/{P}/global/operations/{fw.name}"]
+    assert [c.path for c in standin.calls("regionOperations.get")] == [
+        f"/compute/v1/projects/{P}/regions/us-central1/operations/{rp.name}"]
+    assert api.global_operations.get(project=P, operation=fw.name).status == compute_v1.Operation.Status.DONE
+
+
+def test_disks_list_and_aggregated_list_filter_on_labels(standin, api):
+    create(api, vm("x", labels=managed("x"), auto_delete=False))
+    create(api, vm("y", zone="asia-northeast1-a", labels=managed("y", "bob")), "asia-northeast1-a")
+    create(api, vm("z"))
+    agg = api.disks.aggregated_list(request={"project": P, "filter": 'labels.gpuctl-managed = "true"'})
+    assert sorted((scope, d.name) for scope, s in agg for d in s.disks) == [
+        ("zones/asia-northeast1-a", "y"), ("zones/us-central1-a", "x")]
+    assert _names(api.disks.list(request={"project": P, "zone": ZONE, "filter": "labels.gpuctl-owner = alice"})) == ["x"]
+
+
+def test_set_metadata_needs_the_current_fingerprint(api):
+    create(api, vm("m", metadata={"startup-script": "true"}))
+    fp = api.instances.get(project=P, zone=ZONE, instance="m").metadata.fingerprint
+    new = compute_v1.Metadata(fingerprint=fp, items=[compute_v1.Items(key="enable-guest-attributes", value="TRUE")])
+    api.instances.set_metadata(project=P, zone=ZONE, instance="m", metadata_resource=new).result()
+    got = api.instances.get(project=P, zone=ZONE, instance="m").metadata
+    assert [(i.key, i.value) for i in got.items] == [("enable-guest-attributes", "TRUE")] and got.fingerprint != fp
+    with pytest.raises(gexc.PreconditionFailed, match="fingerprint does not match"):
+        api.instances.set_metadata(project=P, zone=ZONE, instance="m", metadata_resource=new)

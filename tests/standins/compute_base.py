@@ -190,8 +190,7 @@ class BaseMixin:
 
     # -- lists --
     def page(self, req: Req, items: list[dict], kind: str, list_kind: str, where: str) -> dict:
-        items = self.filtered(req, items, kind)
-        items.sort(key=lambda d: d.get("name", ""))
+        items = self.ordered(req, self.filtered(req, items, kind))
         start, end, token = self._window(req, len(items))
         body = {"kind": list_kind, "id": f"projects/{req.project}/{where}",
                 "selfLink": self.url(req.project, where)}
@@ -200,6 +199,19 @@ class BaseMixin:
         if token:
             body["nextPageToken"] = token
         return body
+
+    @staticmethod
+    def ordered(req: Req, items: list, key=lambda item: item) -> list:
+        """GCE sorts by name, or newest first with orderBy="creationTimestamp desc"; nothing else."""
+        order = (req.query.get("orderBy") or "name").strip()
+        if order not in ("name", "creationTimestamp desc"):
+            raise invalid("orderBy", order, "Currently, only sorting by name or creationTimestamp desc is "
+                          "supported.")
+        items = sorted(items, key=lambda item: key(item).get("name", ""))
+        if order == "creationTimestamp desc":  # a stable sort: same-time resources stay by name
+            items.sort(key=lambda item: parse_timestamp(key(item).get("creationTimestamp") or
+                                                         "1970-01-01T00:00:00+00:00"), reverse=True)
+        return items
 
     def filtered(self, req: Req, items: list[dict], kind: str) -> list[dict]:
         text = req.query.get("filter")
@@ -252,7 +264,9 @@ class BaseMixin:
         for scope in sorted(scoped):
             if scope not in unreachable:
                 flat.extend((scope, item) for item in self.filtered(req, scoped[scope], kind))
-        flat.sort(key=lambda pair: (pair[0], pair[1].get("name", "")))
+        flat = self.ordered(req, flat, key=lambda pair: pair[1])
+        if (req.query.get("orderBy") or "name").strip() == "name":
+            flat.sort(key=lambda pair: pair[0])  # scope by scope, by name within (a stable sort)
         start, end, token = self._window(req, len(flat))
         on_page: dict[str, list] = {}
         for scope, item in flat[start:end]:

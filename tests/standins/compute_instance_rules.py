@@ -16,6 +16,7 @@ LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 DISK_TYPES = {"pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced", "local-ssd"}
 MAX_RUN_SECONDS = 120 * 86400
+SPOT_OR_FLEX_ONLY = {"a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"}
 
 @dataclass
 class Vm:
@@ -91,7 +92,7 @@ class InstanceRulesMixin(BaseMixin):
     def checked_scheduling(self, sent: dict, *, has_gpu: bool, field_name: str = "resource.scheduling") -> dict:
         s = public(sent)
         model = s.setdefault("provisioningModel", "STANDARD")
-        if model not in ("STANDARD", "SPOT"):
+        if model not in ("STANDARD", "SPOT", "FLEX_START"):
             raise invalid(f"{field_name}.provisioningModel", model, "Unsupported provisioning model.")
         spot, preemptible = model == "SPOT", bool(s.get("preemptible", False))
         s["automaticRestart"] = s.get("automaticRestart", True)  # GCE's default when unset

@@ -8,8 +8,8 @@ import datetime as dt
 
 from tests.standins.compute_base import Req, fingerprint, parse_ref, parse_timestamp, public, timestamp
 from tests.standins.compute_catalog import SUBNETS, ZONES, numeric_id
-from tests.standins.compute_errors import already_exists, http_error, in_use, not_found, precondition
-from tests.standins.compute_instance_rules import InstanceRulesMixin, Vm, check_labels
+from tests.standins.compute_errors import already_exists, http_error, in_use, invalid, not_found, precondition
+from tests.standins.compute_instance_rules import SPOT_OR_FLEX_ONLY, InstanceRulesMixin, Vm, check_labels
 
 
 class InstancesMixin(InstanceRulesMixin):
@@ -103,6 +103,9 @@ class InstancesMixin(InstanceRulesMixin):
         shape = self._machine_shape(project, zone, body.get("machineType"))
         gpu, gpu_count, accelerators = self._accelerators(project, zone, shape, body.get("guestAccelerators") or [])
         scheduling = self.checked_scheduling(body.get("scheduling") or {}, has_gpu=bool(gpu))
+        if shape.name in SPOT_OR_FLEX_ONLY and scheduling["provisioningModel"] == "STANDARD":
+            raise invalid("resource.scheduling.provisioningModel", "STANDARD", f"Machine type {shape.name} is "
+                          "only available with the SPOT or FLEX_START provisioning model. (stand-in wording)")
         labels = check_labels(body.get("labels") or {}, "resource.labels")
         policies = self._policy_urls(project, region, body.get("resourcePolicies") or [])
         disks = self._plan_disks(project, zone, name, shape, body.get("disks") or [])
