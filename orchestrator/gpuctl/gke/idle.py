@@ -1,0 +1,115 @@
+"""The Web UI's idle rule: scale its Deployment to zero after N minutes without a request.
+
+`decide` is the rule, a pure function. `run_once` reads the inputs from the cluster (the
+Lease whose renewTime the proxy moves on each request, and the Deployment's scale) and
+applies the decision. Run as a script (`python idle.py`, from the CronJob in
+k8s/webui/idler-cronjob.yaml) it does one round with the pod's service account and prints one
+JSON line. Standard library only: the CronJob runs it in a stock Python image.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+try:  # inside the gpuctl package
+    from .incluster import Api, ApiError, in_cluster_namespace, lease_path, parse_time, scale_path
+except ImportError:  # run as a script next to incluster.py (the ConfigMap)
+    from incluster import Api, ApiError, in_cluster_namespace, lease_path, parse_time, scale_path
+
+DEFAULT_IDLE_MINUTES = 30.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "scale-down", "keep" or "none" (already at zero, or the rule is off)
+    replicas: int  # what the Deployment should have
+    reason: str
+    idle_seconds: float | None = None
+
+    @property
+    def scale_down(self) -> bool:
+        return self.action == "scale-down"
+
+
+def decide(last_request_at: dt.datetime | None, now: dt.datetime, idle_minutes: float,
+           replicas: int) -> Decision:
+    """Scale to zero when `replicas` > 0 and the last request is `idle_minutes` old or older.
+
+    No recorded request at all counts as idle: a UI nobody has touched should not bill.
+    A last request in the future (clock skew between nodes) counts as just now.
+    """
+    if replicas <= 0:
+        return Decision("none", 0, "already at zero")
+    if idle_minutes <= 0:
+        return Decision("none", replicas, "the idle rule is off (idle minutes is 0)")
+    if last_request_at is None:
+        return Decision("scale-down", 0, "no request was ever recorded")
+    idle = max((now - last_request_at).total_seconds(), 0.0)
+    limit = idle_minutes * 60
+    if idle >= limit:
+        return Decision("scale-down", 0,
+                        f"idle for {idle / 60:.1f} min (limit {idle_minutes:g} min)", idle)
+    return Decision("keep", replicas,
+                    f"last request {idle / 60:.1f} min ago; scales down in "
+                    f"{(limit - idle) / 60:.1f} min", idle)
+
+
+def last_activity(lease: dict | None) -> dt.datetime | None:
+    """The Lease's renewTime (or, before the first renewal, its acquireTime)."""
+    if not lease:
+        return None
+    spec = lease.get("spec") or {}
+    return parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
+
+
+def run_once(api: Api, namespace: str, deployment: str, lease: str, idle_minutes: float,
+             now: dt.datetime | None = None) -> Decision:
+    """Read the scale and the Lease, decide, and scale down if the rule says so.
+
+    The scale-down patch carries the resourceVersion it decided on, so a `gpuctl webui up`
+    that lands in between wins (the patch fails with 409 and the next round decides again).
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    scale = api.get(scale_path(namespace, deployment))
+    replicas = int((scale.get("spec") or {}).get("replicas") or 0)
+    try:
+        lease_obj = api.get(lease_path(namespace, lease))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        lease_obj = None
+    decision = decide(last_activity(lease_obj), now, idle_minutes, replicas)
+    if decision.scale_down:
+        version = (scale.get("metadata") or {}).get("resourceVersion")
+        patch: dict = {"spec": {"replicas": 0}}
+        if version:
+            patch["metadata"] = {"resourceVersion": version}
+        api.merge_patch(scale_path(namespace, deployment), patch)
+    return decision
+
+
+def main(argv: list[str] | None = None) -> int:
+    namespace = in_cluster_namespace()
+    deployment = os.environ.get("DEPLOYMENT", "gpuctl-webui")
+    lease = os.environ.get("ACTIVITY_LEASE", "gpuctl-webui-activity")
+    try:
+        idle_minutes = float(os.environ.get("IDLE_MINUTES", DEFAULT_IDLE_MINUTES))
+    except ValueError:
+        idle_minutes = DEFAULT_IDLE_MINUTES
+    record = {"namespace": namespace, "deployment": deployment, "idle_minutes": idle_minutes}
+    try:
+        decision = run_once(Api.in_cluster(), namespace, deployment, lease, idle_minutes)
+    except ApiError as exc:
+        print(json.dumps({**record, "error": str(exc)}), flush=True)
+        # 409: someone scaled it between our read and our patch; the next round decides again.
+        return 0 if exc.status == 409 else 1
+    print(json.dumps({**record, **asdict(decision)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,286 @@
+"""A job spec becomes Kubernetes objects: a Job, or an Indexed Job plus a headless Service.
+
+Pure functions returning plain dicts (what `kubectl apply -f` would read); nothing here talks
+to a cluster. The shapes follow what GKE does to spot GPU nodes (GCP_FACTS.md):
+
+- nodes carry `cloud.google.com/gke-accelerator=<type>` and, when spot,
+  `cloud.google.com/gke-spot=true`; GPU nodes are tainted `nvidia.com/gpu=present:NoSchedule`;
+- a pod asks for GPUs with the `nvidia.com/gpu` limit, so the scheduler places it only where
+  that many GPUs are free, and the cluster autoscaler scales the matching pool up from zero.
+
+Spot disruptions and code errors are told apart by a pod failure policy: a pod that failed
+because its node went away (condition DisruptionTarget) is retried, up to `max_retries`
+times; a trainer that exits non-zero fails the Job at once, because rerunning a crash only
+burns GPU hours.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..jobspec import JobSpec, JobSpecError, notes_for_target, parse_job_spec
+
+# Labels on everything gpuctl creates in a cluster: what `down` and sweeps select on.
+MANAGED = "gpuctl-managed"
+OWNER = "gpuctl-owner"
+JOB = "gpuctl-job"
+COMPONENT = "gpuctl-component"
+
+ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+SPOT_LABEL = "cloud.google.com/gke-spot"
+GPU_RESOURCE = "nvidia.com/gpu"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+TRAINER = "trainer"  # the container the failure policy judges by its exit code
+MASTER_PORT = 29500  # torchrun's default
+SCRATCH = "/scratch"  # caches: an emptyDir, on local SSD when the node pool has it
+DEFAULT_TTL_AFTER_FINISHED = 86400  # a finished Job (and its logs) stays one day
+DEFAULT_TIMEOUT = 86400  # a Job without `timeout:` is still stopped after a day
+# Spot VMs get about 30 s of notice; leave the trainer time to flush a checkpoint.
+TERMINATION_GRACE = 25
+
+# Environment gpuctl sets for a multi-node job. A spec that sets one of these itself would
+# silently break the rendezvous, so it is refused.
+# A container image reference as the container runtime parses it: lowercase repository path
+# (with an optional registry host:port), then a tag, a digest, or both.
+IMAGE_RE = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
+RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "WORLD_SIZE",
+                  "PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+
+
+def gpuctl_labels(owner: str, component: str, **extra: str) -> dict[str, str]:
+    return {MANAGED: "true", OWNER: owner, COMPONENT: component, **extra}
+
+
+def gpu_placement(accelerator: str | None, gpus: int, spot: bool) -> dict:
+    """nodeSelector, affinity, tolerations and container limits for `gpus` x `accelerator`.
+
+    Shared by training Jobs and the Web UI so both schedule the same way. A pod without GPUs
+    gets no GPU selector or toleration: it must not hold a GPU node up.
+    """
+    selector: dict[str, str] = {}
+    tolerations: list[dict] = []
+    limits: dict[str, str] = {}
+    affinity: dict | None = None
+    if gpus > 0:
+        if not accelerator:
+            raise JobSpecError("a pod with GPUs needs an accelerator",
+                               "add `accelerator:` (e.g. nvidia-l4)")
+        selector[ACCELERATOR_LABEL] = accelerator
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+        limits[GPU_RESOURCE] = str(gpus)
+    spot_term = {"matchExpressions": [{"key": SPOT_LABEL, "operator": "In", "values": ["true"]}]}
+    if spot:
+        # GKE does not taint spot nodes by default; clusters that do use this key.
+        tolerations.append({"key": SPOT_LABEL, "operator": "Equal", "value": "true",
+                            "effect": "NoSchedule"})
+        if gpus > 0:
+            selector[SPOT_LABEL] = "true"
+        else:
+            # A CPU-only pod prefers spot but may run on the (on-demand) system nodes: a
+            # cluster need not have a spot CPU pool.
+            affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": spot_term}]}}
+    else:
+        # On-demand nodes have no gke-spot label; NotIn also matches a missing label.
+        affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": SPOT_LABEL, "operator": "NotIn", "values": ["true"]}]}]}}}
+    return {"nodeSelector": selector, "tolerations": tolerations, "limits": limits,
+            "affinity": affinity}
+
+
+def headless_service_name(job: str) -> str:
+    return f"{job}-workers"
+
+
+def build_job_manifests(spec: JobSpec, *, namespace: str, owner: str,
+                        ttl_after_finished: int = DEFAULT_TTL_AFTER_FINISHED,
+                        default_timeout: int = DEFAULT_TIMEOUT) -> list[dict]:
+    """[Job] for one node; [headless Service, Indexed Job] for several. Raises JobSpecError
+    for a spec that cannot run on GKE."""
+    notes_for_target(spec, "gke")
+    if not IMAGE_RE.fullmatch(spec.image or ""):
+        raise JobSpecError(f"image: '{spec.image}' is not an image reference",
+                           "write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, "
+                           "e.g. us-docker.pkg.dev/my-project/train/llama:1.0")
+    if spec.nodes > 1:
+        clash = sorted((set(spec.env) | set(spec.secrets)) & set(RENDEZVOUS_ENV))
+        if clash:
+            raise JobSpecError(f"env sets {', '.join(clash)}, which gpuctl sets for a "
+                               f"{spec.nodes}-node job", "remove it from env and secrets")
+    labels = gpuctl_labels(owner, "train", **{JOB: spec.name})
+    manifests: list[dict] = []
+    service = None
+    if spec.nodes > 1:
+        service = _headless_service(spec, namespace, labels)
+        manifests.append(service)
+    manifests.append(_job(spec, namespace, labels, service, ttl_after_finished, default_timeout))
+    return manifests
+
+
+def job_manifests_from_data(data: object, *, namespace: str, owner: str,
+                            source: str = "job spec", **options) -> list[dict]:
+    """Parse and render in one step: the manifests, or a JobSpecError."""
+    return build_job_manifests(parse_job_spec(data, source), namespace=namespace, owner=owner,
+                               **options)
+
+
+def job_notes(spec: JobSpec) -> list[str]:
+    """What a person should know about how the spec runs on GKE (beyond notes_for_target)."""
+    notes = list(notes_for_target(spec, "gke"))
+    if spec.gpus_per_node == 0 and spec.accelerator:
+        notes.append(f"accelerator {spec.accelerator} is not used: gpus_per_node is 0, so the "
+                     "pods run on CPU nodes")
+    if spec.timeout is None:
+        notes.append(f"no timeout: the Job is stopped after {DEFAULT_TIMEOUT // 3600}h "
+                     "(set `timeout:` to change it)")
+    if spec.output_dir and not spec.output_dir.startswith(("gs://", "s3://")):
+        notes.append(f"output_dir {spec.output_dir} is inside the pod and is lost when it ends; "
+                     "write checkpoints to a bucket (gs://...)")
+    if spec.nodes > 1 and spec.max_retries:
+        notes.append("with several nodes, a disruption of one node usually makes the others "
+                     "exit non-zero, which fails the Job: resume from your last checkpoint")
+    return notes
+
+
+def _headless_service(spec: JobSpec, namespace: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": headless_service_name(spec.name), "namespace": namespace,
+                     "labels": dict(labels)},
+        "spec": {
+            "clusterIP": "None",
+            # Ranks resolve rank 0 before it is Ready (there is no readiness probe to pass).
+            "publishNotReadyAddresses": True,
+            "selector": {JOB_NAME_LABEL: spec.name},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT, "targetPort": MASTER_PORT,
+                       "protocol": "TCP"}],
+        },
+    }
+
+
+def _env(spec: JobSpec, service: dict | None) -> list[dict]:
+    nproc = max(spec.gpus_per_node, 1)
+    env: list[dict] = [{"name": key, "value": value} for key, value in spec.env.items()]
+    for key, (_, ref) in spec.secret_refs().items():
+        secret, item = ref.split("/", 1)
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": item}}})
+    ours = {
+        "GPUCTL_JOB": spec.name,
+        "NPROC_PER_NODE": str(nproc),
+        "GPUS_PER_NODE": str(spec.gpus_per_node),
+        "PET_NPROC_PER_NODE": str(nproc),  # torchrun reads its flags from PET_* variables
+        # Caches on the scratch emptyDir, not the image's (small, slow) writable layer.
+        "HF_HOME": f"{SCRATCH}/huggingface",
+        "XDG_CACHE_HOME": f"{SCRATCH}/cache",
+        "TORCH_HOME": f"{SCRATCH}/torch",
+        "TRITON_CACHE_DIR": f"{SCRATCH}/triton",
+        "PIP_CACHE_DIR": f"{SCRATCH}/pip",
+    }
+    if spec.output_dir:
+        ours["OUTPUT_DIR"] = spec.output_dir
+    if service is not None:
+        master = f"{spec.name}-0.{service['metadata']['name']}"
+        ours.update({
+            "MASTER_ADDR": master, "MASTER_PORT": str(MASTER_PORT),
+            "NNODES": str(spec.nodes), "WORLD_SIZE": str(spec.nodes * nproc),
+            "PET_MASTER_ADDR": master, "PET_MASTER_PORT": str(MASTER_PORT),
+            "PET_NNODES": str(spec.nodes),
+        })
+    taken = {item["name"] for item in env}
+    env += [{"name": key, "value": value} for key, value in ours.items() if key not in taken]
+    if service is not None:
+        rank = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
+        env += [{"name": "NODE_RANK", "valueFrom": rank},
+                {"name": "PET_NODE_RANK", "valueFrom": rank}]
+    else:
+        env += [{"name": key, "value": value} for key, value in (("NODE_RANK", "0"), ("NNODES", "1"))
+                if key not in taken]
+    return env
+
+
+def _job(spec: JobSpec, namespace: str, labels: dict, service: dict | None,
+         ttl_after_finished: int, default_timeout: int) -> dict:
+    placement = gpu_placement(spec.accelerator if spec.gpus_per_node else None,
+                              spec.gpus_per_node, spec.spot)
+    container = {
+        "name": TRAINER,
+        "image": spec.image,
+        "command": spec.argv,
+        "env": _env(spec, service),
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "scratch", "mountPath": SCRATCH},
+        ],
+    }
+    if placement["limits"]:
+        container["resources"] = {"limits": placement["limits"]}
+    if service is not None:
+        container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT}]
+    pod_spec: dict = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE,
+        "containers": [container],
+        "volumes": [
+            # PyTorch DataLoader workers and NCCL share memory through /dev/shm, which is
+            # 64 MiB in a container by default.
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            # GKE puts emptyDir on the node's local SSD when the pool has ephemeral local SSD.
+            {"name": "scratch", "emptyDir": {}},
+        ],
+    }
+    if placement["nodeSelector"]:
+        pod_spec["nodeSelector"] = placement["nodeSelector"]
+    if placement["tolerations"]:
+        pod_spec["tolerations"] = placement["tolerations"]
+    if placement["affinity"]:
+        pod_spec["affinity"] = placement["affinity"]
+    job_spec: dict = {
+        "backoffLimit": spec.max_retries,
+        "ttlSecondsAfterFinished": ttl_after_finished,
+        "activeDeadlineSeconds": spec.timeout_seconds or default_timeout,
+        # A replacement starts only once the failed pod is gone: never two pods on one GPU.
+        "podReplacementPolicy": "Failed",
+        "podFailurePolicy": {"rules": [
+            # First match wins: a preempted trainer also exits non-zero (137), so the
+            # disruption rule comes before the exit-code rule. Count: it uses one of the
+            # spec's max_retries, so a pool that keeps losing nodes cannot loop forever.
+            {"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": TRAINER, "operator": "NotIn",
+                                                  "values": [0]}},
+        ]},
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    if service is not None:
+        job_spec.update({"completionMode": "Indexed", "completions": spec.nodes,
+                         "parallelism": spec.nodes})
+        pod_spec["subdomain"] = service["metadata"]["name"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": spec.name, "namespace": namespace, "labels": dict(labels),
+                     "annotations": {"gpuctl.dev/command": spec.command_line[:1000],
+                                     "gpuctl.dev/accelerator": (spec.accelerator if spec.gpus_per_node
+                                                                else None) or "none"}},
+        "spec": job_spec,
+    }
+
+
+def manifests_yaml(manifests: list[dict]) -> str:
+    """Multi-document YAML, as `kubectl apply -f -` reads it (no anchors or aliases)."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data) -> bool:
+            return True
+
+    return yaml.dump_all(manifests, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                         explicit_start=True, width=100)
