@@ -50,7 +50,7 @@ def test_errors_are_classified_like_gce_means_them(text, expected):
 def test_classify_and_short_reason_accept_any_text(text):
     assert classify(text) in ("stockout", "unsupported", "quota", "transient", "fatal")
     reason = short_reason(text)
-    assert isinstance(reason, str) and len(reason) <= 160 and "\n" not in reason
+    assert isinstance(reason, str) and len(reason) <= 200 and "\n" not in reason
 
 
 def test_zones_are_tried_cheapest_first_then_in_the_given_order():

@@ -26,25 +26,24 @@ TYPE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy"
 TYPE_INSTANCE = "gcp:compute/instance:Instance"
 
 
-def compute_clients(endpoint: str) -> dict[str, Any]:
-    from google.auth.credentials import AnonymousCredentials
+def compute_clients(standin) -> dict[str, Any]:
     from google.cloud import compute_v1
 
-    options = {"api_endpoint": endpoint}
-    make = lambda cls: cls(credentials=AnonymousCredentials(), client_options=options,
-                           transport="rest")
-    return {"instances": make(compute_v1.InstancesClient),
-            "firewalls": make(compute_v1.FirewallsClient),
-            "policies": make(compute_v1.ResourcePoliciesClient)}
+    return {"instances": standin.client(compute_v1.InstancesClient),
+            "firewalls": standin.client(compute_v1.FirewallsClient),
+            "policies": standin.client(compute_v1.ResourcePoliciesClient)}
 
 
 class StandinEngine:
-    def __init__(self, endpoint: str, state_dir: Path):
-        self.endpoint = endpoint
+    def __init__(self, standin, state_dir: Path):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.clients = compute_clients(endpoint)
+        self.clients = compute_clients(standin)
         self.calls: list[tuple[str, str]] = []  # (operation, stack), for assertions
+        # Called after an instance is created, as the VM's guest agent would act on boot:
+        # (name, zone, REST body) -> None. Tests use it to publish host keys and install
+        # the metadata ssh-keys on a real throwaway host.
+        self.on_instance_created = None
         self.fail_destroy_once = False  # a test can make one destroy fail like a lost state
 
     # -- state ----------------------------------------------------------------------------
@@ -68,6 +67,9 @@ class StandinEngine:
         try:
             pulumi.runtime.test(program)()
         except Exception as exc:  # what `pulumi up` prints, then exits non-zero
+            # Like the engine, let operations already in flight finish and record them: a
+            # firewall created in parallel with a failed instance must be in the state.
+            mocks.wait_idle()
             raise StackError(f"pulumi up for {stack} failed", str(exc)) from None
         finally:
             self._save(stack, state)
@@ -139,6 +141,8 @@ class StandinEngine:
             self.clients["instances"].insert(
                 project=project, zone=zone,
                 instance_resource=compute_v1.Instance.from_json(json.dumps(body))).result()
+            if self.on_instance_created is not None:
+                self.on_instance_created(inputs["name"], zone, body)
             got = self.clients["instances"].get(project=project, zone=zone, instance=inputs["name"])
             return zone, {**inputs, "selfLink": got.self_link, "instanceId": str(got.id)}
         raise NotImplementedError(typ)
@@ -148,10 +152,26 @@ class _ApplyingMocks(pulumi.runtime.Mocks):
     def __init__(self, engine: StandinEngine, project: str, state: list[dict]):
         self.engine, self.project, self.state = engine, project, state
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.inflight = 0
+
+    def wait_idle(self, timeout_s: float = 60.0) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.inflight == 0, timeout=timeout_s)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if not args.typ.startswith("gcp:"):
             return f"{args.name}-id", {}
+        with self.lock:
+            self.inflight += 1
+        try:
+            return self._apply(args)
+        finally:
+            with self.idle:
+                self.inflight -= 1
+                self.idle.notify_all()
+
+    def _apply(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
         with self.lock:
             known = next((r for r in self.state if r["type"] == args.typ and r["name"] == args.name), None)

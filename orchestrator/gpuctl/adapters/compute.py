@@ -98,11 +98,24 @@ class ComputeApi:
         if kind not in self._clients:
             from google.cloud import compute_v1
 
-            options = {"api_endpoint": self.endpoint} if self.endpoint else None
-            cls = getattr(compute_v1, kind)
-            self._clients[kind] = cls(credentials=self._resolved_credentials(),
-                                      client_options=options, transport="rest")
+            self._clients[kind] = self._wired(self._make(getattr(compute_v1, kind)))
         return self._clients[kind]
+
+    def _make(self, cls):
+        options = {"api_endpoint": self.endpoint} if self.endpoint else None
+        return cls(credentials=self._resolved_credentials(), client_options=options, transport="rest")
+
+    def _wired(self, client):
+        """A client's operation pollers are built without client_options, so with a custom
+        endpoint `.result()` would poll compute.googleapis.com: point them at ours too."""
+        from google.cloud import compute_v1
+
+        services = getattr(client._transport, "_extended_operations_services", None)
+        if self.endpoint and services is not None:
+            services["zone_operations"] = self._make(compute_v1.ZoneOperationsClient)
+            services["region_operations"] = self._make(compute_v1.RegionOperationsClient)
+            services["global_operations"] = self._make(compute_v1.GlobalOperationsClient)
+        return client
 
     def _resolved_credentials(self):
         if self._credentials is None and self.endpoint and self.endpoint.startswith("http://127."):
@@ -129,8 +142,7 @@ class ComputeApi:
         from google.cloud import compute_v1
 
         request = compute_v1.AggregatedListInstancesRequest(
-            project=self.project, filter=label_filter(labels), max_results=500,
-            return_partial_success=True)
+            project=self.project, filter=label_filter(labels), max_results=500)
         with translated(self.project):
             pager = self._client("InstancesClient").aggregated_list(request=request,
                                                                     retry=self._retry())
@@ -154,8 +166,8 @@ class ComputeApi:
         with translated(self.project):
             try:
                 attrs = self._client("InstancesClient").get_guest_attributes(
-                    project=self.project, zone=zone, instance=name, query_path="hostkeys/",
-                    retry=self._retry())
+                    request={"project": self.project, "zone": zone, "instance": name,
+                             "query_path": "hostkeys/"}, retry=self._retry())
             except exceptions.NotFound:
                 return []
         return [(entry.key, entry.value) for entry in attrs.query_value.items
@@ -170,10 +182,15 @@ class ComputeApi:
             current = self._client("InstancesClient").get(project=self.project, zone=view.zone,
                                                           instance=view.name, retry=self._retry())
             scheduling = compute_v1.Scheduling(current.scheduling)
+            # GCE takes one of the two limits, never both.
             if max_run_seconds is not None:
                 scheduling.max_run_duration = compute_v1.Duration(seconds=max_run_seconds)
+                if "termination_time" in scheduling:
+                    del scheduling.termination_time
             if termination_time is not None:
                 scheduling.termination_time = termination_time
+                if "max_run_duration" in scheduling:
+                    del scheduling.max_run_duration
             operation = self._client("InstancesClient").set_scheduling(
                 project=self.project, zone=view.zone, instance=view.name,
                 scheduling_resource=scheduling, retry=self._retry())
@@ -194,8 +211,7 @@ class ComputeApi:
         from google.cloud import compute_v1
 
         request = compute_v1.AggregatedListDisksRequest(
-            project=self.project, filter=label_filter(labels), max_results=500,
-            return_partial_success=True)
+            project=self.project, filter=label_filter(labels), max_results=500)
         with translated(self.project):
             pager = self._client("DisksClient").aggregated_list(request=request, retry=self._retry())
             return [ResourceView("disk", d.name, last_segment(d.zone), dict(d.labels),
@@ -217,7 +233,7 @@ class ComputeApi:
         from google.cloud import compute_v1
 
         request = compute_v1.AggregatedListResourcePoliciesRequest(
-            project=self.project, max_results=500, return_partial_success=True)
+            project=self.project, max_results=500)
         with translated(self.project):
             pager = self._client("ResourcePoliciesClient").aggregated_list(request=request,
                                                                            retry=self._retry())
@@ -295,7 +311,10 @@ def translated(project: str) -> Iterator[None]:
                           "wait a minute and rerun") from None
 
 
-def forbidden_error(text: str, project: str) -> CloudAccessError:
+def forbidden_error(text: str, project: str) -> GpuctlError:
+    if "QUOTA_EXCEEDED" in text or "Quota '" in text:
+        return GpuctlError(f"a Compute Engine quota is exhausted: {text[:200]}",
+                           "request more quota (IAM & Admin > Quotas) or use another region")
     if any(word in text for word in ("SERVICE_DISABLED", "accessNotConfigured",
                                      "has not been used in project", "is disabled")):
         return CloudAccessError(f"the Compute Engine API is not enabled in project {project}",

@@ -47,9 +47,14 @@ def classify(text: str) -> Outcome:
     return "fatal"  # unknown errors stop failover: retrying blindly could create twice
 
 
-def short_reason(text: str, limit: int = 160) -> str:
-    """The line of an engine error that says what went wrong, trimmed for one table cell."""
-    lines = [line.strip(" *\t-") for line in text.splitlines() if line.strip()]
+_NOISE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) https?://\S+?:\s|"
+                    r"error: [\w:/.]+ resource '[^']*': (creating|deleting|updating) failed: ")
+
+
+def short_reason(text: str, limit: int = 200) -> str:
+    """The line of an engine error that says what went wrong, without the request URL and
+    the provider's prefix, trimmed for one table cell."""
+    lines = [_NOISE.sub("", line).strip(" *\t-") for line in text.splitlines() if line.strip()]
     for line in lines:
         if classify(line) != "fatal" or re.search(r"error", line, re.I):
             return line[:limit]

@@ -1,0 +1,280 @@
+"""The live VM lifecycle end to end: the real VM program applied through the real
+google-cloud-compute client against the Compute stand-in (substituted at the Automation API
+boundary), a real throwaway SSH host playing the VM, and every fault scenario ending with
+nothing labelled left unless the test says why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gpuctl.adapters.compute import ComputeApi
+from gpuctl.adapters.ssh import RemoteHost
+from gpuctl.cli.main import cli
+from gpuctl.errors import GpuctlError
+from gpuctl.lifecycle import hostkeys, records
+from gpuctl.lifecycle.deps import LiveDeps, Timeouts
+from gpuctl.lifecycle.down import down_vm
+from gpuctl.lifecycle.extend import extend_vm
+from gpuctl.lifecycle.status import status_all
+from gpuctl.lifecycle.sweep import delete_leftovers, find_leftovers
+from gpuctl.lifecycle.up import CapacityError, up_vm
+from gpuctl.plan import UpOptions, plan_vm
+from gpuctl.targets import resolve_target
+from tests.standins.compute import compute_standin  # noqa: F401 (fixture)
+from tests.standins.vm_engine import StandinEngine
+
+PROJECT = "gpuctl-test"
+NAME = "alice-a100-spot"
+US_ZONES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
+
+
+class GuestAgent:
+    """What Google's guest agent does on a new VM, done on a real throwaway host: publish the
+    host's SSH keys as guest attributes and install the metadata ssh-keys for the login."""
+
+    def __init__(self, standin, host):
+        self.standin, self.host = standin, host
+        self.enabled = True
+
+    def __call__(self, name: str, zone: str, body: dict) -> None:
+        if not self.enabled:
+            return
+        _, key_type, key_b64 = self.host.known_hosts_line.split()
+        self.standin.set_host_keys(name, {key_type: key_b64}, zone)
+        items = {i["key"]: i["value"] for i in body["metadata"]["items"]}
+        user, _, public = items["ssh-keys"].partition(":")
+        keys_file = self.host.root / "home" / user / ".ssh" / "authorized_keys"
+        keys_file.write_text(keys_file.read_text() + public + "\n")
+
+
+@pytest.fixture
+def live(compute_standin, throwaway_host, tmp_path):
+    compute_standin.nat_ips[NAME] = throwaway_host.address
+    engine = StandinEngine(compute_standin, tmp_path / "pulumi-state")
+    agent = GuestAgent(compute_standin, throwaway_host)
+    engine.on_instance_created = agent
+    compute = ComputeApi(PROJECT, endpoint=compute_standin.endpoint)
+    compute.retry_initial_s, compute.retry_timeout_s = 0.01, 5.0
+    deps = LiveDeps(engine=engine, compute=compute, project=PROJECT,
+                    caller_cidr="198.51.100.7/32", sleep=lambda s: None,
+                    timeouts=Timeouts(running_s=1, host_keys_s=1, ssh_s=10, poll_s=0.1))
+    deps.standin, deps.host, deps.agent = compute_standin, throwaway_host, agent
+    return deps
+
+
+def plan_for(ctx, **options):
+    return plan_vm(ctx, UpOptions(profile="a100-spot", **options))
+
+
+def nothing_left(standin, name=NAME) -> bool:
+    return standin.labelled_resources("gpuctl-name", name) == {}
+
+
+def test_up_status_ssh_extend_down_end_to_end(ctx, live):
+    standin = live.standin
+    events = []
+    result = up_vm(ctx, plan_for(ctx, ttl="6h"), live, on_event=lambda k, t: events.append(k))
+    record = result.record
+    assert record.state == "ready" and record.zone == "us-central1-a"
+    assert record.address == live.host.address and [a.outcome for a in record.attempts] == ["created"]
+    instance = standin.instance(NAME)
+    assert instance["scheduling"]["provisioningModel"] == "SPOT"
+    assert instance["scheduling"]["maxRunDuration"]["seconds"] in ("21600", 21600)
+    firewall = standin.firewalls()[0]
+    assert firewall["sourceRanges"] == ["198.51.100.7/32"]
+    assert "ssh-keys" not in json.dumps(standin.labelled_resources("gpuctl-name", NAME))
+
+    # SSH with the generated key, verified against the host key pinned from guest attributes.
+    target, known = resolve_target(NAME)
+    assert known == [hostkeys.known_hosts_path()] and target.key_file.stat().st_mode & 0o077 == 0
+    with RemoteHost(target) as host:
+        for path in known:
+            host.load_known_hosts(path)
+        host.connect()
+        assert host.run("id -un").stdout.strip() == "gpuctl"
+
+    # status: one aggregatedList call, never a list per zone.
+    before = len(standin.calls("instances.aggregatedList"))
+    rows = status_all(live)
+    assert len(standin.calls("instances.aggregatedList")) == before + 1
+    assert not standin.calls("instances.list")
+    (row,) = rows
+    assert row["state"] == "running" and row["zone"] == "us-central1-a"
+    guard = row["guards"][0]
+    assert guard["kind"] == "max_run_duration" and 5 * 3600 < guard["fires_in_seconds"] <= 6 * 3600
+
+    # extend moves the server-side guard in place.
+    extended = extend_vm(NAME, 2, live)
+    assert standin.calls("instances.setScheduling")
+    assert str(standin.instance(NAME)["scheduling"]["maxRunDuration"]["seconds"]) == str(8 * 3600)
+    assert extended["max_run_seconds"] == 8 * 3600 and extended["worst_case_usd"] > 0
+
+    # down destroys, verifies, forgets; twice is safe.
+    done = down_vm(NAME, live)
+    assert done.existed and done.final_cost_usd is not None and done.deleted_directly == []
+    assert nothing_left(standin) and records.load(NAME) is None
+    assert live.engine.list_stacks() == [] and not target.key_file.exists()
+    assert live.host.address not in hostkeys.known_hosts_path().read_text()
+    again = down_vm(NAME, live)
+    assert not again.existed
+
+
+def test_stockout_in_two_zones_fails_over_to_the_third(ctx, live):
+    live.standin.stockout("us-central1-a", "us-central1-b")
+    events = []
+    record = up_vm(ctx, plan_for(ctx), live, on_event=lambda k, t: events.append((k, t))).record
+    assert [(a.zone, a.outcome) for a in record.attempts] == [
+        ("us-central1-a", "stockout"), ("us-central1-b", "stockout"), ("us-central1-c", "created")]
+    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in record.attempts[0].reason
+    assert sum(1 for kind, _ in events if kind == "attempt") == 2
+    assert [i["zone"].rsplit("/", 1)[-1] for i in live.standin.instances()] == ["us-central1-c"]
+    assert len(live.standin.firewalls()) == 1  # the failed zones' rule was destroyed
+    down_vm(NAME, live)
+    assert nothing_left(live.standin)
+
+
+def test_stockout_everywhere_leaves_nothing_and_names_every_zone(ctx, live):
+    live.standin.stockout(*US_ZONES)
+    with pytest.raises(CapacityError) as err:
+        up_vm(ctx, plan_for(ctx), live)
+    assert all(zone in err.value.message for zone in US_ZONES)
+    assert "--any-region" in err.value.hint
+    assert nothing_left(live.standin) and records.load(NAME) is None
+    assert live.engine.list_stacks() == []
+
+
+def test_regional_quota_skips_the_region_and_any_region_crosses(ctx, live):
+    live.standin.set_quota("us-central1", "PREEMPTIBLE_NVIDIA_A100_GPUS", 0)
+    live.standin.set_quota("us-central1", "NVIDIA_A100_GPUS", 0)
+    live.standin.nat_ips[NAME] = live.host.address
+    record = up_vm(ctx, plan_for(ctx), live, any_region=True).record
+    outcomes = [(a.zone, a.outcome) for a in record.attempts]
+    assert outcomes[0] == ("us-central1-a", "quota")
+    assert all(not zone.startswith("us-central1") for zone, _ in outcomes[1:])
+    assert record.zone.startswith("asia-northeast1")
+    down_vm(NAME, live)
+    assert nothing_left(live.standin)
+
+
+def test_bursts_of_503_are_retried_and_do_not_cost_a_zone(ctx, live):
+    live.standin.fail_next(2, 503, rpc="instances.insert")
+    live.standin.fail_next(3, 503, rpc="instances.aggregatedList")
+    record = up_vm(ctx, plan_for(ctx), live).record
+    assert record.zone == "us-central1-a" and [a.outcome for a in record.attempts] == ["created"]
+    assert status_all(live)[0]["state"] == "running"
+    down_vm(NAME, live)
+    assert nothing_left(live.standin)
+
+
+def test_errors_that_retrying_cannot_fix_stop_at_once(ctx, live):
+    live.standin.deny_permission("compute.instances.create")
+    with pytest.raises(GpuctlError) as err:
+        up_vm(ctx, plan_for(ctx), live)
+    assert "compute.instances.create" in err.value.message
+    assert len(live.standin.calls("instances.insert")) == 1
+    assert nothing_left(live.standin) and records.load(NAME) is None
+
+
+def test_a_vm_that_never_publishes_host_keys_is_rolled_back(ctx, live):
+    live.agent.enabled = False
+    with pytest.raises(GpuctlError) as err:
+        up_vm(ctx, plan_for(ctx), live)
+    assert "host keys" in err.value.message
+    assert nothing_left(live.standin) and records.load(NAME) is None
+
+
+def test_ctrl_c_during_up_rolls_back(ctx, live):
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    live.agent.enabled = False  # up waits for host keys, and the user gives up
+    live.sleep = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        up_vm(ctx, plan_for(ctx), live)
+    assert nothing_left(live.standin) and records.load(NAME) is None
+
+
+def test_a_crashed_up_is_finished_by_the_next_up_or_by_down(ctx, live, monkeypatch):
+    # A crash (kill -9) after the intent record and some resources: the rollback never ran.
+    import gpuctl.lifecycle.down as down_module
+
+    plan = plan_for(ctx)
+    live.agent.enabled = False
+    live.timeouts.host_keys_s = 0.1
+    with monkeypatch.context() as patch:
+        patch.setattr(down_module, "destroy_everything", lambda record, deps, emit: [])
+        with pytest.raises(GpuctlError):
+            up_vm(ctx, plan, live)
+    left = records.load(NAME)
+    assert left is not None and live.standin.labelled_resources("gpuctl-name", NAME)
+    rows = status_all(live)
+    assert rows and rows[0]["tracked"]
+    live.agent.enabled = True
+    record = up_vm(ctx, plan, live).record  # rolls the old attempt back first, then creates
+    assert record.state == "ready" and len(live.standin.instances()) == 1
+    down_vm(NAME, live)
+    assert nothing_left(live.standin)
+
+
+def test_preempted_and_deleted_behind_our_back_vms_show_and_clean_up(ctx, live):
+    up_vm(ctx, plan_for(ctx, termination_action="stop", ttl="6h"), live)
+    live.standin.preempt(NAME)
+    assert status_all(live)[0]["state"].startswith("stopped")
+    live.standin.delete_behind_back(NAME)
+    assert status_all(live)[0]["state"].startswith("deleted")
+    result = down_vm(NAME, live)
+    assert result.existed and nothing_left(live.standin) and records.load(NAME) is None
+
+
+def test_down_deletes_by_label_when_the_engine_lost_its_state(ctx, live):
+    up_vm(ctx, plan_for(ctx), live)
+    live.engine.fail_destroy_once = True
+    result = down_vm(NAME, live)
+    assert {"instance/" + NAME, "firewall/" + NAME + "-ssh"} <= set(result.deleted_directly)
+    assert nothing_left(live.standin) and records.load(NAME) is None
+
+
+def test_sweep_finds_orphans_and_stale_stacks_then_deletes_them(ctx, live):
+    from google.cloud import compute_v1
+
+    up_vm(ctx, plan_for(ctx), live)
+    live.standin.fire_time_limit(NAME)  # the guard deleted the VM: its stack is now stale
+    firewalls = live.standin.client(compute_v1.FirewallsClient)
+    firewalls.insert(project=PROJECT, firewall_resource=compute_v1.Firewall(
+        name="bob-t4-spot-ssh", network=f"projects/{PROJECT}/global/networks/default",
+        source_ranges=["203.0.113.9/32"], allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])],
+        description="gpuctl gpuctl-managed=true gpuctl-name=bob-t4-spot gpuctl-owner=bob")).result()
+    found = {(f.kind, f.vm, f.resource.kind if f.resource else None) for f in find_leftovers(ctx, live)}
+    assert ("orphan", "bob-t4-spot", "firewall") in found
+    assert any(kind in ("stale-stack", "tracked") and vm == NAME for kind, vm, _ in found)
+    delete_leftovers(find_leftovers(ctx, live), live)
+    # The tracked VM's own leftovers (its firewall) go with `down`, which sweep points to.
+    down_vm(NAME, live)
+    assert nothing_left(live.standin) and nothing_left(live.standin, "bob-t4-spot")
+    assert find_leftovers(ctx, live) == []
+
+
+def test_the_cli_flow_up_status_ssh_extend_down(live, monkeypatch):
+    import gpuctl.lifecycle.deps as deps_module
+
+    monkeypatch.setattr(deps_module, "live_deps", lambda ctx, ssh_from=None, need_engine=True: live)
+    runner = CliRunner()
+    up = runner.invoke(cli, ["up", "a100-spot", "-y", "--no-provision", "--json"])
+    assert up.exit_code == 0, up.output
+    summary = json.loads(up.stdout)
+    assert summary["name"] == NAME and summary["address"] == live.host.address
+    status = json.loads(runner.invoke(cli, ["status", "--json"]).stdout)
+    assert status[0]["name"] == NAME and status[0]["state"] == "running"
+    line = runner.invoke(cli, ["ssh", NAME, "--print"]).stdout
+    assert "StrictHostKeyChecking=yes" in line and f"gpuctl@{live.host.address}" in line
+    extended = runner.invoke(cli, ["extend", NAME, "--hours", "1", "--json"])
+    assert json.loads(extended.stdout)["added_hours"] == 1
+    down = runner.invoke(cli, ["down", NAME, "-y"])
+    assert down.exit_code == 0 and "nothing labelled for it is left" in down.stdout
+    again = runner.invoke(cli, ["down", NAME, "-y"])
+    assert again.exit_code == 0 and "already gone" in again.stdout
+    assert nothing_left(live.standin)
