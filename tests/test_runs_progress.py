@@ -257,7 +257,7 @@ def test_guard_warning_says_how_much_to_extend():
     guard = Guard("run limit", 6 * 3600, "deletes the VM", "`gpuctl extend a100 --hours {hours}`")
     first, text = guard_warning(9 * 3600, [guard, Guard("daily stop", 8 * 3600, "stops the VM")])
     assert first is guard
-    assert text == ("needs ~9 h, the VM is capped at ~6 h (run limit, then it deletes): "
+    assert text == ("needs ~9 h, the VM is capped at ~6 h (run limit, then it deletes the VM): "
                     "`gpuctl extend a100 --hours 4`")
     assert guard_warning(5 * 3600, [guard]) == (guard, None)
     assert guard_warning(None, [guard]) == (guard, None)

@@ -102,9 +102,8 @@ def guard_warning(eta: float | None, guards: list[Guard]) -> tuple[Guard | None,
     first = min(guards, key=lambda g: g.seconds_left)
     if eta is None or eta <= first.seconds_left:
         return first, None
-    text = (f"needs {hours_text(eta)}, the {'VM' if 'VM' in first.action else 'host'} is "
-            f"capped at {hours_text(first.seconds_left)} ({first.kind}, then it "
-            f"{first.action.split(' ', 1)[0]})")
+    text = (f"needs {hours_text(eta)}, the {'host' if 'host' in first.action else 'VM'} is "
+            f"capped at {hours_text(first.seconds_left)} ({first.kind}, then it {first.action})")
     if first.fix:
         text += ": " + first.fix.format(hours=extra_hours(eta, first.seconds_left))
     return first, text

@@ -1,0 +1,1 @@
+"""Scripts that gpuctl copies to a host and runs there (stdlib only, no gpuctl package)."""
