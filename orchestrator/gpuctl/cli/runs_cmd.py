@@ -56,6 +56,12 @@ def format_size(n: int) -> str:
     return f"{n:.1f} GB"
 
 
+def _stdout_bytes():
+    """Raw stdout, for log bytes (tqdm's \r must reach the terminal as written)."""
+    sys.stdout.flush()
+    return getattr(sys.stdout, "buffer", sys.stdout)
+
+
 def _currency():
     from ..context import load_context
 
@@ -188,7 +194,7 @@ def _render_started(report: dict) -> None:
 def _follow(name: str, tail_lines: int | None, exit_with_status: bool) -> None:
     from ..runs.service import follow_log
 
-    stdout = click.get_binary_stream("stdout")
+    stdout = _stdout_bytes()
 
     def write(data: bytes) -> None:
         stdout.write(data)
@@ -280,7 +286,7 @@ def logs(name: str, follow: bool, tail_lines: int | None) -> None:
         return
     from ..runs.service import read_log
 
-    stdout = click.get_binary_stream("stdout")
+    stdout = _stdout_bytes()
     status = read_log(name, stdout.write, tail_lines)
     stdout.flush()
     if status.get("state") not in ("running", "starting"):

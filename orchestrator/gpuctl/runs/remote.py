@@ -129,7 +129,10 @@ def execute(host: RemoteHost, command: str, *, stdin: bytes | None = None,
                                "the host may be overloaded; rerun")
     finally:
         chan.close()
-    return Exec(chan.recv_exit_status(), bytes(out), bytes(err))
+    code = chan.recv_exit_status()
+    if code == -1 and not transport.is_active():
+        raise _dropped(host, what)  # closed with the transport, not by the command's exit
+    return Exec(code, bytes(out), bytes(err))
 
 
 def open_reader(host: RemoteHost, command: str, stdin: bytes = b""):

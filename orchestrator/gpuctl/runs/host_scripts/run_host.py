@@ -637,6 +637,7 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signalled)
+        write_atomic(self.path("supervisor.pid"), f"{os.getpid()}\n")
         secrets = {}
         secrets_path = self.path("secrets.json")
         if os.path.exists(secrets_path):
@@ -748,8 +749,9 @@ def run_state(run_dir: str, booted):
             state = "timed-out"
         else:
             state = "succeeded" if exit_code == 0 else "failed"
-    elif pid and pid_alive(pid) and not (booted and os.path.getmtime(pid_path) < booted):
-        state = "running"
+    elif pid and not (booted and os.path.getmtime(pid_path) < booted) and (
+            pid_alive(pid) or pid_alive(read_pid(os.path.join(run_dir, "supervisor.pid")))):
+        state = "running"  # (or its supervisor is about to write the exit status)
     elif not pid and now - float(meta.get("started_at") or 0) < START_WAIT_S * 3:
         state = "starting"
     else:
