@@ -43,3 +43,6 @@ def ctx():
 
 # Real throwaway SSH hosts (netns + Debian rootfs + sshd + loop-device NVMe) for provisioning.
 from tests.hosts.fixtures import host_rootfs, throwaway_host, throwaway_host_two_disks  # noqa: E402,F401
+
+# A real Kubernetes control plane (etcd, apiserver, controller-manager, scheduler) with KWOK GKE nodes.
+from tests.k8s.fixtures import k8s_cluster, k8s_namespace  # noqa: E402,F401
