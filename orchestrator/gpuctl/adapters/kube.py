@@ -180,7 +180,11 @@ class Kube:
         except KubeError:
             raise
         except ApiException as exc:
-            _raise_for(exc.status or 0, exc.body, what, self.server)
+            if not exc.status:  # the client's way of saying the request never got an answer
+                raise KubeUnreachable(f"cannot reach the cluster at {self.server}: "
+                                      f"{_short_reason(Exception(exc.reason or ''))}",
+                                      UNREACHABLE_HINT) from None
+            _raise_for(exc.status, exc.body, what, self.server)
         except (Urllib3Error, OSError) as exc:
             raise KubeUnreachable(f"cannot reach the cluster at {self.server}: "
                                   f"{_short_reason(exc)}", UNREACHABLE_HINT) from None
@@ -360,15 +364,15 @@ def _raise_for(code: int, body: Any, what: str, server: str) -> None:
     if code == 409:
         raise KubeConflict(f"{what}: {message or 'already exists'}",
                            "pick another name, or delete the old one first", code, reason)
-    if code == 422:
+    if code in (400, 422):  # 400: strict decoding (unknown or duplicate field); 422: invalid
         raise KubeInvalid(f"the cluster rejected {what}: {message}",
                           "this is a bug in gpuctl's manifests if the spec validated; "
                           "please report it", code, reason)
     if code in (500, 502, 503, 504):
         raise KubeUnreachable(f"the cluster at {server} answered {code} for {what}: {message}",
                               UNREACHABLE_HINT, code, reason)
-    raise KubeError(f"{what}: {message or 'request failed'} ({code})", UNREACHABLE_HINT,
-                    code, reason)
+    raise KubeError(f"{what}: {message or 'request failed'} ({code})",
+                    "see `gpuctl gke status`; GPUCTL_DEBUG=1 shows the full error", code, reason)
 
 
 def _short_reason(exc: BaseException) -> str:

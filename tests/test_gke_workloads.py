@@ -1,0 +1,584 @@
+"""GKE workloads on a real control plane (tests/k8s/): etcd, kube-apiserver, kube-scheduler and
+kube-controller-manager, with KWOK nodes labelled and tainted like GKE's spot GPU pools.
+
+What is real here: admission and validation (server-side dry run with fieldValidation=Strict,
+and the apiserver's own /openapi/v3 schemas), the scheduler's placement, the Job controller's
+pod failure policy and Indexed completions, the Deployment/ReplicaSet controllers, RBAC for
+the Web UI's proxy and idle rule (their ServiceAccount tokens, issued by the apiserver), and
+the garbage collector. What is played: the kubelets (KWOK stages decide how a pod ends).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import json
+import time
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tests.conftest as _conftest
+from gpuctl.adapters.kube import (Kube, KubeConfigError, KubeConflict, KubeError, KubeInvalid,
+                                  KubeNotFound, KubeUnreachable, connect)
+from gpuctl.cli.main import cli
+from gpuctl.gke import idle, jobs
+from gpuctl.gke.authproxy import ActivityRecorder
+from gpuctl.gke.incluster import Api, ApiError, parse_time
+from gpuctl.gke.manifests import COMPLETION_INDEX, build_job_manifests, headless_service_name
+from gpuctl.gke.webui import (IDLER, LEASE, NAME, WebuiSettings, render_webui, token_secret,
+                              webui_down, webui_status, webui_up, wait_ready)
+from gpuctl.jobspec import parse_job_spec
+from tests.k8s.nodes import DEFAULT_NODES
+from tests.k8s.stages import OUTCOME_ANNOTATION, RUNTIME_ANNOTATION
+
+if not hasattr(_conftest, "k8s_cluster"):  # until conftest.py imports them for every module
+    from tests.k8s.fixtures import k8s_cluster, k8s_namespace  # noqa: F401
+
+L4_NODES = {s.name for s in DEFAULT_NODES if s.labels.get("cloud.google.com/gke-accelerator") == "nvidia-l4"}
+A100_NODES = {s.name for s in DEFAULT_NODES
+              if s.labels.get("cloud.google.com/gke-accelerator") == "nvidia-tesla-a100"}
+CPU_NODES = {s.name for s in DEFAULT_NODES if "cloud.google.com/gke-accelerator" not in s.labels}
+IMAGE = "us-docker.pkg.dev/my-project/train/llama:1.0"
+MANAGED = "gpuctl-managed=true"
+
+
+@pytest.fixture(scope="module")
+def kube(k8s_cluster) -> Kube:
+    client = connect(k8s_cluster.kubeconfig, k8s_cluster.context)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def ca_file(k8s_cluster, tmp_path_factory):
+    config = yaml.safe_load(k8s_cluster.kubeconfig.read_text())
+    path = tmp_path_factory.mktemp("ca") / "ca.crt"
+    path.write_bytes(base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]))
+    return str(path)
+
+
+def spec(**changes):
+    data = {"name": "train", "image": IMAGE, "command": ["torchrun", "train.py"],
+            "gpus_per_node": 1, "accelerator": "nvidia-l4", "max_retries": 3, **changes}
+    return parse_job_spec(data)
+
+
+def manifests(namespace: str, outcome: str | None = None, runtime: str | None = None, **changes):
+    """The Job (and Service) gpuctl renders; `outcome` tells the fake kubelet how every attempt
+    ends (see tests/k8s/stages.py)."""
+    objects = build_job_manifests(spec(**changes), namespace=namespace, owner="alice")
+    template = objects[-1]["spec"]["template"]["metadata"]
+    if outcome:
+        template.setdefault("annotations", {})[OUTCOME_ANNOTATION] = outcome
+    if runtime:
+        template.setdefault("annotations", {})[RUNTIME_ANNOTATION] = runtime
+    return objects
+
+
+def wait_for(check, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}; last saw {value!r}")
+        time.sleep(0.2)
+
+
+def job_condition(kube, namespace, name, kind):
+    job = kube.get("batch/v1", "Job", name, namespace) or {}
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind and cond["status"] == "True":
+            return cond
+    return None
+
+
+def pods_of(kube, namespace, job):
+    return jobs.job_pods(kube, namespace, job)
+
+
+def labelled_objects(kube, namespace) -> list[str]:
+    kinds = [("batch/v1", "Job"), ("batch/v1", "CronJob"), ("apps/v1", "Deployment"),
+             ("apps/v1", "ReplicaSet"), ("v1", "Pod"), ("v1", "Service"), ("v1", "ConfigMap"),
+             ("v1", "Secret"), ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
+             ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("coordination.k8s.io/v1", "Lease"),
+             ("networking.k8s.io/v1", "NetworkPolicy")]
+    return [f"{kind}/{o['metadata']['name']}" for api, kind in kinds
+            for o in kube.list(api, kind, namespace, label_selector=MANAGED)]
+
+
+def sa_api(kube, namespace, service_account, ca_file) -> Api:
+    """The stdlib client the in-cluster scripts use, with a token the apiserver issues to
+    `service_account` (as the kubelet would project it into the pod)."""
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+    issued = kube.request("POST", path, body={"apiVersion": "authentication.k8s.io/v1",
+                                              "kind": "TokenRequest",
+                                              "spec": {"expirationSeconds": 600}})
+    return Api(kube.server, token=issued["status"]["token"], ca_file=ca_file)
+
+
+# --- every manifest, validated by the apiserver ----------------------------------------------
+
+def all_rendered(namespace: str) -> list[dict]:
+    objects = []
+    for changes in ({}, {"nodes": 3, "gpus_per_node": 2}, {"gpus_per_node": 0, "accelerator": None},
+                    {"spot": False, "accelerator": "nvidia-tesla-a100", "timeout": "90m"},
+                    {"name": "with-secrets", "secrets": {"HF_TOKEN": "k8s:hf-token/token"},
+                     "env": {"WANDB_MODE": "offline"}, "output_dir": "gs://b/out"}):
+        objects += build_job_manifests(spec(**changes), namespace=namespace, owner="alice")
+    settings_ = WebuiSettings(owner="alice", namespace=namespace, image="us-docker.pkg.dev/p/r/ui:1")
+    objects += render_webui(settings_, replicas=1, now=dt.datetime.now(dt.timezone.utc))
+    objects += render_webui(WebuiSettings(owner="alice", namespace=namespace, spot=False,
+                                          accelerator="nvidia-tesla-a100", idle_minutes=0), replicas=0)
+    objects.append(token_secret(settings_, "x" * 43))
+    return objects
+
+
+def test_every_manifest_passes_strict_server_side_dry_run(kube, k8s_namespace):
+    for obj in all_rendered(k8s_namespace):
+        # Create (what submit does) and apply (what webui up does), both Strict, neither stored.
+        kube.create(copy.deepcopy(obj), dry_run=True)
+        kube.apply(copy.deepcopy(obj), dry_run=True)
+    assert labelled_objects(kube, k8s_namespace) == []
+
+
+def test_strict_dry_run_rejects_an_unknown_field(kube, k8s_namespace):
+    (job,) = build_job_manifests(spec(), namespace=k8s_namespace, owner="alice")
+    job["spec"]["template"]["spec"]["nodeSelectr"] = {"x": "y"}
+    with pytest.raises(KubeInvalid, match="nodeSelectr"):
+        kube.create(job, dry_run=True)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(nodes=st.integers(1, 64), gpus=st.integers(0, 8),
+       accelerator=st.sampled_from(["nvidia-tesla-t4", "nvidia-l4", "nvidia-tesla-a100",
+                                    "nvidia-a100-80gb", "nvidia-h100-80gb"]),
+       spot=st.booleans(), retries=st.integers(0, 100), timeout=st.sampled_from([None, "30s", "2d"]),
+       command=st.one_of(st.text(min_size=1, max_size=30).filter(str.strip),
+                         st.lists(st.text(min_size=1, max_size=10).filter(str.strip), min_size=1,
+                                  max_size=3)),
+       env=st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True),
+                           st.text(max_size=10), max_size=3))
+def test_random_valid_specs_pass_strict_server_side_dry_run(kube, k8s_namespace, nodes, gpus,
+                                                           accelerator, spot, retries, timeout,
+                                                           command, env):
+    from gpuctl.gke.manifests import RENDEZVOUS_ENV
+
+    env = {k: v for k, v in env.items() if k not in RENDEZVOUS_ENV}
+    objects = build_job_manifests(
+        spec(nodes=nodes, gpus_per_node=gpus, accelerator=accelerator, spot=spot,
+             max_retries=retries, timeout=timeout, command=command, env=env),
+        namespace=k8s_namespace, owner="alice")
+    for obj in objects:
+        kube.create(obj, dry_run=True)
+
+
+class OpenApiSchemas:
+    """The apiserver's /openapi/v3 documents, made strict: an object schema that lists its
+    properties admits no others (as fieldValidation=Strict does), unless Kubernetes marks it
+    x-kubernetes-preserve-unknown-fields."""
+
+    def __init__(self, kube: Kube):
+        self.kube = kube
+        self.docs: dict[str, dict] = {}
+
+    def doc(self, api_version: str) -> dict:
+        key = "api/v1" if api_version == "v1" else f"apis/{api_version}"
+        if key not in self.docs:
+            self.docs[key] = self._strict(self.kube.openapi_v3(key))
+        return self.docs[key]
+
+    def _strict(self, node):
+        if isinstance(node, dict):
+            node = {k: self._strict(v) for k, v in node.items()}
+            if "properties" in node and "additionalProperties" not in node \
+                    and not node.get("x-kubernetes-preserve-unknown-fields"):
+                node["additionalProperties"] = False
+            return node
+        if isinstance(node, list):
+            return [self._strict(v) for v in node]
+        return node
+
+    def validator(self, obj: dict):
+        import jsonschema
+
+        doc = self.doc(obj["apiVersion"])
+        group, _, version = obj["apiVersion"].rpartition("/")
+        for name, schema in doc["components"]["schemas"].items():
+            for gvk in schema.get("x-kubernetes-group-version-kind") or []:
+                if (gvk.get("group", ""), gvk["version"], gvk["kind"]) == (group, version, obj["kind"]):
+                    root = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+                    return jsonschema.Draft7Validator(root)
+        raise AssertionError(f"the apiserver has no schema for {obj['apiVersion']} {obj['kind']}")
+
+
+@pytest.fixture(scope="module")
+def schemas(kube) -> OpenApiSchemas:
+    return OpenApiSchemas(kube)
+
+
+def test_every_manifest_validates_against_the_apiservers_openapi_v3_schemas(schemas, k8s_namespace):
+    for obj in all_rendered(k8s_namespace):
+        errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in schemas.validator(obj).iter_errors(obj)]
+        assert errors == [], f"{obj['kind']} {obj['metadata']['name']}: {errors[:5]}"
+
+
+def test_the_schema_check_can_fail(schemas, k8s_namespace):
+    (job,) = build_job_manifests(spec(), namespace=k8s_namespace, owner="alice")
+    broken = copy.deepcopy(job)
+    broken["spec"]["template"]["spec"]["nodeSelectr"] = {"x": "y"}
+    broken["spec"]["backoffLimit"] = "three"
+    messages = [e.message for e in schemas.validator(broken).iter_errors(broken)]
+    assert any("nodeSelectr" in m for m in messages) and any("'three'" in m for m in messages)
+
+
+# --- scheduling on GKE-shaped nodes ------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, nodes", [
+    ({"accelerator": "nvidia-l4"}, L4_NODES),
+    ({"accelerator": "nvidia-tesla-a100"}, A100_NODES),
+    ({"gpus_per_node": 0, "accelerator": None}, CPU_NODES),
+])
+def test_scheduler_puts_pods_only_on_matching_nodes(kube, k8s_namespace, changes, nodes):
+    jobs.submit(kube, manifests(k8s_namespace, **changes))
+    pod = wait_for(lambda: next((p for p in pods_of(kube, k8s_namespace, "train")
+                                 if p["spec"].get("nodeName")), None), what="the pod to be bound")
+    assert pod["spec"]["nodeName"] in nodes
+    wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    (row,) = jobs.list_jobs(kube, k8s_namespace)
+    assert row["status"] == "Succeeded" and row["nodes"] == [pod["spec"]["nodeName"]]
+    assert row["accelerator"] == changes["accelerator"]
+
+
+@pytest.mark.parametrize("changes", [
+    {"gpus_per_node": 4},  # L4 nodes have one GPU each
+    {"accelerator": "nvidia-tesla-t4"},  # no T4 pool in this cluster
+    {"accelerator": "nvidia-l4", "spot": False},  # the L4 pool is spot only
+])
+def test_pod_stays_pending_when_no_gpu_fits(kube, k8s_namespace, changes):
+    jobs.submit(kube, manifests(k8s_namespace, **changes))
+
+    def unschedulable():
+        rows = jobs.list_jobs(kube, k8s_namespace)
+        return rows and rows[0]["status"] == "Pending" and rows[0]["reason"] == "Unschedulable" and rows[0]
+
+    row = wait_for(unschedulable, what="the scheduler to give up on the pod")
+    assert "nodes are available" in row["message"]
+    time.sleep(1.5)  # and it stays so
+    (pod,) = pods_of(kube, k8s_namespace, "train")
+    assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+    with pytest.raises(KubeError, match="waiting for a node"):
+        jobs.stream_logs(kube, k8s_namespace, "train", False, lambda _: None)
+    assert jobs.cancel_job(kube, k8s_namespace, "train", grace_seconds=0, wait_seconds=30)["left"] == []
+
+
+# --- Jobs through the Job controller -----------------------------------------------------------
+
+def test_single_job_completes(kube, k8s_namespace):
+    result = jobs.submit(kube, manifests(k8s_namespace))
+    assert result["objects"] == ["Job/train"] and result["service"] is None
+    wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    (row,) = jobs.list_jobs(kube, k8s_namespace)
+    assert row["pods"]["succeeded"] == 1 and row["pods"]["failed"] == 0
+    assert row["owner"] == "alice" and row["gpus_per_node"] == 1 and row["age_seconds"] >= 0
+
+
+def test_indexed_job_pods_get_ranks_hostnames_and_the_rendezvous_service(kube, k8s_cluster, k8s_namespace):
+    result = jobs.submit(kube, manifests(k8s_namespace, outcome="hold", nodes=2))
+    service = headless_service_name("train")
+    assert result["service"] == service
+    svc = kube.get("v1", "Service", service, k8s_namespace)
+    assert svc["spec"]["clusterIP"] == "None"
+    owner = svc["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Job", "train", result["uid"])
+
+    def running():
+        pods = [p for p in pods_of(kube, k8s_namespace, "train") if p["status"].get("phase") == "Running"]
+        return len(pods) == 2 and pods
+
+    pods = wait_for(running, what="both ranks running")
+    ranks = sorted(int(p["metadata"]["annotations"][COMPLETION_INDEX]) for p in pods)
+    assert ranks == [0, 1]
+    for pod in pods:
+        rank = pod["metadata"]["annotations"][COMPLETION_INDEX]
+        assert pod["spec"]["hostname"] == f"train-{rank}"
+        assert pod["spec"]["subdomain"] == service
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["MASTER_ADDR"]["value"] == f"train-0.{service}"
+        assert env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+            f"metadata.annotations['{COMPLETION_INDEX}']"
+        assert env["NNODES"]["value"] == "2" and env["WORLD_SIZE"]["value"] == "2"
+    # One GPU per L4 node: the two ranks had to land on the two L4 nodes.
+    assert {p["spec"]["nodeName"] for p in pods} == L4_NODES
+
+    # The endpoints controller publishes both ranks under their hostnames: rank 0 resolves as
+    # train-0.<service> for the others.
+    from kubernetes import client as k8s
+
+    def endpoints():
+        slices = k8s.DiscoveryV1Api(k8s_cluster.api_client()).list_namespaced_endpoint_slice(
+            k8s_namespace, label_selector=f"kubernetes.io/service-name={service}").items
+        names = sorted(e.hostname for s in slices for e in (s.endpoints or []))
+        return names == ["train-0", "train-1"] and names
+
+    wait_for(endpoints, what="EndpointSlice with both ranks")
+    for pod in pods:
+        k8s_cluster.set_pod_outcome(k8s_namespace, pod["metadata"]["name"], "succeed")
+    wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    (row,) = jobs.list_jobs(kube, k8s_namespace)
+    assert row["pods"]["succeeded"] == 2 and row["pods"]["completions"] == 2
+
+
+def test_disrupted_pod_is_retried_and_the_job_succeeds(kube, k8s_cluster, k8s_namespace):
+    jobs.submit(kube, manifests(k8s_namespace, outcome="hold", max_retries=1))
+    first = wait_for(lambda: next((p for p in pods_of(kube, k8s_namespace, "train")
+                                   if p["status"].get("phase") == "Running"), None), what="running")
+    k8s_cluster.preempt_pod(k8s_namespace, first["metadata"]["name"])
+
+    def replacement():
+        pods = pods_of(kube, k8s_namespace, "train")
+        return next((p for p in pods if p["metadata"]["name"] != first["metadata"]["name"]
+                     and p["status"].get("phase") == "Running"), None)
+
+    second = wait_for(replacement, what="a replacement pod")
+    old = kube.get("v1", "Pod", first["metadata"]["name"], k8s_namespace)
+    if old is not None:  # the disrupted attempt, as the kubelet left it
+        conditions = {c["type"]: c for c in old["status"]["conditions"]}
+        assert conditions["DisruptionTarget"]["status"] == "True"
+    k8s_cluster.set_pod_outcome(k8s_namespace, second["metadata"]["name"], "succeed")
+    wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    job = kube.get("batch/v1", "Job", "train", k8s_namespace)
+    assert job["status"]["failed"] == 1 and job["status"]["succeeded"] == 1
+
+
+def test_failed_trainer_is_not_retried(kube, k8s_namespace):
+    jobs.submit(kube, manifests(k8s_namespace, outcome="fail", max_retries=3))
+    cond = wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Failed"), what="Failed")
+    assert cond["reason"] == "PodFailurePolicy"
+    assert "trainer" in cond["message"] and "exit code 1" in cond["message"]
+    time.sleep(1.0)
+    assert len(pods_of(kube, k8s_namespace, "train")) == 1  # never a second attempt
+    (row,) = jobs.list_jobs(kube, k8s_namespace)
+    assert row["status"] == "Failed" and row["reason"] == "PodFailurePolicy"
+
+
+def test_disruptions_use_up_max_retries_so_a_lost_pool_cannot_loop_forever(kube, k8s_namespace):
+    jobs.submit(kube, manifests(k8s_namespace, outcome="disrupt", max_retries=1))
+    cond = wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Failed"), timeout=45,
+                    what="Failed")
+    assert cond["reason"] == "BackoffLimitExceeded"
+    job = kube.get("batch/v1", "Job", "train", k8s_namespace)
+    assert job["status"]["failed"] == 2  # the first attempt and one retry
+
+
+def test_submitting_the_same_name_twice_is_a_conflict_with_a_hint(kube, k8s_namespace):
+    jobs.submit(kube, manifests(k8s_namespace, outcome="hold"))
+    with pytest.raises(KubeConflict, match="already exists") as err:
+        jobs.submit(kube, manifests(k8s_namespace))
+    assert "gpuctl cancel --gke train" in err.value.hint
+
+
+def test_cancel_leaves_no_gpuctl_labelled_object(kube, k8s_namespace):
+    jobs.submit(kube, manifests(k8s_namespace, outcome="hold", nodes=2))
+    wait_for(lambda: len([p for p in pods_of(kube, k8s_namespace, "train")
+                          if p["status"].get("phase") == "Running"]) == 2, what="running")
+    result = jobs.cancel_job(kube, k8s_namespace, "train", grace_seconds=0, wait_seconds=30)
+    assert "Job/train" in result["deleted"]
+    assert result["left"] == []
+    assert labelled_objects(kube, k8s_namespace) == []
+    with pytest.raises(KubeNotFound, match="job train not found"):
+        jobs.cancel_job(kube, k8s_namespace, "train")
+
+
+def test_cancel_refuses_a_job_gpuctl_did_not_make(kube, k8s_namespace):
+    (job,) = manifests(k8s_namespace, outcome="hold")
+    del job["metadata"]["labels"]["gpuctl-managed"]
+    kube.create(job)
+    with pytest.raises(KubeError, match="not made by gpuctl"):
+        jobs.cancel_job(kube, k8s_namespace, "train")
+
+
+# --- the Web UI: 0 -> 1 -> 0 ----------------------------------------------------------------------
+
+def webui_settings(namespace, **changes):
+    return WebuiSettings(**{"owner": "alice", "namespace": namespace, "idle_minutes": 30,
+                            "image": "us-docker.pkg.dev/p/r/webui:1", **changes})
+
+
+def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, ca_file):
+    settings_ = webui_settings(k8s_namespace)
+    for obj in render_webui(settings_, replicas=0):  # what the base holds: zero replicas
+        kube.apply(obj)
+    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 0
+    assert webui_status(kube, k8s_namespace)["state"] == "down (scaled to zero)"
+
+    result = webui_up(kube, settings_, token_factory=lambda: "t" * 43)
+    assert result["token_created"] and result["replicas"] == 1
+    pod = wait_ready(kube, k8s_namespace, timeout=30)
+    bound = kube.get("v1", "Pod", pod, k8s_namespace)
+    assert bound["spec"]["nodeName"] in L4_NODES
+    status = webui_status(kube, k8s_namespace)
+    assert status["state"] == "up" and status["ready"] == 1 and status["idle_minutes"] == 30
+    assert status["accelerator"] == "nvidia-l4" and status["spot"] is True
+    upped_at = parse_time(status["last_request_at"])
+    assert abs((upped_at - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 60
+
+    # The idle rule, run as its CronJob runs it: with the idler ServiceAccount's own token.
+    idler = sa_api(kube, k8s_namespace, IDLER, ca_file)
+    early = idle.run_once(idler, k8s_namespace, NAME, LEASE, 30, now=upped_at + dt.timedelta(minutes=29))
+    assert early.action == "keep"
+    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 1
+
+    # A request through the proxy renews the Lease (with the proxy's ServiceAccount token).
+    used_at = upped_at + dt.timedelta(minutes=20)
+    recorder = ActivityRecorder(sa_api(kube, k8s_namespace, NAME, ca_file), k8s_namespace, LEASE,
+                                "proxy-pod", clock=lambda: used_at.timestamp())
+    recorder._write(used_at.timestamp())
+    assert recorder.errors == 0
+    assert idle.run_once(idler, k8s_namespace, NAME, LEASE, 30,
+                         now=upped_at + dt.timedelta(minutes=31)).action == "keep"
+
+    late = idle.run_once(idler, k8s_namespace, NAME, LEASE, 30, now=used_at + dt.timedelta(minutes=31))
+    assert late.action == "scale-down"
+    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 0
+    wait_for(lambda: not kube.list("v1", "Pod", k8s_namespace,
+                                   label_selector="app.kubernetes.io/name=gpuctl-webui"),
+             what="the Web UI pod to be gone")
+    assert webui_status(kube, k8s_namespace)["state"] == "down (scaled to zero)"
+    assert idle.run_once(idler, k8s_namespace, NAME, LEASE, 30,
+                         now=used_at + dt.timedelta(hours=5)).action == "none"
+
+    # Up again: the same token, a fresh Lease time, one replica.
+    again = webui_up(kube, settings_, token_factory=lambda: pytest.fail("token made twice"))
+    assert not again["token_created"]
+    wait_ready(kube, k8s_namespace, timeout=30)
+
+    result = webui_down(kube, k8s_namespace)
+    assert result["left"] == [] and "Deployment/gpuctl-webui" in result["deleted"]
+    assert labelled_objects(kube, k8s_namespace) == []
+
+
+def test_webui_service_accounts_can_do_only_their_one_thing(kube, k8s_namespace, ca_file):
+    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
+    idler = sa_api(kube, k8s_namespace, IDLER, ca_file)
+    proxy = sa_api(kube, k8s_namespace, NAME, ca_file)
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{k8s_namespace}/leases/{LEASE}"
+    scale = f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/{NAME}/scale"
+    secret = f"/api/v1/namespaces/{k8s_namespace}/secrets/gpuctl-webui-token"
+    forbidden = [
+        (idler, "PATCH", lease), (idler, "GET", secret), (idler, "GET", f"/api/v1/namespaces/{k8s_namespace}/pods"),
+        (idler, "PATCH", f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/{NAME}"),
+        (proxy, "GET", scale), (proxy, "PATCH", scale), (proxy, "GET", secret),
+    ]
+    for api, method, path in forbidden:
+        with pytest.raises(ApiError) as err:
+            api.request(method, path, {"spec": {}} if method == "PATCH" else None,
+                        "application/merge-patch+json")
+        assert err.value.status == 403, (method, path)
+    assert idler.get(lease)["metadata"]["name"] == LEASE
+    assert idler.get(scale)["spec"]["replicas"] == 1
+    assert proxy.merge_patch(lease, {"spec": {"holderIdentity": "p"}})["spec"]["holderIdentity"] == "p"
+    assert webui_down(kube, k8s_namespace)["left"] == []
+
+
+def test_webui_down_also_removes_what_the_idle_cronjob_made(kube, k8s_namespace):
+    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
+    # What the CronJob controller makes each minute, made now rather than waited for.
+    cron = kube.get("batch/v1", "CronJob", IDLER, k8s_namespace)
+    template = copy.deepcopy(cron["spec"]["jobTemplate"])
+    kube.create({"apiVersion": "batch/v1", "kind": "Job",
+                 "metadata": {"name": "gpuctl-webui-idler-manual", "namespace": k8s_namespace,
+                              "labels": template["metadata"]["labels"],
+                              "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                                   "name": IDLER, "uid": cron["metadata"]["uid"]}]},
+                 "spec": template["spec"]})
+    wait_for(lambda: kube.list("v1", "Pod", k8s_namespace,
+                               label_selector="batch.kubernetes.io/job-name=gpuctl-webui-idler-manual"),
+             what="the idler's pod")
+    idler_pod = kube.list("v1", "Pod", k8s_namespace,
+                          label_selector="batch.kubernetes.io/job-name=gpuctl-webui-idler-manual")[0]
+    assert "gpuctl-managed=true" in ",".join(f"{k}={v}" for k, v in idler_pod["metadata"]["labels"].items())
+    wait_for(lambda: idler_pod["spec"].get("nodeName") or kube.get(
+        "v1", "Pod", idler_pod["metadata"]["name"], k8s_namespace)["spec"].get("nodeName"),
+        what="the idler pod to be bound")
+    bound = kube.get("v1", "Pod", idler_pod["metadata"]["name"], k8s_namespace)
+    if bound is not None:
+        assert bound["spec"]["nodeName"] in CPU_NODES  # never holds a GPU node up
+    assert webui_down(kube, k8s_namespace)["left"] == []
+    assert labelled_objects(kube, k8s_namespace) == []
+
+
+# --- the adapter's errors ----------------------------------------------------------------------
+
+def test_wrong_credentials_unreachable_cluster_and_unknown_context_have_hints(k8s_cluster, tmp_path):
+    config = yaml.safe_load(k8s_cluster.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": "not-a-real-token"}
+    bad = tmp_path / "bad.kubeconfig"
+    bad.write_text(yaml.safe_dump(config))
+    with pytest.raises(KubeError, match=r"did not accept gpuctl's credentials \(401\)") as err:
+        connect(bad, k8s_cluster.context).list("batch/v1", "Job", "default")
+    assert "--kubeconfig/--context" in err.value.hint
+
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    gone = tmp_path / "gone.kubeconfig"
+    gone.write_text(yaml.safe_dump(config))
+    with pytest.raises(KubeUnreachable) as err:
+        connect(gone, k8s_cluster.context).list("batch/v1", "Job", "default")
+    assert err.value.hint == "is the cluster up? gpuctl gke status"
+
+    with pytest.raises(KubeConfigError, match="context nope is not in") as err:
+        connect(k8s_cluster.kubeconfig, "nope")
+    assert k8s_cluster.context in err.value.hint
+
+
+def test_forbidden_is_reported_with_what_was_refused(kube, k8s_namespace, ca_file):
+    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
+    idler = sa_api(kube, k8s_namespace, IDLER, ca_file)
+    from kubernetes import client as k8s
+
+    configuration = k8s.Configuration()
+    configuration.host = kube.server
+    configuration.ssl_ca_cert = ca_file
+    configuration.api_key = {"authorization": f"Bearer {idler.token()}"}
+    as_idler = Kube(k8s.ApiClient(configuration))
+    with pytest.raises(KubeError, match=r"not allowed: .*jobs.* \(403\)"):
+        jobs.list_jobs(as_idler, k8s_namespace)
+    webui_down(kube, k8s_namespace)
+
+
+# --- the CLI against the control plane ----------------------------------------------------------
+
+def test_cli_train_submit_then_validate_and_webui_status(k8s_cluster, k8s_namespace, tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"name": "cli-job", "image": IMAGE, "command": "python train.py",
+                                    "gpus_per_node": 1, "accelerator": "nvidia-tesla-a100"}))
+    where = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--context", k8s_cluster.context,
+             "-n", k8s_namespace]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--gke", str(path), "--validate", *where])
+    assert result.exit_code == 0, result.output
+    assert "validated by the cluster" in result.stdout
+    result = runner.invoke(cli, ["train", "--gke", str(path), "-y", "--json", *where])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["job"] == "cli-job" and data["cost"]["usd_per_hour"] > 0
+    kube = connect(k8s_cluster.kubeconfig, k8s_cluster.context)
+    wait_for(lambda: job_condition(kube, k8s_namespace, "cli-job", "Complete"), what="Complete")
+    result = runner.invoke(cli, ["train", "--gke", str(path), "-y", *where])
+    assert result.exit_code == 1 and "already exists" in result.stderr
+
+    result = runner.invoke(cli, ["webui", "status", "--json", *where])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "not installed"
+    result = runner.invoke(cli, ["webui", "up", "--validate", *where])
+    assert result.exit_code == 0, result.output
+    assert labelled_objects(kube, k8s_namespace) == ["Job/cli-job", "Pod/" + pods_of(
+        kube, k8s_namespace, "cli-job")[0]["metadata"]["name"]]
