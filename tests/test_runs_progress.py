@@ -280,3 +280,15 @@ def test_figures_warn_through_the_guard_and_cost_to_complete():
     assert f["warnings"][0].endswith("`gpuctl extend a100 --hours 4`")
     stopped = figures(p, price_per_hour=1.65, guards=[guard], running=False)
     assert stopped["eta_seconds"] is None and stopped["warnings"] == []
+
+
+def test_real_transformers5_output_from_the_lora_example():
+    """Recorded from examples/lora/train_lora.py --tiny on a CPU (transformers 5, peft): floats
+    quoted as strings, nested tqdm bars with cursor-up escapes, a separate eval bar."""
+    p = parse_text(log("transformers5_tiny_lora_cpu.log"))
+    assert (p.step, p.total_steps) == (60, 60) and p.finished
+    assert [pt[0] for pt in p.losses] == list(range(5, 61, 5))
+    assert p.losses[0][1] > p.losses[-1][1]
+    assert [pt[0] for pt in p.eval_losses] == [20, 40, 60]
+    assert p.train_loss == pytest.approx(4.571)
+    assert figures(p)["loss_trend"] == "down"

@@ -96,6 +96,10 @@ class ProgressParser:
         self._train_total: int | None = None  # the training bar's total, once known
         self._in_eval = False
         self._dict_losses = 0
+        # Points logged since the last training bar: tqdm.write() redraws the bar right after
+        # the Trainer's dict, and that redraw shows the step the dict belongs to (the bar drawn
+        # before it may lag by tqdm's mininterval).
+        self._unplaced = [0, 0]  # [losses, eval_losses] at the end of each series
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes | str) -> None:
@@ -136,7 +140,7 @@ class ProgressParser:
         return {"version": STATE_VERSION, "progress": self.progress.as_dict(),
                 "pending": self._pending.decode("latin-1"), "skipping": self._skipping,
                 "train_total": self._train_total, "in_eval": self._in_eval,
-                "dict_losses": self._dict_losses}
+                "dict_losses": self._dict_losses, "unplaced": list(self._unplaced)}
 
     @classmethod
     def from_state(cls, state: dict) -> "ProgressParser":
@@ -150,6 +154,7 @@ class ProgressParser:
             parser._train_total = state.get("train_total")
             parser._in_eval = bool(state.get("in_eval"))
             parser._dict_losses = int(state.get("dict_losses", 0))
+            parser._unplaced = [int(n) for n in state.get("unplaced", [0, 0])][:2]
         except (KeyError, TypeError, ValueError, UnicodeEncodeError):
             return cls()
         return parser
@@ -199,6 +204,10 @@ class ProgressParser:
             return  # an eval or data-loading bar
         self._in_eval = False
         p.step, p.total_steps = n, total
+        for series, count in zip((p.losses, p.eval_losses), self._unplaced):
+            for point in series[len(series) - count:] if count else []:
+                point[0] = max(point[0], n)
+        self._unplaced = [0, 0]
         elapsed, remaining = _clock(m.group("elapsed")), _clock(m.group("remaining"))
         if elapsed is not None:
             p.elapsed_seconds = elapsed
@@ -216,7 +225,7 @@ class ProgressParser:
             value = float(loss.group(1))
             p.loss = value
             if not p.losses or p.losses[-1][0] != n:
-                _append(p.losses, [n, value])
+                _append(p.losses, [n, value], 0)
 
     def _dict(self, m: re.Match) -> None:
         text = m.group(0)
@@ -249,7 +258,7 @@ class ProgressParser:
             self._dict_losses += 1
             p.loss = values["loss"]
             at = p.step if p.step is not None else self._dict_losses
-            _append(p.losses, [at, p.loss])
+            self._unplaced[0] = _append(p.losses, [at, p.loss], self._unplaced[0])
         if "learning_rate" in values:
             p.learning_rate = values["learning_rate"]
         if "grad_norm" in values:
@@ -261,7 +270,7 @@ class ProgressParser:
             if "eval_loss" in evals:
                 p.eval_loss = evals["eval_loss"]
                 at = p.step if p.step is not None else len(p.eval_losses) + 1
-                _append(p.eval_losses, [at, p.eval_loss])
+                self._unplaced[1] = _append(p.eval_losses, [at, p.eval_loss], self._unplaced[1])
 
     def _eval_starts(self, m: re.Match) -> None:
         self._in_eval = True
@@ -311,13 +320,16 @@ def _clock(text: str) -> float | None:
     return float(seconds)
 
 
-def _append(series: list, point: list) -> None:
+def _append(series: list, point: list, unplaced: int) -> int:
+    """Add a point; returns the new count of unplaced points at the end of the series."""
     series.append(point)
     if len(series) > MAX_POINTS:
         last = series[-1]
         del series[1::2]
         if series[-1] is not last:
             series.append(last)
+        return 1
+    return unplaced + 1
 
 
 def parse_text(data: bytes | str) -> Progress:

@@ -1,0 +1,64 @@
+"""examples/: the LoRA fine-tune compiles, parses its arguments and builds its data without
+torch, and its job files are valid VM job specs. The training itself runs where torch is:
+set GPUCTL_EXAMPLE_PYTHON to a Python with torch, transformers and peft (a GPU VM, or a CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import py_compile
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gpuctl.jobspec import load_job_spec, notes_for_target
+from gpuctl.runs.progress import parse_text
+from gpuctl.runs.service import output_dirs
+
+LORA = Path(__file__).parent.parent / "examples" / "lora"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("train_lora", LORA / "train_lora.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports no torch at module level
+    return module
+
+
+def test_train_lora_compiles_and_parses_its_arguments():
+    py_compile.compile(str(LORA / "train_lora.py"), doraise=True)
+    module = load_example()
+    args = module.parse_args(["--tiny"])
+    assert (args.r, args.alpha) == (32, 64)
+    assert module.LORA_TARGETS == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert module.parse_args(["--model", "meta-llama/Llama-3.1-8B"]).model == "meta-llama/Llama-3.1-8B"
+    with pytest.raises(SystemExit):
+        module.parse_args([])  # a model or --tiny is required
+    texts = module.synthetic_texts(50, 1)
+    assert texts == module.synthetic_texts(50, 1) and len(set(texts)) > 10
+    ids = module.ByteTokenizer().encode("héllo")
+    assert ids[0] == 1 and ids[-1] == 2 and max(ids) < module.ByteTokenizer.vocab_size
+
+
+@pytest.mark.parametrize("name", ["job.yaml", "job-tiny.yaml"])
+def test_job_files_are_valid_vm_jobs_writing_to_the_nvme(name):
+    spec = load_job_spec(LORA / name)
+    assert notes_for_target(spec, "vm") == []
+    assert spec.argv[:2] == ["python", "train_lora.py"]
+    assert all(path.startswith("/mnt/disks/nvme/") for path in output_dirs(spec))
+    assert (LORA / spec.requirements).is_file()
+
+
+@pytest.mark.skipif(not os.environ.get("GPUCTL_EXAMPLE_PYTHON"),
+                    reason="opt-in: set GPUCTL_EXAMPLE_PYTHON to a Python with torch, transformers, peft")
+def test_tiny_lora_really_trains(tmp_path):
+    done = subprocess.run(
+        [os.environ["GPUCTL_EXAMPLE_PYTHON"], str(LORA / "train_lora.py"), "--tiny",
+         "--max_steps", "40", "--batch_size", "8", "--grad_accum", "1", "--lr", "2e-3",
+         "--logging_steps", "5", "--eval_steps", "20", "--output_dir", str(tmp_path / "out")],
+        capture_output=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    p = parse_text(done.stdout + done.stderr)
+    assert p.finished and p.step == 40 and p.losses[-1][1] < p.losses[0][1]
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
