@@ -546,9 +546,9 @@ def cmd_start(args) -> int:
     return 0
 
 
-def load_caches_env(path: str = CACHES_FILE):
+def load_caches_env(path=None):
     env = {}
-    for line in (read_text(path) or "").splitlines():
+    for line in (read_text(path or CACHES_FILE) or "").splitlines():
         match = EXPORT_RE.match(line)
         if match:
             env[match.group(1)] = match.group(2).strip("'\"")

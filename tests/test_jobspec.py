@@ -1,0 +1,126 @@
+"""The shared job spec (gpuctl/jobspec.py): whatever YAML or mapping comes in, the result is a
+JobSpec or a JobSpecError with a hint, never another exception; and keys that do not apply to
+a target are refused or noted, never silently misread."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpuctl.jobspec import JobSpec, JobSpecError, load_job_spec, notes_for_target, parse_job_spec
+
+KEYS = list(JobSpec.model_fields) + ["nodes ", "Name", "cmd", "args", "resources"]
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+                    st.sampled_from(["llama-lora", "12h", "0s", "env:HF_TOKEN", "k8s:hf/token",
+                                     "file:~/.hf", "nvidia-l4", "python train.py", "-1"]))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12)
+
+
+def outcome(data) -> JobSpec | JobSpecError:
+    try:
+        return parse_job_spec(data)
+    except JobSpecError as exc:
+        assert exc.message and exc.hint, exc
+        return exc
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=8))
+def test_any_mapping_gives_a_spec_or_a_jobspec_error(data):
+    result = outcome(data)
+    if isinstance(result, JobSpec):
+        assert result.argv and all(isinstance(a, str) for a in result.argv)
+        for target in ("vm", "gke"):
+            try:
+                notes = notes_for_target(result, target)
+            except JobSpecError as exc:
+                assert exc.hint
+            else:
+                assert all(isinstance(n, str) for n in notes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(VALUES)
+def test_anything_that_is_not_a_mapping_is_refused(data):
+    if not isinstance(data, dict):
+        assert isinstance(outcome(data), JobSpecError)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from(list("name: command[]{},-'\"#\n\t |>&*!%@`?0123456789abc")),
+               max_size=120))
+def test_any_yaml_text_gives_a_spec_or_a_jobspec_error(tmp_path, text):
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    try:
+        load_job_spec(path)
+    except JobSpecError as exc:
+        assert exc.message and exc.hint
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), SCALARS, max_size=5))
+def test_env_values_become_text_or_are_refused(env):
+    result = outcome({"name": "job", "command": "true", "env": env})
+    if isinstance(result, JobSpec):
+        assert all(isinstance(v, str) for v in result.env.values())
+
+
+def test_yaml_booleans_and_numbers_in_env_are_text():
+    spec = parse_job_spec(yaml.safe_load("name: a\ncommand: [python]\nenv: {DEBUG: true, N: 3, R: 1.5}\n"))
+    assert spec.env == {"DEBUG": "true", "N": "3", "R": "1.5"}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "Bad_Name", "command": "x"}, "must be 1-40 lowercase"),
+    ({"name": "a", "command": []}, "non-empty list"),
+    ({"name": "a", "command": "  "}, "is empty"),
+    ({"name": "a"}, "'command' is required"),
+    ({"name": "a", "command": "x", "gpus": 1}, "unknown key 'gpus'"),
+    ({"name": "a", "command": "x", "secrets": {"T": "hunter2"}}, "not a secret reference"),
+    ({"name": "a", "command": "x", "timeout": "6"}, "not a duration"),
+    ({"name": "a", "command": "x", "env": {"A": "1"}, "secrets": {"A": "env:A"}}, "both env and secrets"),
+    ({"name": "a", "command": "x", "nodes": 0}, "nodes"),
+])
+def test_bad_specs_say_what_is_wrong(data, message):
+    with pytest.raises(JobSpecError, match=message):
+        parse_job_spec(data)
+
+
+def test_vm_target_refuses_what_cannot_work_and_notes_what_it_ignores():
+    base = {"name": "a", "command": ["python", "t.py"]}
+    with pytest.raises(JobSpecError, match="needs a cluster"):
+        notes_for_target(parse_job_spec({**base, "nodes": 2}), "vm")
+    with pytest.raises(JobSpecError, match="only works on GKE"):
+        notes_for_target(parse_job_spec({**base, "secrets": {"T": "k8s:hf/token"}}), "vm")
+    notes = notes_for_target(parse_job_spec({**base, "image": "img:1", "accelerator": "nvidia-l4",
+                                             "spot": False, "max_retries": 5}), "vm")
+    assert len(notes) == 4 and all("ignored on a VM" in n for n in notes)
+    assert notes_for_target(parse_job_spec({**base, "workdir": ".", "requirements": "r.txt",
+                                            "secrets": {"T": "env:T"}}), "vm") == []
+
+
+def test_gke_target_refuses_vm_only_keys():
+    base = {"name": "a", "command": ["python"], "image": "img:1", "accelerator": "nvidia-l4"}
+    assert notes_for_target(parse_job_spec(base), "gke") == []
+    for extra, message in (({"workdir": "."}, "workdir only applies to a VM"),
+                           ({"requirements": "r.txt"}, "requirements only applies"),
+                           ({"secrets": {"T": "env:T"}}, "only works on a VM")):
+        with pytest.raises(JobSpecError, match=message):
+            notes_for_target(parse_job_spec({**base, **extra}), "gke")
+    with pytest.raises(JobSpecError, match="image is required"):
+        notes_for_target(parse_job_spec({"name": "a", "command": "x"}), "gke")
+
+
+def test_load_reports_yaml_errors_with_a_line(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: a\ncommand: [python\n")
+    with pytest.raises(JobSpecError, match="not valid YAML at line"):
+        load_job_spec(path)
+    with pytest.raises(JobSpecError, match="cannot read"):
+        load_job_spec(tmp_path / "missing.yaml")
