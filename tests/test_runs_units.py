@@ -337,3 +337,21 @@ def test_runs_cli_module_imports_no_ssh_library():
             "if m in sys.modules]; print(bad)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_jobs_on_a_deleted_vm_answers_from_the_cache_without_connecting():
+    from gpuctl.runs import registry
+
+    registry.save(registry.RunRecord(
+        name="old", target="a100", host="10.9.9.9", user="gpuctl", port=22,
+        run_dir="/mnt/disks/nvme/gpuctl/runs/old", started_at="2026-11-23T03:00:00+00:00",
+        command="python t.py", launcher="systemd", vm="a100", price_per_hour=1.65))
+    parser = __import__("gpuctl.runs.progress", fromlist=["ProgressParser"]).ProgressParser()
+    parser.feed((LOGS / "trainer_a100_lora.log").read_bytes())
+    registry.save_cache("old", registry.RunCache(offset=10, parser=parser.state_dict(),
+                                                 status={"state": "running", "log_size": 99999}))
+    started = time.monotonic()
+    view = service.list_runs()[0]
+    assert time.monotonic() - started < 2
+    assert view["state"] == "unreachable" and view["last_state"] == "running"
+    assert "no longer exists" in view["error"] and view["step"] == 230

@@ -338,6 +338,10 @@ def list_runs(names: list[str] | None = None) -> list[dict]:
     clocks: dict[tuple, dict] = {}
     errors: dict[str, str] = {}
     for key, members in groups.items():
+        gone = _vm_gone(members[0])
+        if gone:
+            errors.update({member.name: gone for member in members})
+            continue
         try:
             with connect_record(members[0]) as host:
                 clocks[key] = refresh_host(host, members)
@@ -351,6 +355,17 @@ def list_runs(names: list[str] | None = None) -> list[dict]:
                 errors[member.name] = message
     return [run_view(r, registry.load_cache(r.name), clocks.get(r.host_key), errors.get(r.name))
             for r in records]
+
+
+def _vm_gone(record: RunRecord) -> str | None:
+    """A run on a VM gpuctl has since deleted: say so instead of timing out on its address."""
+    if not record.vm:
+        return None
+    from ..lifecycle import records as vm_records
+
+    if vm_records.load(record.vm) is None:
+        return f"VM {record.vm} no longer exists (deleted with its local disk)"
+    return None
 
 
 def run_progress(name: str):
