@@ -18,6 +18,9 @@ def isolated_home(tmp_path, monkeypatch):
     for key in ("OWNER", "PROJECT", "REGION", "CURRENCY", "TTL", "DAILY_STOP", "TIME_ZONE",
                 "SSH_FROM", "DEBUG", "BILLING_ENDPOINT"):
         monkeypatch.delenv(f"GPUCTL_{key}", raising=False)
+    for var in ("GPUCTL_CONTAINER_ENDPOINT", "GPUCTL_COMPUTE_ENDPOINT", "GPUCTL_KUBECONFIG",
+                "GPUCTL_KUBE_CONTEXT"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GPUCTL_OWNER", "alice")
     return home
 

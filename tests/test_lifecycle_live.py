@@ -278,3 +278,22 @@ def test_the_cli_flow_up_status_ssh_extend_down(live, monkeypatch):
     again = runner.invoke(cli, ["down", NAME, "-y"])
     assert again.exit_code == 0 and "already gone" in again.stdout
     assert nothing_left(live.standin)
+
+
+def test_sweep_and_down_leave_a_gke_clusters_nodes_alone(ctx, live):
+    from google.cloud import compute_v1
+
+    node = compute_v1.Instance(
+        name="gke-gpuctl-gpu-l4-1234", machine_type="zones/us-central1-a/machineTypes/g2-standard-8",
+        labels={"gpuctl-managed": "true", "gpuctl-name": "gpuctl", "gpuctl-kind": "gke"},
+        scheduling=compute_v1.Scheduling(provisioning_model="SPOT", automatic_restart=False,
+                                         on_host_maintenance="TERMINATE", preemptible=True,
+                                         instance_termination_action="DELETE"),
+        disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
+            source_image="projects/cos-cloud/global/images/family/cos-stable", disk_size_gb=100))],
+        network_interfaces=[compute_v1.NetworkInterface(network=f"projects/{PROJECT}/global/networks/default")])
+    live.standin.client(compute_v1.InstancesClient).insert(
+        project=PROJECT, zone="us-central1-a", instance_resource=node).result()
+    assert find_leftovers(ctx, live) == []
+    assert not down_vm("gpuctl", live).existed
+    assert live.standin.labelled_resources("gpuctl-kind", "gke")["instances"]

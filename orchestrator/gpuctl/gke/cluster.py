@@ -209,9 +209,9 @@ def gke_status(deps: GkeDeps, book: PriceBook) -> list[dict]:
 def gke_deps(ctx, need_engine: bool = True) -> GkeDeps:
     """The real dependencies: ADC, the project, the Pulumi CLI; each missing piece named."""
     from ..adapters.pulumi_engine import AutomationEngine, find_pulumi_cli
-    from ..lifecycle.deps import _default_credentials, resolve_project
+    from ..lifecycle.deps import default_credentials, resolve_project
 
-    _default_credentials()  # fails fast and names ADC when absent
+    default_credentials()  # fails fast and names ADC when absent
     project = resolve_project(ctx)
     if need_engine:
         find_pulumi_cli()

@@ -41,7 +41,7 @@ class LiveDeps:
 def resolve_project(ctx: Context) -> str:
     if ctx.config.project:
         return ctx.config.project
-    credentials, project = _default_credentials()
+    credentials, project = default_credentials()
     if not project:
         raise CloudAccessError("no Google Cloud project is set",
                                "set `project` in the gpuctl config, GPUCTL_PROJECT, or "
@@ -49,7 +49,7 @@ def resolve_project(ctx: Context) -> str:
     return project
 
 
-def _default_credentials():
+def default_credentials():
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
@@ -83,7 +83,7 @@ def detect_public_address(timeout_s: float = 5.0) -> str:
 
 def live_deps(ctx: Context, ssh_from: str | None = None, need_engine: bool = True) -> LiveDeps:
     """Everything the live path needs, each missing piece reported by name, in seconds."""
-    _default_credentials()  # fails fast and names ADC when absent
+    default_credentials()  # fails fast and names ADC when absent
     project = resolve_project(ctx)
     if need_engine:
         find_pulumi_cli()

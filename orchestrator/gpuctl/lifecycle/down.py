@@ -48,14 +48,13 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
         deps.engine.destroy(record.stack)
     except StackError as exc:
         emit("warn", f"pulumi destroy failed ({exc.message}); deleting by label instead")
-    labels = {"gpuctl-managed": "true", "gpuctl-name": record.name}
-    leftovers = deps.compute.labelled_resources(labels)
+    leftovers = vm_leftovers(deps, record.name)
     deleted = []
     for resource in sorted(leftovers, key=_delete_order):
         emit("warn", f"{resource.kind} {resource.name} was still there; deleting it")
         deps.compute.delete(resource)
         deleted.append(f"{resource.kind}/{resource.name}")
-    survivors = deps.compute.labelled_resources(labels)
+    survivors = vm_leftovers(deps, record.name)
     if survivors:
         names = ", ".join(f"{r.kind}/{r.name}" for r in survivors)
         raise LeftoverError(f"still present after down: {names}",
@@ -68,6 +67,14 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
     return deleted
 
 
+def vm_leftovers(deps: LiveDeps, name: str) -> list:
+    """What is labelled for VM `name`, leaving out a GKE cluster's nodes of the same name."""
+    from .sweep import is_gke_resource
+
+    labels = {"gpuctl-managed": "true", "gpuctl-name": name}
+    return [r for r in deps.compute.labelled_resources(labels) if not is_gke_resource(r)]
+
+
 def _delete_order(resource) -> int:
     # Instances first: their disks and policies cannot go while an instance uses them.
     return {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3}.get(resource.kind, 4)
@@ -78,8 +85,7 @@ def down_vm(name: str, deps: LiveDeps, on_event: OnEvent | None = None) -> DownR
     record = records.load(name)
     if record is None:
         # Nothing recorded: still make sure nothing labelled for that name exists.
-        leftovers = deps.compute.labelled_resources({"gpuctl-managed": "true", "gpuctl-name": name})
-        if not leftovers and name not in deps.engine.list_stacks():
+        if not vm_leftovers(deps, name) and name not in deps.engine.list_stacks():
             return DownResult(name, False, None, None, [])
         record = VmRecord(name=name, profile="?", project=deps.project, state="destroying",
                           stack=name, zones_to_try=[], created_at=deps.clock().isoformat(),

@@ -37,7 +37,8 @@ class Leftover:
 
 
 def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
-    resources = deps.compute.labelled_resources({"gpuctl-managed": "true"})
+    resources = [r for r in deps.compute.labelled_resources({"gpuctl-managed": "true"})
+                 if not is_gke_resource(r)]
     stacks = set(deps.engine.list_stacks())
     local = {r.name: r for r in records.all_records()}
     known = stacks | set(local)
@@ -51,6 +52,12 @@ def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
     for vm in sorted(known - set(by_vm)):
         found.append(Leftover("stale-stack", vm, None, 0.0))
     return found
+
+
+def is_gke_resource(resource: ResourceView) -> bool:
+    """GKE node VMs and disks carry gpuctl labels too; their cluster's stack owns them, and
+    `gpuctl gke down` (never a VM sweep) removes them."""
+    return resource.labels.get("gpuctl-kind") == "gke"
 
 
 def daily_cost(ctx: Context, resource: ResourceView, record) -> float | None:
