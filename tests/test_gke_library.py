@@ -385,3 +385,53 @@ def test_status_codes_become_errors_with_hints(code, cls, text):
     with pytest.raises(cls, match=text) as err:
         kube_adapter._raise_for(code, body, "Job x", "https://k")
     assert err.value.hint and err.value.status == code
+
+
+# --- what a GPU node costs --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("accelerator, gpus, machine, fits", [
+    ("nvidia-l4", 1, "g2-standard-8", True),
+    ("nvidia-tesla-t4", 2, "n1-standard-8", True),
+    ("nvidia-tesla-a100", 1, "a2-highgpu-1g", True),
+    ("nvidia-tesla-a100", 3, "a2-highgpu-4g", False),  # a bigger pool than gpuctl's default
+    ("nvidia-l4", 4, None, False),  # no g2 shape gpuctl knows has 4 L4s
+    ("nvidia-h100-80gb", 1, None, False),  # no H100 pool on GKE
+])
+def test_gpu_node_hourly_prices_the_machine_the_pod_needs(ctx, accelerator, gpus, machine, fits):
+    from gpuctl.gke.pricing import gpu_node_hourly
+
+    node = gpu_node_hourly(ctx.prices, "us-central1", accelerator, gpus, True)
+    assert node["machine"] == machine and node["fits_default_pool"] is fits
+    if machine is None:
+        assert node["usd_per_hour"] is None and node["detail"]
+    else:
+        expected = (ctx.prices.machine_hourly("us-central1", machine, True)
+                    + gpus * ctx.prices.gpu_hourly("us-central1", accelerator, True))
+        assert node["usd_per_hour"] == pytest.approx(expected, abs=1e-4)
+        assert node["usd_per_hour"] < gpu_node_hourly(ctx.prices, "us-central1", accelerator,
+                                                      gpus, False)["usd_per_hour"]
+
+
+def test_healthz_relays_the_uis_own_readiness(upstream):
+    """With a health path, the proxy is ready only when the UI says it is (model loaded)."""
+    state = {"code": 503}
+
+    class UI(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(state["code"] if self.path == "/healthz" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    ui = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UI)
+    threading.Thread(target=ui.serve_forever, daemon=True).start()
+    instance = Proxy(TOKEN, "127.0.0.1", ui.server_address[1], health_path="/healthz")
+    try:
+        assert asyncio.run(instance._upstream_accepts()) is False  # loading
+        state["code"] = 200
+        assert asyncio.run(instance._upstream_accepts()) is True
+    finally:
+        ui.shutdown()
+        ui.server_close()

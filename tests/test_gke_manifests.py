@@ -540,4 +540,20 @@ def test_cli_webui_up_refuses_the_placeholder_image(tmp_path, monkeypatch):
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
     result = run("webui", "up", "--kubeconfig", str(config), "--context", "c", "-y")
     assert result.exit_code == 2
-    assert "no Web UI image" in result.stderr
+    assert "Web UI image is not configured (gpuctl-webui:placeholder)" in result.stderr
+    monkeypatch.delenv("GPUCTL_IMAGES_TOML")  # the repository's: registry still YOUR_PROJECT
+    result = run("webui", "up", "--kubeconfig", str(config), "--context", "c", "-y")
+    assert result.exit_code == 2
+    assert "YOUR_PROJECT" in result.stderr and "images/images.toml" in result.stderr
+
+
+def test_webui_image_comes_from_images_toml(tmp_path, monkeypatch):
+    from gpuctl.gke.images import webui_image
+
+    toml = tmp_path / "images.toml"
+    toml.write_text('registry = "europe-docker.pkg.dev/acme/ml"\n[webui]\nrepository = "ui"\ntag = "3"\n')
+    monkeypatch.setenv("GPUCTL_IMAGES_TOML", str(toml))
+    assert webui_image() == "europe-docker.pkg.dev/acme/ml/ui:3"
+    assert webui_image("other/ui:1") == "other/ui:1"
+    (deployment,) = [o for o in webui_objects() if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "europe-docker.pkg.dev/acme/ml/ui:3"

@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tests.conftest as _conftest
 from gpuctl.adapters.kube import (Kube, KubeConfigError, KubeConflict, KubeError, KubeInvalid,
                                   KubeNotFound, KubeUnreachable, connect)
 from gpuctl.cli.main import cli
@@ -35,9 +34,6 @@ from gpuctl.gke.webui import (IDLER, LEASE, NAME, WebuiSettings, render_webui, t
 from gpuctl.jobspec import parse_job_spec
 from tests.k8s.nodes import DEFAULT_NODES
 from tests.k8s.stages import OUTCOME_ANNOTATION, RUNTIME_ANNOTATION
-
-if not hasattr(_conftest, "k8s_cluster"):  # until conftest.py imports them for every module
-    from tests.k8s.fixtures import k8s_cluster, k8s_namespace  # noqa: F401
 
 L4_NODES = {s.name for s in DEFAULT_NODES if s.labels.get("cloud.google.com/gke-accelerator") == "nvidia-l4"}
 A100_NODES = {s.name for s in DEFAULT_NODES
@@ -582,3 +578,149 @@ def test_cli_train_submit_then_validate_and_webui_status(k8s_cluster, k8s_namesp
     assert result.exit_code == 0, result.output
     assert labelled_objects(kube, k8s_namespace) == ["Job/cli-job", "Pod/" + pods_of(
         kube, k8s_namespace, "cli-job")[0]["metadata"]["name"]]
+
+
+# --- the in-cluster scripts, run as their pods run them ------------------------------------------
+
+def script_dir(kube, namespace, tmp_path, service_account, ca_file) -> tuple:
+    """The ConfigMap's files in a folder, and the environment a pod of `service_account` has:
+    its projected token, CA and namespace, and the apiserver's address."""
+    configmap = kube.get("v1", "ConfigMap", "gpuctl-webui-scripts", namespace)
+    scripts = tmp_path / "opt-gpuctl"
+    scripts.mkdir()
+    for name, text in configmap["data"].items():
+        (scripts / name).write_text(text)
+    sa_dir = tmp_path / f"sa-{service_account}"
+    sa_dir.mkdir()
+    (sa_dir / "token").write_text(sa_api(kube, namespace, service_account, ca_file).token())
+    (sa_dir / "ca.crt").write_bytes(open(ca_file, "rb").read())
+    (sa_dir / "namespace").write_text(namespace)
+    host, port = kube.server.removeprefix("https://").rsplit(":", 1)
+    env = {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
+           "GPUCTL_SA_DIR": str(sa_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    return scripts, env
+
+
+def test_idle_script_from_the_configmap_scales_down_with_its_own_token(kube, k8s_namespace, tmp_path, ca_file):
+    import subprocess
+    import sys
+
+    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
+    scripts, env = script_dir(kube, k8s_namespace, tmp_path, IDLER, ca_file)
+    run = lambda minutes: subprocess.run(  # noqa: E731 - `python -I`: nothing but the stdlib
+        [sys.executable, "-I", str(scripts / "idle.py")], env={**env, "IDLE_MINUTES": minutes},
+        capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    kept = run("30")
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(kept.stdout)["action"] == "keep"
+    time.sleep(0.5)
+    done = run("0.005")  # 0.3 s without a request
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["action"] == "scale-down" and record["namespace"] == k8s_namespace
+    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 0
+    assert webui_down(kube, k8s_namespace)["left"] == []
+
+
+def test_proxy_script_from_the_configmap_guards_the_ui_and_records_use(kube, k8s_namespace, tmp_path, ca_file):
+    import http.client
+    import http.server
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    from gpuctl.gke.webui import read_token
+
+    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
+    before = parse_time(kube.get("coordination.k8s.io/v1", "Lease", LEASE, k8s_namespace)["spec"]["renewTime"])
+    scripts, env = script_dir(kube, k8s_namespace, tmp_path, NAME, ca_file)
+
+    class UI(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ui")
+
+        def log_message(self, *args):
+            pass
+
+    ui = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UI)
+    threading.Thread(target=ui.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        listen = probe.getsockname()[1]
+    token = read_token(kube, k8s_namespace)
+    proxy = subprocess.Popen(
+        [sys.executable, "-I", str(scripts / "authproxy.py")],
+        env={**env, "GPUCTL_WEBUI_TOKEN": token, "LISTEN_HOST": "127.0.0.1",
+             "LISTEN_PORT": str(listen), "UPSTREAM_PORT": str(ui.server_address[1]),
+             "ACTIVITY_LEASE": LEASE, "POD_NAME": "gpuctl-webui-test"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        def answer(headers):
+            conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=5)
+            try:
+                conn.request("GET", "/", headers=headers)
+                response = conn.getresponse()
+                return response.status, response.read()
+            except OSError:
+                return None
+            finally:
+                conn.close()
+
+        assert wait_for(lambda: answer({}), what="the proxy to listen")[0] == 401
+        assert answer({"Authorization": f"Bearer {token}"}) == (200, b"ui")
+
+        def renewed():
+            lease = kube.get("coordination.k8s.io/v1", "Lease", LEASE, k8s_namespace)
+            return lease["spec"].get("holderIdentity") == "gpuctl-webui-test" and \
+                parse_time(lease["spec"]["renewTime"]) > before
+
+        wait_for(renewed, what="the proxy to renew the Lease")
+    finally:
+        proxy.terminate()
+        out, err = proxy.communicate(timeout=10)
+        ui.shutdown()
+    assert "could not record activity" not in err, err
+    assert webui_down(kube, k8s_namespace)["left"] == []
+
+
+def test_proxy_script_refuses_to_start_without_a_token(tmp_path):
+    import subprocess
+    import sys
+
+    from gpuctl.gke.webui import script_sources
+
+    for name, text in script_sources().items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([sys.executable, "-I", str(tmp_path / "authproxy.py")],
+                            env={"PATH": "/usr/bin:/bin", "GPUCTL_WEBUI_TOKEN": "short"},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "refusing to start" in result.stderr
+
+
+def test_cli_webui_up_status_down(k8s_cluster, k8s_namespace):
+    where = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--context", k8s_cluster.context,
+             "-n", k8s_namespace]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["webui", "up", "--image", "us-docker.pkg.dev/p/r/webui:1",
+                                 "--idle-minutes", "15", "--timeout", "60", "-y", *where])
+    assert result.exit_code == 0, result.output
+    assert "replicas 0 -> 1" in result.stdout and "ready: pod gpuctl-webui-" in result.stdout
+    assert "t" * 10 not in result.output  # the token is never printed
+    result = runner.invoke(cli, ["webui", "status", *where])
+    assert result.exit_code == 0, result.output
+    assert "up" in result.stdout and "15 min idle" in result.stdout
+    assert "$" in result.stdout and "g2-standard-8" in result.stdout  # what it costs while up
+    data = json.loads(runner.invoke(cli, ["webui", "status", "--json", *where]).stdout)
+    assert data["state"] == "up" and data["cost"]["billing_now"] and data["cost"]["usd_per_hour"] > 0
+    result = runner.invoke(cli, ["webui", "down", "--dry-run", *where])
+    assert result.exit_code == 0 and "Deployment/gpuctl-webui" in result.stdout
+    result = runner.invoke(cli, ["webui", "down", "-y", *where])
+    assert result.exit_code == 0, result.output
+    kube = connect(k8s_cluster.kubeconfig, k8s_cluster.context)
+    assert labelled_objects(kube, k8s_namespace) == []
+    result = runner.invoke(cli, ["webui", "status", *where])
+    assert result.exit_code == 0 and "not installed" in result.stdout

@@ -108,6 +108,9 @@ def _summary(job_spec, namespace: str, cost: dict | None, notes: list[str]) -> N
     click.echo(f"{kind} {job_spec.name} in namespace {namespace}: {job_spec.nodes} node(s) x "
                f"{gpus}, {'spot' if job_spec.spot else 'on-demand'}, image {job_spec.image}")
     click.echo(f"  {_cost_line(cost)}")
+    if cost is not None and not cost["node"]["fits_default_pool"]:
+        click.secho(f"  warning: {cost['node']['detail'].split('; ')[-1]}; without such a pool "
+                    "the pod stays Pending", fg="yellow")
     for note in notes:
         click.secho(f"  note: {note}", fg="yellow")
 

@@ -151,12 +151,12 @@ def status(kubeconfig, context, namespace, as_json) -> None:
             where = pod["node"] or (pod["message"] or "not scheduled yet")
             table.add_row("pod", f"{pod['name']} {pod['phase']} on {where}")
         table.add_row("GPU", f"1x {data['accelerator']} ({'spot' if data['spot'] else 'on-demand'})")
-        table.add_row("last request", data["last_request_at"] or "none recorded")
+        table.add_row("last request", _when(data["last_request_at"]) or "none recorded")
         rule = (f"scale to zero after {data['idle_minutes']:g} min idle" if data["idle_minutes"]
                 else "off") if data["idle_rule"] else "missing"
         table.add_row("idle rule", f"{rule}: {data['idle_decision']}")
         if data["scale_down_at"]:
-            table.add_row("scales down at", data["scale_down_at"])
+            table.add_row("scales down at", _when(data["scale_down_at"]))
         cost = data.get("cost")
         if cost:
             now = _cost_text(cost) if cost["billing_now"] else "$0/hour for the GPU node (scaled to zero)"
@@ -201,6 +201,13 @@ def open_(port, show_token, browser, timeout, kubeconfig, context, namespace) ->
                 time.sleep(3600)
         except KeyboardInterrupt:
             click.echo("closed")
+
+
+def _when(iso: str | None) -> str | None:
+    """'2026-11-23 04:30:34 UTC' from an ISO timestamp."""
+    if not iso:
+        return None
+    return iso[:19].replace("T", " ") + " UTC"
 
 
 def _settings(namespace, accelerator, on_demand, idle_minutes, image):

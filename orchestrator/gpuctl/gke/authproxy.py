@@ -12,7 +12,8 @@ so later requests on it come from whoever presented the token.
 Each authorised connection, and traffic on it, renews the Lease gpuctl-webui-activity (at
 most every 30 s); the idle rule (idle.py) scales the Deployment to zero when it goes stale.
 `/gpuctl/healthz` answers without a token (the kubelet's readiness probe), says only whether
-the UI accepts connections, and never counts as use.
+the UI is ready (its own health path answers 2xx, e.g. once its model is loaded), and never
+counts as use.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Callable
 try:  # inside the gpuctl package
     from .incluster import Api, ApiError, in_cluster_namespace, lease_path, micro_time
 except ImportError:  # run as a script next to incluster.py (the ConfigMap)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from incluster import Api, ApiError, in_cluster_namespace, lease_path, micro_time
 
 TOKEN_ENV = "GPUCTL_WEBUI_TOKEN"
@@ -173,12 +175,13 @@ class ActivityRecorder:
 
 class Proxy:
     def __init__(self, token: str, upstream_host: str, upstream_port: int,
-                 activity: ActivityRecorder | None = None):
+                 activity: ActivityRecorder | None = None, health_path: str | None = None):
         if len(token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the token must be at least {MIN_TOKEN_LENGTH} characters")
         self.token = token
         self.upstream = (upstream_host, upstream_port)
         self.activity = activity
+        self.health_path = health_path  # None: ready when the UI accepts connections
 
     def _touch(self) -> None:
         if self.activity is not None:
@@ -260,12 +263,26 @@ class Proxy:
             sink.close()
 
     async def _upstream_accepts(self) -> bool:
+        """Whether the UI is ready: its health path answers 2xx (or, without one, it accepts
+        a connection)."""
         try:
-            _, probe = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 2)
+            reader, probe = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 2)
         except (OSError, asyncio.TimeoutError):
             return False
-        probe.close()
-        return True
+        try:
+            if not self.health_path:
+                return True
+            host = f"{self.upstream[0]}:{self.upstream[1]}"
+            probe.write(f"GET {self.health_path} HTTP/1.1\r\nHost: {host}\r\n"
+                        "Connection: close\r\n\r\n".encode("latin-1"))
+            await probe.drain()
+            status = await asyncio.wait_for(reader.readline(), 5)
+            parts = status.decode("latin-1").split(" ")
+            return len(parts) >= 2 and parts[1].startswith("2")
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            return False
+        finally:
+            probe.close()
 
 
 def main() -> int:
@@ -281,7 +298,8 @@ def main() -> int:
         recorder = ActivityRecorder(Api.in_cluster(), in_cluster_namespace(), lease,
                                     os.environ.get("POD_NAME", "gpuctl-webui-proxy"))
     proxy = Proxy(token, os.environ.get("UPSTREAM_HOST", "127.0.0.1"),
-                  int(os.environ.get("UPSTREAM_PORT", "7860")), recorder)
+                  int(os.environ.get("UPSTREAM_PORT", "7860")), recorder,
+                  os.environ.get("UPSTREAM_HEALTH_PATH") or None)
 
     async def run() -> None:
         server = await proxy.serve(os.environ.get("LISTEN_HOST", "0.0.0.0"),

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 try:  # inside the gpuctl package
     from .incluster import Api, ApiError, in_cluster_namespace, lease_path, parse_time, scale_path
 except ImportError:  # run as a script next to incluster.py (the ConfigMap)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from incluster import Api, ApiError, in_cluster_namespace, lease_path, parse_time, scale_path
 
 DEFAULT_IDLE_MINUTES = 30.0

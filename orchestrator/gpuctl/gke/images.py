@@ -1,8 +1,8 @@
 """Which container images the GKE workloads run: the one place gpuctl's code names them.
 
-The Web UI image comes from images/images.toml (built and pushed by the images/ recipes).
-Until that file names one, a placeholder is used: dry runs show it, and a live `webui up`
-refuses it. The proxy and the idle rule run stdlib scripts in a stock Python image.
+The Web UI image comes from images/images.toml ("{registry}/{repository}:{tag}", built and
+pushed by the images/ recipes). While its registry is still the YOUR_PROJECT template (or the
+file is missing), dry runs show that reference and a live `webui up` refuses it. The proxy and the idle rule run stdlib scripts in a stock Python image.
 """
 
 from __future__ import annotations
@@ -35,29 +35,29 @@ def _table() -> dict:
         return {}
 
 
-def _ref(entry: object) -> str | None:
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, dict):
-        for key in ("ref", "image"):
-            if isinstance(entry.get(key), str):
-                return entry[key]
-        if isinstance(entry.get("name"), str) and entry.get("tag"):
-            return f"{entry['name']}:{entry['tag']}"
-    return None
+NOT_CONFIGURED = "YOUR_PROJECT"  # images.toml's registry until someone sets theirs
+
+
+def image_ref(name: str) -> str | None:
+    """"{registry}/{repository}:{tag}" for images.toml's [name] table, or None."""
+    table = _table()
+    entry = table.get(name)
+    if not isinstance(entry, dict) or not entry.get("repository") or not entry.get("tag"):
+        return None
+    registry = str(table.get("registry") or "").rstrip("/")
+    repository = f"{registry}/{entry['repository']}" if registry else str(entry["repository"])
+    return f"{repository}:{entry['tag']}"
 
 
 def webui_image(explicit: str | None = None) -> str:
-    """--image, else images.toml's webui entry, else the placeholder."""
-    if explicit:
-        return explicit
-    table = _table()
-    ref = _ref(table.get("webui")) or _ref((table.get("images") or {}).get("webui"))
-    return ref or WEBUI_PLACEHOLDER
+    """--image, else images.toml's webui image, else the placeholder."""
+    return explicit or image_ref("webui") or WEBUI_PLACEHOLDER
 
 
 def require_real_image(image: str) -> str:
-    if image == WEBUI_PLACEHOLDER:
-        raise UsageError("no Web UI image is configured yet",
-                         "build and push it (see images/), or pass --image REF")
+    """Refuse what cannot be pulled: the placeholder, or images.toml's unset registry."""
+    if image == WEBUI_PLACEHOLDER or NOT_CONFIGURED in image:
+        raise UsageError(f"the Web UI image is not configured ({image})",
+                         "set `registry` in images/images.toml to your Artifact Registry path "
+                         "and push the image (see images/), or pass --image REF")
     return image

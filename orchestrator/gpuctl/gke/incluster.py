@@ -15,7 +15,8 @@ import ssl
 import urllib.error
 import urllib.request
 
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# Where the kubelet projects the pod's token, CA and namespace (tests point it elsewhere).
+SA_DIR = os.environ.get("GPUCTL_SA_DIR", "/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class ApiError(Exception):

