@@ -23,6 +23,7 @@ from gpuctl.gke.authproxy import (COOKIE, HEALTH_PATH, ActivityRecorder, Proxy, 
 from gpuctl.gke.forward import LocalForward, inject_token
 from gpuctl.gke.idle import Decision, decide, last_activity
 from gpuctl.gke.incluster import micro_time, parse_time
+from tests.gke_helpers import running_proxy
 
 NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)
 TOKEN = "k9JmXrS2pQ7vT4wY8zB1cD5fG3hL6nA0eR"
@@ -118,26 +119,10 @@ class Touches:
 
 @pytest.fixture
 def proxy(upstream):
-    """The real Proxy on an event loop in a thread; yields (port, activity, upstream)."""
-    loop = asyncio.new_event_loop()
+    """The real Proxy; yields (port, activity, upstream)."""
     activity = Touches()
-    instance = Proxy(TOKEN, "127.0.0.1", upstream.server_address[1], activity)
-    server = loop.run_until_complete(instance.serve("127.0.0.1", 0))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield server.sockets[0].getsockname()[1], activity, upstream
-
-    async def shutdown():
-        server.close()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with running_proxy(Proxy(TOKEN, "127.0.0.1", upstream.server_address[1], activity)) as port:
+        yield port, activity, upstream
 
 
 def get(port, path="/", headers=None, conn=None):

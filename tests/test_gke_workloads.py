@@ -724,3 +724,66 @@ def test_cli_webui_up_status_down(k8s_cluster, k8s_namespace):
     assert labelled_objects(kube, k8s_namespace) == []
     result = runner.invoke(cli, ["webui", "status", *where])
     assert result.exit_code == 0 and "not installed" in result.stdout
+
+
+def test_open_forwards_to_the_ready_pod_with_the_clusters_token(kube, k8s_namespace, monkeypatch):
+    """`webui open` end to end except the last hop: KWOK has no kubelet to port-forward into,
+    so the pod's port is a local proxy holding the token from the cluster's Secret."""
+    import http.client
+    import http.server
+    import socket
+    import threading
+
+    from gpuctl.gke.authproxy import Proxy
+    from gpuctl.gke.webui import PROXY_PORT, open_local, read_token
+    from tests.gke_helpers import running_proxy
+
+    class UI(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = json.dumps({"auth": self.headers.get("Authorization")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with pytest.raises(KubeNotFound, match="token Secret gpuctl-webui-token is missing") as err:
+        open_local(kube, k8s_namespace)
+    assert "gpuctl webui up" in err.value.hint
+    webui_up(kube, webui_settings(k8s_namespace))  # a real random token this time
+    ui = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UI)
+    threading.Thread(target=ui.serve_forever, daemon=True).start()
+    asked = []
+    proxy = Proxy(read_token(kube, k8s_namespace), "127.0.0.1", ui.server_address[1])
+    with running_proxy(proxy) as pod_port:
+        def port_forward(namespace, pod, port):
+            asked.append((namespace, pod, port))
+            return socket.create_connection(("127.0.0.1", pod_port))
+
+        monkeypatch.setattr(kube, "port_forward", port_forward)
+        forward, pod = open_local(kube, k8s_namespace, timeout=30)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", forward.port, timeout=5)
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"auth": None}
+        finally:
+            forward.stop()
+            ui.shutdown()
+    assert asked == [(k8s_namespace, pod, PROXY_PORT)]
+    assert kube.get("v1", "Pod", pod, k8s_namespace)["status"]["phase"] == "Running"
+    assert webui_down(kube, k8s_namespace)["left"] == []
+
+
+def test_a_finished_job_goes_away_with_its_service_after_the_ttl(kube, k8s_namespace):
+    objects = build_job_manifests(spec(nodes=2), namespace=k8s_namespace, owner="alice",
+                                  ttl_after_finished=1)
+    jobs.submit(kube, objects)
+    wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    # The TTL controller deletes the Job; the garbage collector its pods and the Service it owns.
+    wait_for(lambda: labelled_objects(kube, k8s_namespace) == [], timeout=45,
+             what="nothing labelled left after the TTL")

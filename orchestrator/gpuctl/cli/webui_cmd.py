@@ -70,6 +70,9 @@ def up(dry_run, validate, accelerator, on_demand, idle_minutes, image, wait, tim
                    f"({'spot' if settings.spot else 'on-demand'}): {_cost_text(cost)}; "
                    f"scales to zero after {settings.idle_minutes:g} min without a request")
         click.confirm("Scale it up?", abort=True)
+    if not settings.idle_minutes and not as_json:
+        click.secho("warning: --idle-minutes 0 turns the idle rule off: the GPU node bills "
+                    "until `gpuctl webui down`", fg="yellow", err=True)
     result = webui_up(kube, settings)
     if not as_json:
         click.echo(f"applied {len(result['applied'])} objects in {settings.namespace}; "
@@ -179,16 +182,15 @@ def open_(port, show_token, browser, timeout, kubeconfig, context, namespace) ->
     Runs until Ctrl-C. Each request counts as use, so the idle rule keeps the UI up."""
     import time
 
-    from ..gke.forward import LocalForward
-    from ..gke.webui import PROXY_PORT, read_token
+    from ..gke.webui import open_local
 
     ns = resolve_namespace(namespace)
     kube = connect(kubeconfig, context)
-    token = read_token(kube, ns)
-    pod = _wait(kube, ns, timeout, quiet=False)
-    forward = LocalForward(lambda: kube.port_forward(ns, pod, PROXY_PORT), token, port,
-                           on_error=lambda msg: click.secho(f"gpuctl: {msg}", err=True, fg="yellow"))
-    with forward:
+    forward, pod = open_local(kube, ns, port=port, timeout=timeout, on_wait=_progress(False),
+                              on_error=lambda msg: click.secho(f"gpuctl: {msg}", err=True,
+                                                               fg="yellow"))
+    token = forward.token
+    try:
         click.echo(f"Web UI: {forward.url}  (pod {pod}; Ctrl-C to stop)")
         if show_token:
             click.echo(f"token: {token}  (send as `Authorization: Bearer <token>`)")
@@ -196,11 +198,12 @@ def open_(port, show_token, browser, timeout, kubeconfig, context, namespace) ->
             import webbrowser
 
             webbrowser.open(forward.url)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            click.echo("closed")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("closed")
+    finally:
+        forward.stop()
 
 
 def _when(iso: str | None) -> str | None:
@@ -235,12 +238,8 @@ def _cost_text(cost: dict) -> str:
     return f"about ${cost['usd_per_hour']:.2f}/hour ({cost['detail']})"
 
 
-def _wait(kube, namespace: str, timeout: float, quiet: bool) -> str:
-    from ..gke.webui import ready_pod, wait_ready
-
-    pod = ready_pod(kube, namespace)
-    if pod:
-        return pod
+def _progress(quiet: bool):
+    """An on_wait callback that prints each new state once."""
     seen = set()
 
     def progress(status: dict) -> None:
@@ -250,4 +249,11 @@ def _wait(kube, namespace: str, timeout: float, quiet: bool) -> str:
         hint = " (a GPU node from zero takes 4-10 minutes)" if "node" in status["state"] else ""
         click.secho(f"gpuctl: {status['state']}{hint}", err=True, fg="cyan")
 
-    return wait_ready(kube, namespace, timeout=timeout, on_wait=progress)
+    return progress
+
+
+def _wait(kube, namespace: str, timeout: float, quiet: bool) -> str:
+    from ..gke.webui import ready_pod, wait_ready
+
+    return ready_pod(kube, namespace) or wait_ready(kube, namespace, timeout=timeout,
+                                                    on_wait=_progress(quiet))

@@ -292,3 +292,18 @@ def read_token(kube: Kube, namespace: str) -> str:
         raise KubeNotFound(f"the Web UI token Secret {TOKEN_SECRET} is missing in {namespace}",
                            "run `gpuctl webui up` (it makes one)")
     return base64.b64decode(data["token"]).decode()
+
+
+def open_local(kube: Kube, namespace: str, *, port: int = 0, timeout: float = 900,
+               on_wait: Callable[[dict], None] | None = None,
+               on_error: Callable[[str], None] | None = None):
+    """A started LocalForward on 127.0.0.1:`port` to a Ready Web UI pod's proxy, adding the
+    token from the Secret to every connection; (forward, pod). The caller stops it."""
+    from .forward import LocalForward
+
+    token = read_token(kube, namespace)
+    pod = ready_pod(kube, namespace) or wait_ready(kube, namespace, timeout=timeout,
+                                                   on_wait=on_wait)
+    forward = LocalForward(lambda: kube.port_forward(namespace, pod, PROXY_PORT), token, port,
+                           on_error=on_error)
+    return forward.start(), pod
