@@ -363,6 +363,7 @@ def test_object_paths():
     (409, kube_adapter.KubeConflict, "exists"),
     (400, kube_adapter.KubeInvalid, "rejected"),
     (422, kube_adapter.KubeInvalid, "rejected"),
+    (500, kube_adapter.KubeError, "could not complete"),
     (503, kube_adapter.KubeUnreachable, "503"),
 ])
 def test_status_codes_become_errors_with_hints(code, cls, text):

@@ -368,7 +368,11 @@ def _raise_for(code: int, body: Any, what: str, server: str) -> None:
         raise KubeInvalid(f"the cluster rejected {what}: {message}",
                           "this is a bug in gpuctl's manifests if the spec validated; "
                           "please report it", code, reason)
-    if code in (500, 502, 503, 504):
+    if code == 500:  # e.g. the apiserver could not reach a node's kubelet for logs
+        raise KubeError(f"the cluster could not complete {what}: {message}",
+                        "retry; if a node went away (spot), see `gpuctl jobs --gke` or "
+                        "`gpuctl gke status`", code, reason)
+    if code in (502, 503, 504):
         raise KubeUnreachable(f"the cluster at {server} answered {code} for {what}: {message}",
                               UNREACHABLE_HINT, code, reason)
     raise KubeError(f"{what}: {message or 'request failed'} ({code})",

@@ -40,14 +40,14 @@ DEFAULT_TIMEOUT = 86400  # a Job without `timeout:` is still stopped after a day
 # Spot VMs get about 30 s of notice; leave the trainer time to flush a checkpoint.
 TERMINATION_GRACE = 25
 
-# Environment gpuctl sets for a multi-node job. A spec that sets one of these itself would
-# silently break the rendezvous, so it is refused.
 # A container image reference as the container runtime parses it: lowercase repository path
 # (with an optional registry host:port), then a tag, a digest, or both.
 IMAGE_RE = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
+# Environment gpuctl sets for a multi-node job. A spec that sets one of these itself would
+# silently break the rendezvous, so it is refused.
 RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "WORLD_SIZE",
                   "PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 
