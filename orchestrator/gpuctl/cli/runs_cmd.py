@@ -141,6 +141,7 @@ def run(target, args, workdir, cwd, env_pairs, secret_pairs, run_name, timeout, 
     \b
       gpuctl run a100 -- python train.py --epochs 3
       gpuctl run a100 job.yaml            (the same YAML job format as GKE training)
+
     Code is synced (incrementally, honouring .gitignore); the run survives SSH disconnects and
     your laptop sleeping; stdout/stderr go to a log on the NVMe.
     """
