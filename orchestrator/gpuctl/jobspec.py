@@ -83,6 +83,15 @@ class JobSpec(BaseModel):
                              "starting with a letter")
         return value
 
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_numbers_as_text(cls, value):
+        # `[python, t.py, --epochs, 3]`: YAML reads the 3 as a number; the process gets text.
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                    for v in value]
+        return value
+
     @field_validator("command")
     @classmethod
     def _command(cls, value):
