@@ -169,10 +169,11 @@ def test_a100_node_on_two_gpu_machine_pays_for_two_gpus(ctx):
 def test_plan_lists_the_program_resources_and_the_costs(ctx):
     plan = plan_gke(ctx, GkeOptions(name="ml", pools="l4"))
     report = plan_to_dict(plan, ctx)
-    assert [(r["type"], r["name"]) for r in report["resources"]] == [
-        ("container.Cluster", "ml"), ("container.NodePool", "ml-system"),
-        ("container.NodePool", "ml-gpu-l4")]
-    assert "spot, 0..2 nodes tainted nvidia.com/gpu" in report["resources"][2]["summary"]
+    assert sorted((r["type"], r["name"]) for r in report["resources"]) == [
+        ("container.Cluster", "ml"), ("container.NodePool", "ml-gpu-l4"),
+        ("container.NodePool", "ml-system")]
+    gpu_pool = next(r for r in report["resources"] if r["name"] == "ml-gpu-l4")
+    assert "spot, 0..2 nodes tainted nvidia.com/gpu" in gpu_pool["summary"]
     assert report["cost"]["idle_usd_per_hour"] == pytest.approx(plan.cost.idle_hourly, abs=1e-4)
     assert report["cost"]["idle_usd_per_day"] == pytest.approx(plan.cost.idle_hourly * 24, abs=0.01)
     assert report["cost"]["gpu_pools"][0]["max_nodes"] == 2

@@ -76,7 +76,7 @@ def manifests(namespace: str, outcome: str | None = None, runtime: str | None = 
     return objects
 
 
-def wait_for(check, timeout=30.0, what="condition"):
+def wait_for(check, timeout=90.0, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -418,7 +418,7 @@ def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, 
 
     result = webui_up(kube, settings_, token_factory=lambda: "t" * 43)
     assert result["token_created"] and result["replicas"] == 1
-    pod = wait_ready(kube, k8s_namespace, timeout=30)
+    pod = wait_ready(kube, k8s_namespace, timeout=120)
     bound = kube.get("v1", "Pod", pod, k8s_namespace)
     assert bound["spec"]["nodeName"] in L4_NODES
     status = webui_status(kube, k8s_namespace)
@@ -455,7 +455,7 @@ def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, 
     # Up again: the same token, a fresh Lease time, one replica.
     again = webui_up(kube, settings_, token_factory=lambda: pytest.fail("token made twice"))
     assert not again["token_created"]
-    wait_ready(kube, k8s_namespace, timeout=30)
+    wait_ready(kube, k8s_namespace, timeout=120)
 
     result = webui_down(kube, k8s_namespace)
     assert result["left"] == [] and "Deployment/gpuctl-webui" in result["deleted"]
@@ -765,7 +765,7 @@ def test_open_forwards_to_the_ready_pod_with_the_clusters_token(kube, k8s_namesp
             return socket.create_connection(("127.0.0.1", pod_port))
 
         monkeypatch.setattr(kube, "port_forward", port_forward)
-        forward, pod = open_local(kube, k8s_namespace, timeout=30)
+        forward, pod = open_local(kube, k8s_namespace, timeout=120)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", forward.port, timeout=5)
             conn.request("GET", "/")
