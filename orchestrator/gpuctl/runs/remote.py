@@ -69,6 +69,18 @@ def _dropped(host: RemoteHost, what: str) -> SshError:
                     "rerun the same command: runs on the host keep going")
 
 
+def _open_session(host: RemoteHost, transport):
+    """Open a channel; when the connection turns out dead before anything ran on it (an
+    idle connection the network dropped), reconnect once: nothing can have run twice."""
+    try:
+        return transport.open_session(timeout=OPEN_TIMEOUT_S)
+    except (EOFError, OSError, Exception) as exc:  # paramiko's SSHException included
+        if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
+            raise
+        host.close()
+        return _transport(host).open_session(timeout=OPEN_TIMEOUT_S)
+
+
 def execute(host: RemoteHost, command: str, *, stdin: bytes | None = None,
             writer: Callable | None = None, on_stdout: Callable[[bytes], None] | None = None,
             idle_timeout: float | None = None, timeout: float | None = 600,
@@ -79,7 +91,8 @@ def execute(host: RemoteHost, command: str, *, stdin: bytes | None = None,
     host.round_trips += 1
     transport = _transport(host)
     try:
-        chan = transport.open_session(timeout=OPEN_TIMEOUT_S)
+        chan = _open_session(host, transport)
+        transport = chan.get_transport()
         chan.exec_command(command)
         if writer is not None:
             with chan.makefile("wb") as sink:
