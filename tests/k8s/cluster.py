@@ -50,7 +50,7 @@ class K8sCluster:
 
     # --- waiting ---------------------------------------------------------------------------
 
-    def wait_for(self, check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2,
+    def wait_for(self, check: Callable[[], T], *, timeout: float = 120.0, interval: float = 0.2,
                  what: str = "condition") -> T:
         """Call `check` until it returns something truthy, and return that. On timeout raise
         TimeoutError naming `what` and the last value seen, so a failing test says why."""

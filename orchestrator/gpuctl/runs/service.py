@@ -199,9 +199,14 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
     with host:
         helper = Helper(host)
         notice(f"connected to {target.label}")
-        facts = helper.call_json("hello", {
-            "mount": req.mount, "code_key": code_key(tree.root) if tree else None,
-            "check_paths": [p for p in output_dirs(spec) if p.startswith("/")]})
+        hello_args = {"mount": req.mount, "code_key": code_key(tree.root) if tree else None,
+                      "check_paths": [p for p in output_dirs(spec) if p.startswith("/")]}
+        try:
+            facts = helper.call_json("hello", hello_args)
+        except SshError:
+            # `hello` only reads: when the fresh connection drops under it, ask once more.
+            host.close()
+            facts = helper.call_json("hello", hello_args)
         econ = economics(vm, req.target, req.price_per_hour, req.price_source, facts)
         warnings = disk_warnings(facts, spec, req.target)
         guard_warn, guard_info = guard_notes(econ, spec)
