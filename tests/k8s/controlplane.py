@@ -227,6 +227,9 @@ class ControlPlane:
             f"--cluster-signing-cert-file={ca.cert}", f"--cluster-signing-key-file={ca.key}",
             "--leader-elect=false", "--profiling=false",
             "--kube-api-qps=100", "--kube-api-burst=200",
+            # kwok renews node leases from this same loaded 2-core machine; a late renewal must
+            # not mark a GPU node NotReady (and leave GPU pods unschedulable) mid-test.
+            "--node-monitor-grace-period=10m",
         ]
 
     def _scheduler_args(self, ports, serving: CertPair, kubeconfig: Path) -> list[str]:
