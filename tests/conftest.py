@@ -49,3 +49,6 @@ from tests.hosts.fixtures import host_rootfs, throwaway_host, throwaway_host_two
 
 # A real Kubernetes control plane (etcd, apiserver, controller-manager, scheduler) with KWOK GKE nodes.
 from tests.k8s.fixtures import k8s_cluster, k8s_namespace  # noqa: E402,F401
+
+# The real Pulumi CLI (built from Go modules) with the gcp provider plugin double.
+from tests.gcp_provider.fixtures import real_engine_env  # noqa: E402,F401

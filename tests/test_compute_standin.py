@@ -153,15 +153,24 @@ def test_status_goes_provisioning_staging_running_one_step_per_boot_steps_reads(
     assert api.instances.get(project=P, zone=ZONE, instance="slow").last_start_timestamp
 
 
-def test_set_scheduling_replaces_the_scheduling_and_moves_the_guard(standin, api):
+def test_set_scheduling_is_refused_on_a_running_vm_and_applies_to_a_stopped_one(standin, api):
+    # compute.v1.json, instances.setScheduling: "You can only call this method on a stopped
+    # instance, that is, a VM instance that is in a `TERMINATED` state" (GOOGLE_RULES.md).
     create(api, vm("s"))
     new = compute_v1.Scheduling(provisioning_model="SPOT", automatic_restart=False, on_host_maintenance="TERMINATE",
                                 instance_termination_action="STOP", max_run_duration=compute_v1.Duration(seconds=7200))
+    before = api.instances.get(project=P, zone=ZONE, instance="s").scheduling
+    with pytest.raises(gexc.BadRequest, match="TERMINATED"):
+        api.instances.set_scheduling(project=P, zone=ZONE, instance="s", scheduling_resource=new)
+    assert api.instances.get(project=P, zone=ZONE, instance="s").scheduling == before  # nothing moved
+    api.instances.stop(project=P, zone=ZONE, instance="s").result(polling=FAST)
     api.instances.set_scheduling(project=P, zone=ZONE, instance="s", scheduling_resource=new).result(polling=FAST)
+    api.instances.start(project=P, zone=ZONE, instance="s").result(polling=FAST)
     got = api.instances.get(project=P, zone=ZONE, instance="s")
     assert (got.scheduling.instance_termination_action, got.scheduling.max_run_duration.seconds) == ("STOP", 7200)
     assert parse_timestamp(got.resource_status.scheduling.termination_timestamp) == T0 + dt.timedelta(hours=2)
-    assert standin.calls("instances.setScheduling")[0].body["maxRunDuration"] == {"seconds": "7200"}
+    assert standin.calls("instances.setScheduling")[-1].body["maxRunDuration"] == {"seconds": "7200"}
+    api.instances.stop(project=P, zone=ZONE, instance="s").result(polling=FAST)
     with pytest.raises(gexc.BadRequest, match="AutomaticRestart is true"):
         api.instances.set_scheduling(project=P, zone=ZONE, instance="s", scheduling_resource=compute_v1.Scheduling(
             provisioning_model="SPOT", on_host_maintenance="TERMINATE"))

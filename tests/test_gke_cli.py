@@ -133,7 +133,7 @@ def test_up_without_yes_asks_and_stops_on_no(gke_api, gke_deps_standin, monkeypa
     monkeypatch.setattr(cluster_service, "gke_deps", lambda ctx, need_engine=True: gke_deps_standin)
     result = CliRunner().invoke(cli, ["gke", "up", "--name", "ml"], input="n\n")
     assert result.exit_code == 1 and "create cluster ml in us-central1-a?" in result.output
-    assert gke_api.clusters == {} and gke_deps_standin.engine.calls == []
+    assert gke_api.clusters == {} and gke_deps_standin.engine.list_stacks() == []
 
 
 # --- gke token -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from gpuctl.gke.kubeconfig import kubeconfig_path
 from gpuctl.prices.store import bundled_price_book
 from gpuctl_infra.gke_spec import GkeSpec, GpuPoolSpec
 from tests.standins.container_shapes import TEST_CA_PEM
+from tests.gcp_provider.fixtures import stack_state, state_file
 from tests.standins.gke_fixtures import PROJECT, gke_api, gke_deps_standin, gke_engine  # noqa: F401
 
 LABELS = {"gpuctl-managed": "true", "gpuctl-owner": "alice", "gpuctl-name": "ml",
@@ -67,7 +68,10 @@ def test_up_creates_the_cluster_and_pools_in_gke(gke_api, gke_deps_standin):
         ("POST", "/v1/projects/my-project-1/locations/us-central1-a/clusters"),
         ("DELETE", "/v1/projects/my-project-1/locations/us-central1-a/clusters/ml/nodePools/default-pool")]
     assert gke_deps_standin.engine.list_stacks() == ["gke-ml"]
-    assert gke_deps_standin.engine.calls == [("up", "gke-ml")]
+    # The engine's own record: the cluster and its three pools, under the gcp provider.
+    types = [r["type"] for r in stack_state(GKE_PROJECT, "gke-ml")["checkpoint"]["latest"]["resources"]]
+    assert types.count("gcp:container/cluster:Cluster") == 1
+    assert types.count("gcp:container/nodePool:NodePool") == 3 and "pulumi:providers:gcp" in types
 
 
 def test_kubeconfig_context_with_endpoint_ca_and_exec_plugin(gke_deps_standin, isolated_home):
@@ -136,7 +140,7 @@ def test_up_twice_converges_without_recreating(gke_api, gke_deps_standin):
     assert len(yaml.safe_load(kubeconfig_path().read_text())["contexts"]) == 1
 
 
-def test_changed_pool_is_replaced_and_the_cluster_kept(gke_api, gke_deps_standin):
+def test_changed_pool_autoscaling_is_updated_in_place_and_the_cluster_kept(gke_api, gke_deps_standin):
     gke_up(SPEC, gke_deps_standin)
     bigger = replace(SPEC, gpu_pools=(replace(SPEC.gpu_pools[0], max_nodes=5), SPEC.gpu_pools[1]))
     gke_up(bigger, gke_deps_standin)
@@ -144,10 +148,13 @@ def test_changed_pool_is_replaced_and_the_cluster_kept(gke_api, gke_deps_standin
     l4 = next(p for p in stored["nodePools"] if p["name"] == "gpu-l4")
     assert l4["autoscaling"]["totalMaxNodeCount"] == 5
     assert sum(1 for m, p in mutating(gke_api) if m == "POST" and p.endswith("/clusters")) == 1
+    # The pool was updated, not deleted and created again.
+    assert [p.rsplit("/", 1)[-1] for m, p in mutating(gke_api) if "gpu-l4" in p] == ["gpu-l4:setAutoscaling"]
 
 
 def test_failed_apply_is_rolled_back_and_reported_in_one_line(gke_api, gke_deps_standin):
-    gke_deps_standin.engine.fail_create["ml-gpu-t4"] = "googleapi: Error 403: Insufficient regional quota: GPUS_ALL_REGIONS"
+    gke_api.fail_next(403, "PERMISSION_DENIED", 'Insufficient regional quota to satisfy request: '
+                      'resource "GPUS_ALL_REGIONS"', method="POST", path_contains="/nodePools")
     seen, on_event = events()
     with pytest.raises(GpuctlError) as err:
         gke_up(SPEC, gke_deps_standin, on_event)
@@ -229,7 +236,6 @@ def test_up_status_down_leaves_nothing(gke_api, gke_deps_standin):
                                 "context_removed": True}
     assert gke_api.clusters == {} and gke_api.igms == {}
     assert gke_deps_standin.engine.list_stacks() == []
-    assert gke_deps_standin.engine.calls == [("up", "gke-ml"), ("destroy", "gke-ml"), ("remove", "gke-ml")]
     assert yaml.safe_load(kubeconfig_path().read_text())["contexts"] == []
     assert gke_status(gke_deps_standin, bundled_price_book()) == []
     again = gke_down("ml", gke_deps_standin)
@@ -238,7 +244,7 @@ def test_up_status_down_leaves_nothing(gke_api, gke_deps_standin):
 
 def test_down_deletes_directly_what_a_lost_stack_left(gke_api, gke_deps_standin):
     gke_up(SPEC, gke_deps_standin)
-    gke_deps_standin.engine.fail_destroy_once = True
+    state_file(GKE_PROJECT, "gke-ml").write_text("{ not a state file")  # corrupt: destroy fails
     seen, on_event = events()
     result = gke_down("ml", gke_deps_standin, on_event)
     assert result.deleted_directly is True
@@ -248,7 +254,7 @@ def test_down_deletes_directly_what_a_lost_stack_left(gke_api, gke_deps_standin)
 
 def test_down_finds_a_cluster_without_a_stack(gke_api, gke_deps_standin):
     gke_up(SPEC, gke_deps_standin)
-    gke_deps_standin.engine.remove("gke-ml")  # the state is gone; the cluster is not
+    state_file(GKE_PROJECT, "gke-ml").unlink()  # the state is gone; the cluster is not
     result = gke_down("ml", gke_deps_standin)
     assert (result.existed, result.deleted_directly) == (True, True)
     assert gke_api.clusters == {}

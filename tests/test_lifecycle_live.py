@@ -1,22 +1,28 @@
-"""The live VM lifecycle end to end: the real VM program applied through the real
-google-cloud-compute client against the Compute stand-in (substituted at the Automation API
-boundary), a real throwaway SSH host playing the VM, and every fault scenario ending with
-nothing labelled left unless the test says why."""
+"""The live VM lifecycle end to end, through the engine every user runs: `AutomationEngine` as
+shipped drives the real Pulumi CLI (built from Go modules), which runs the real VM program and
+launches the gcp provider plugin double; the double creates each resource through the real
+google-cloud-compute client against the Compute stand-in. A real throwaway SSH host plays the
+VM. Every fault scenario ends with nothing labelled left unless the test says why."""
 
 from __future__ import annotations
 
+import _thread
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from gpuctl.adapters.compute import ComputeApi
+from gpuctl.adapters.pulumi_engine import AutomationEngine
 from gpuctl.adapters.ssh import RemoteHost
 from gpuctl.cli.main import cli
 from gpuctl.errors import GpuctlError
 from gpuctl.lifecycle import hostkeys, records
-from gpuctl.lifecycle.deps import LiveDeps, Timeouts
+from gpuctl.lifecycle.deps import VM_PROJECT, LiveDeps, Timeouts
 from gpuctl.lifecycle.down import down_vm
 from gpuctl.lifecycle.extend import extend_vm
 from gpuctl.lifecycle.status import status_all
@@ -24,8 +30,8 @@ from gpuctl.lifecycle.sweep import delete_leftovers, find_leftovers
 from gpuctl.lifecycle.up import CapacityError, up_vm
 from gpuctl.plan import UpOptions, plan_vm
 from gpuctl.targets import resolve_target
+from tests.gcp_provider.fixtures import stack_state, state_file
 from tests.standins.compute import compute_standin  # noqa: F401 (fixture)
-from tests.standins.vm_engine import StandinEngine
 
 PROJECT = "gpuctl-test"
 NAME = "alice-a100-spot"
@@ -34,11 +40,26 @@ US_ZONES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
 
 class GuestAgent:
     """What Google's guest agent does on a new VM, done on a real throwaway host: publish the
-    host's SSH keys as guest attributes and install the metadata ssh-keys for the login."""
+    host's SSH keys as guest attributes and install the metadata ssh-keys for the login. It
+    runs in the stand-in (the cloud) when an insert is accepted, whoever sent it."""
 
     def __init__(self, standin, host):
         self.standin, self.host = standin, host
         self.enabled = True
+        self.on_insert = None  # a test's extra action when an insert arrives (Ctrl-C, kill -9)
+        accept = standin._h_instances_insert
+
+        def insert(req):
+            answer = accept(req)
+            if self.on_insert is not None:
+                self.on_insert()
+            body = req.body or {}
+            has_login = any(i.get("key") == "ssh-keys" for i in (body.get("metadata") or {}).get("items", []))
+            if has_login and (req.project, req.params["zone"], body.get("name")) in standin._vms:
+                self(body["name"], req.params["zone"], body)
+            return answer
+
+        standin._h_instances_insert = insert
 
     def __call__(self, name: str, zone: str, body: dict) -> None:
         if not self.enabled:
@@ -52,11 +73,12 @@ class GuestAgent:
 
 
 @pytest.fixture
-def live(compute_standin, throwaway_host, tmp_path):
+def live(compute_standin, throwaway_host, real_engine_env, monkeypatch):
     compute_standin.nat_ips[NAME] = throwaway_host.address
-    engine = StandinEngine(compute_standin, tmp_path / "pulumi-state")
+    # The user's endpoint override reaches both gpuctl's reads and the engine's provider.
+    monkeypatch.setenv("GPUCTL_COMPUTE_ENDPOINT", compute_standin.endpoint)
+    engine = AutomationEngine(VM_PROJECT)
     agent = GuestAgent(compute_standin, throwaway_host)
-    engine.on_instance_created = agent
     compute = ComputeApi(PROJECT, endpoint=compute_standin.endpoint)
     compute.retry_initial_s, compute.retry_timeout_s = 0.01, 5.0
     deps = LiveDeps(engine=engine, compute=compute, project=PROJECT,
@@ -129,7 +151,10 @@ def test_stockout_in_two_zones_fails_over_to_the_third(ctx, live):
     record = up_vm(ctx, plan_for(ctx), live, on_event=lambda k, t: events.append((k, t))).record
     assert [(a.zone, a.outcome) for a in record.attempts] == [
         ("us-central1-a", "stockout"), ("us-central1-b", "stockout"), ("us-central1-c", "created")]
-    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in record.attempts[0].reason
+    # The reason is the provider's text as the engine printed it (GCE's message; the provider
+    # reports a failed operation by message, not by code), classified by failover.
+    assert record.attempts[0].reason.startswith(
+        "The zone 'projects/gpuctl-test/zones/us-central1-a' does not have enough resources available")
     assert sum(1 for kind, _ in events if kind == "attempt") == 2
     assert [i["zone"].rsplit("/", 1)[-1] for i in live.standin.instances()] == ["us-central1-c"]
     assert len(live.standin.firewalls()) == 1  # the failed zones' rule was destroyed
@@ -232,7 +257,7 @@ def test_preempted_and_deleted_behind_our_back_vms_show_and_clean_up(ctx, live):
 
 def test_down_deletes_by_label_when_the_engine_lost_its_state(ctx, live):
     up_vm(ctx, plan_for(ctx), live)
-    live.engine.fail_destroy_once = True
+    state_file(VM_PROJECT, NAME).unlink()  # the backend lost the stack (a wiped laptop, a bad copy)
     result = down_vm(NAME, live)
     assert {"instance/" + NAME, "firewall/" + NAME + "-ssh"} <= set(result.deleted_directly)
     assert nothing_left(live.standin) and records.load(NAME) is None
@@ -297,3 +322,75 @@ def test_sweep_and_down_leave_a_gke_clusters_nodes_alone(ctx, live):
     assert find_leftovers(ctx, live) == []
     assert not down_vm("gpuctl", live).existed
     assert live.standin.labelled_resources("gpuctl-kind", "gke")["instances"]
+
+
+# --- the engine interrupted: Ctrl-C and kill -9 while `pulumi up` is creating the VM --------------
+
+
+def _pulumi_children() -> list[int]:
+    from gpuctl.adapters.pulumi_engine import _child_pulumi_pids
+
+    return _child_pulumi_pids()
+
+
+def _locks(stack: str) -> list[Path]:
+    return list(state_file(VM_PROJECT, stack).parents[2].glob(f"locks/organization/{VM_PROJECT}/{stack}/*.json"))
+
+
+def test_ctrl_c_while_the_engine_creates_cancels_it_then_rolls_back(ctx, live):
+    # The user presses Ctrl-C while GCE is accepting the insert: pulumi gets one SIGINT (its
+    # graceful cancel), the insert in flight finishes and is recorded, then gpuctl rolls back.
+    live.agent.on_insert = _thread.interrupt_main
+    with pytest.raises(KeyboardInterrupt):
+        up_vm(ctx, plan_for(ctx), live)
+    assert _pulumi_children() == [] and _locks(NAME) == []
+    assert len(live.standin.calls("instances.insert")) == 1 and live.standin.calls("instances.delete")
+    assert nothing_left(live.standin) and records.load(NAME) is None
+    live.agent.on_insert = None  # and the next up works without a manual `pulumi cancel`
+    assert up_vm(ctx, plan_for(ctx), live).record.state == "ready"
+    down_vm(NAME, live)
+    assert nothing_left(live.standin)
+
+
+def test_kill_9_of_gpuctl_and_its_engine_is_finished_by_the_next_down(live, tmp_path):
+    """`gpuctl up` as a real process; while its engine creates the VM, the whole process group
+    gets SIGKILL (no rollback can run). The engine leaves its lock and a pending create; the
+    next `down` clears the dead process's lock and deletes the VM the state never recorded."""
+    from tests.test_check_cmd import service_account_adc
+
+    env = {**os.environ, "GPUCTL_PROJECT": PROJECT, "GPUCTL_SSH_FROM": "198.51.100.7",
+           "GOOGLE_APPLICATION_CREDENTIALS": service_account_adc(tmp_path / "adc.json",
+                                                                "http://127.0.0.1:9/token")}
+    gpuctl = Path(os.environ.get("VIRTUAL_ENV", Path(__import__("sys").executable).parent.parent)) / "bin" / "gpuctl"
+    process = subprocess.Popen([str(gpuctl), "up", "a100-spot", "-y", "--no-provision"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    live.agent.on_insert = lambda: os.killpg(process.pid, signal.SIGKILL)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == -signal.SIGKILL, output
+    assert live.standin.instances(), "the VM was created before the kill"
+    assert _locks(NAME), "the killed engine left its lock"
+    pending = stack_state(VM_PROJECT, NAME)["checkpoint"]["latest"].get("pending_operations", [])
+    assert pending and {op["type"] for op in pending} == {"creating"}
+    live.agent.on_insert = None
+    result = down_vm(NAME, live)
+    assert "instance/" + NAME in result.deleted_directly  # the state never knew it
+    assert _locks(NAME) == [] and nothing_left(live.standin) and records.load(NAME) is None
+
+
+def test_the_engine_that_ran_is_the_real_pulumi_with_the_provider_plugin(ctx, live):
+    """Proof that the lifecycle runs the real engine: the stack's state, written only by the
+    `pulumi` binary, lists the VM's resources under the gcp provider at the SDK's version."""
+    from tests.gcp_provider.plugin import REPO
+    from tests.gcp_provider.server import plugin_version
+
+    events = []
+    up_vm(ctx, plan_for(ctx), live, on_event=lambda kind, text: events.append(text))
+    resources = stack_state(VM_PROJECT, NAME)["checkpoint"]["latest"]["resources"]
+    by_type = {r["type"]: r for r in resources}
+    assert by_type["gcp:compute/instance:Instance"]["id"] == f"projects/{PROJECT}/zones/us-central1-a/instances/{NAME}"
+    assert by_type["pulumi:providers:gcp"]["inputs"]["version"] == plugin_version()  # pulumi_gcp's own
+    assert by_type["pulumi:providers:gcp"]["inputs"]["computeCustomEndpoint"] == live.standin.endpoint + "/compute/v1/"
+    pinned = (REPO / "scripts" / "pulumi-version.env").read_text().split("PULUMI_CLI_VERSION=")[1].split()[0]
+    version = subprocess.run(["pulumi", "version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert version == pinned  # the CLI built from Go modules, first on PATH
+    down_vm(NAME, live)

@@ -165,3 +165,28 @@ def test_ssh_rule_uses_the_given_address(ctx):
 def test_ssh_rule_refuses_a_wide_range(ctx):
     with pytest.raises(RuleViolation, match="addresses"):
         plan_vm(ctx, UpOptions(profile="a100-spot", ssh_from="0.0.0.0/0"))
+
+
+def test_stop_at_alone_gets_a_run_limit_that_lets_the_stop_happen(ctx):
+    # Reported: `up t4-spot --stop-at 06:00 --tz Asia/Tokyo` planned a stop the default 8 h limit pre-empted.
+    from gpuctl.guards import seconds_until_clock
+
+    plan = plan_vm(ctx, UpOptions(profile="t4-spot", region="asia-northeast1", stop_at="06:00",
+                                  time_zone="Asia/Tokyo"), with_resources=False)
+    until_stop = seconds_until_clock(plan.guards.daily_stop, ctx.now)
+    assert plan.guards.max_run_seconds >= until_stop  # the stop fires first, the cap is still server-side
+    exposure = plan.guards.exposure()
+    assert until_stop == 18 * 3600  # 12:00 -> 06:00 in Tokyo: past the default 8 h limit
+    assert plan.warnings and "run limit raised" in plan.warnings[0]
+    assert exposure.after == "stopped" and exposure.running_hours == pytest.approx(until_stop / 3600)
+
+
+def test_an_explicit_run_limit_shorter_than_the_stop_window_is_warned_with_the_fix(ctx):
+    from gpuctl.guards import seconds_until_clock
+
+    plan = plan_vm(ctx, UpOptions(profile="t4-spot", region="asia-northeast1", stop_at="06:00",
+                                  time_zone="Asia/Tokyo", ttl="1m"), with_resources=False)
+    until_stop = seconds_until_clock(plan.guards.daily_stop, ctx.now)
+    assert until_stop > 60 and plan.guards.max_run_seconds == 60
+    assert len(plan.warnings) == 1 and "the stop never fires" in plan.warnings[0] and "fix: --ttl" in plan.warnings[0]
+    assert plan_to_dict(plan, ctx)["warnings"] == plan.warnings

@@ -57,3 +57,10 @@ class PriceError(GpuctlError):
 
 class NotAvailableYet(GpuctlError):
     """A capability that this release does not have yet (said plainly, never faked)."""
+
+
+class NetworkError(GpuctlError):
+    """Google (or a host) could not be reached: DNS, refused, timeout, TLS. Retrying later, or
+    fixing the network, helps; nothing was changed by the call that failed."""
+
+    exit_code = 4

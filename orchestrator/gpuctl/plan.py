@@ -18,7 +18,7 @@ from .config import label_safe
 from .context import Context
 from .cost import ForgottenRow, HourlyCost, forgotten_table, hourly_cost
 from .errors import RuleViolation, UsageError
-from .guards import GuardPlan, plan_guards
+from .guards import GuardPlan, plan_guards, seconds_until_clock
 from .money import budget_in_usd
 from .profiles import Profile, get_profile
 from .provision_plan import PlannedStep, provisioning_steps
@@ -58,6 +58,7 @@ class VmPlan:
     steps: list[PlannedStep]
     resources: list = field(default_factory=list)  # PlannedResource from the mocked program
     budget_usd: float | None = None
+    warnings: list[str] = field(default_factory=list)  # guards that disagree, each with its fix
 
     @property
     def worst_case(self) -> dict:
@@ -156,6 +157,31 @@ def _daily_stop(options: UpOptions, ctx: Context) -> DailyStop | None:
     return DailyStop(hour, minute, tz)
 
 
+STOP_MARGIN_SECONDS = 15 * 60  # instance schedules may act up to 15 minutes late (Google's docs)
+
+
+def _agree_with_daily_stop(max_run_seconds: int | None, stop: DailyStop | None, options: UpOptions,
+                           now: dt.datetime) -> tuple[int | None, list[str]]:
+    """A daily stop after the run limit never fires: the limit ends the VM (and its NVMe) first.
+    With --stop-at and no explicit limit, the default limit grows to let the stop happen (still a
+    server-side cap); with an explicit --ttl/--budget the plan says so and how to fix it."""
+    if not stop or not max_run_seconds:
+        return max_run_seconds, []
+    until_stop = int(seconds_until_clock(stop, now))
+    if until_stop + STOP_MARGIN_SECONDS <= max_run_seconds:
+        return max_run_seconds, []
+    needed = min(until_stop + STOP_MARGIN_SECONDS, MAX_RUN_SECONDS)
+    explicit = options.ttl is not None or bool(options.budget)
+    if options.stop_at and not explicit:
+        return needed, [f"run limit raised from {format_duration(max_run_seconds)} to {format_duration(needed)} "
+                        f"so the daily stop at {stop.clock} {stop.time_zone} "
+                        f"(in {format_duration(until_stop)}) can happen first"]
+    return max_run_seconds, [f"the daily stop at {stop.clock} {stop.time_zone} comes in "
+                             f"{format_duration(until_stop)}, after the {format_duration(max_run_seconds)} run "
+                             "limit: the limit ends the VM first and the stop never fires (fix: --ttl "
+                             f"{-(-needed // 3600)}h, or an earlier --stop-at)"]
+
+
 def _labels(owner: str, name: str, expiry: dt.datetime | None) -> dict[str, str]:
     return {
         "gpuctl-managed": "true",
@@ -215,8 +241,10 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
     if action not in ("delete", "stop"):
         raise UsageError(f"termination action '{action}' is unknown", "use delete or stop")
     idle = ctx.config.idle_minutes if options.idle_minutes is None else options.idle_minutes
+    daily_stop = _daily_stop(options, ctx)
+    max_run_seconds, warnings = _agree_with_daily_stop(max_run_seconds, daily_stop, options, ctx.now)
     guards = plan_guards(max_run_seconds=max_run_seconds, termination_time=termination_time,
-                         termination_action=action, daily_stop=_daily_stop(options, ctx),
+                         termination_action=action, daily_stop=daily_stop,
                          idle_minutes=idle, unguarded=options.unguarded, now=ctx.now)
     spec = build_spec(ctx, profile, options, zones[0], guards)
     for zone in zones:  # every zone failover may try must pass the rules too
@@ -225,7 +253,7 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
         profile=profile, spec=spec, zones=zones, guards=guards, hourly=hourly,
         forgotten=forgotten_table(hourly, guards.exposure()),
         steps=provisioning_steps(profile, guards, ctx.config.time_zone, idle),
-        budget_usd=budget_usd,
+        budget_usd=budget_usd, warnings=warnings,
     )
     if with_resources:
         plan.resources = planned_resources(spec)
@@ -258,6 +286,7 @@ def plan_to_dict(plan: VmPlan, ctx: Context) -> dict:
         "provisioning": [s.as_dict() for s in plan.steps],
         "guards": [g.as_dict() for g in plan.guards.guards],
         "worst_case": plan.worst_case,
+        "warnings": list(plan.warnings),
         "cost": cost_dict(plan.hourly, plan.forgotten, ctx),
         "versions": {"os": plan.profile.os, "driver": plan.profile.driver,
                      "cuda": plan.profile.cuda, "python": plan.profile.python},

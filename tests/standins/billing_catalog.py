@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tests.standins import discovery
+
 COMPUTE_ENGINE = "6F81-5844-456A"
 
 AMERICAS = ["us-central1", "us-east1", "us-west1", "northamerica-northeast1"]
@@ -202,6 +204,7 @@ class BillingCatalogStandIn:
         self.page_size = page_size
         self.service = service
         self.requests: list[RecordedRequest] = []
+        self.contract_violations: list[str] = []  # what cloudbilling.v1.json refused
         self._lock = threading.Lock()
         self._unavailable_left = 0
         self._denied: str | None = None
@@ -267,7 +270,14 @@ class BillingCatalogStandIn:
             if path.startswith("/v1/services/") and path.endswith("/skus"):
                 return _error(404, f"Service {path.split('/')[3]} not found.", "NOT_FOUND")
             return _error(404, f"{method} {path} is not served here.", "NOT_FOUND")
-        return self._page(query)
+        code, body = self._page(query)
+        problems = discovery.response_problems("cloudbilling.v1", discovery.methods("cloudbilling.v1")[
+            "cloudbilling.services.skus.list"], body) if code == 200 else []
+        if problems:  # a stand-in defect: fail loudly so the test that reached it sees it
+            self.contract_violations.extend(problems)
+            return _error(500, "stand-in defect: its answer violates cloudbilling.v1.json: " + "; ".join(problems),
+                          "INTERNAL")
+        return code, body
 
     def _page(self, query: dict[str, str]) -> tuple[int, dict]:
         try:

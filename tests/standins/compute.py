@@ -32,6 +32,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
+from tests.standins import discovery
 from tests.standins.compute_base import Req, public
 from tests.standins.compute_catalog import MACHINE_SHAPES, REGIONS, ZONES, default_catalog
 from tests.standins.compute_errors import ApiError, http_error, invalid, permission_denied, service_disabled, transient
@@ -112,6 +113,7 @@ class ComputeStandIn(FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.catalog = default_catalog()
         self.requests: list[RecordedRequest] = []
+        self.contract_violations: list[str] = []  # what compute.v1.json refused, requests and answers
         self.nat_ips: dict[str, str] = {}  # instance name -> natIP it gets (e.g. a netns address for SSH)
         self.unreachable_zones: set[str] = set()
         self._lock = threading.RLock()
@@ -258,6 +260,9 @@ class ComputeStandIn(FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
             return 404, http_error(404, f"{record.method} {record.path} is not served by the Compute stand-in",
                                    "notFound").body
         project, record.rpc, params = routed
+        refusal = self._contract_refusal(record)
+        if refusal is not None:
+            return refusal
         req = Req(record.method, project, params, record.query, record.body, record.rpc)
         burst = self._take_burst(record)
         try:
@@ -275,9 +280,34 @@ class ComputeStandIn(FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
             result = getattr(self, "_h_" + record.rpc.replace(".", "_"))(req)
             if burst:
                 raise transient(burst["status"])
-            return 200, result
+            return self._checked_answer(record, result)
         except ApiError as exc:
             return exc.code, exc.body
+
+    def _contract_refusal(self, record: RecordedRequest) -> tuple[int, dict] | None:
+        """Google's JSON front end refuses a body its schema does not allow (unknown field, wrong
+        type, bad enum) with 400 before any handler runs; the stand-in does the same, from
+        compute.v1.json, and says which field."""
+        method, problems = discovery.request_problems("compute.v1", record.method, record.path, record.body)
+        if method is not None and method.id != f"compute.{record.rpc}":
+            problems = [f"the stand-in routes {record.method} {record.path} to {record.rpc}, "
+                        f"compute.v1.json to {method.id}"]
+        if not problems:
+            return None
+        self.contract_violations.extend(f"request {record.rpc}: {p}" for p in problems)
+        return 400, http_error(400, f"Invalid JSON payload received. {'; '.join(problems)} "
+                                    "(checked against compute.v1.json)", "invalid").body
+
+    def _checked_answer(self, record: RecordedRequest, result: dict) -> tuple[int, dict]:
+        """A stand-in answer Google's document does not allow is a stand-in defect: it fails the
+        call loudly (500, naming the field) so every test that reaches it sees it."""
+        problems = discovery.response_problems("compute.v1", discovery.match("compute.v1", record.method,
+                                                                            record.path), result)
+        if not problems:
+            return 200, result
+        self.contract_violations.extend(f"response {record.rpc}: {p}" for p in problems)
+        return 500, http_error(500, f"stand-in defect: its answer to {record.rpc} violates compute.v1.json: "
+                                    f"{'; '.join(problems)}", "backendError").body
 
     def _take_burst(self, record: RecordedRequest) -> dict | None:
         for burst in self._bursts:

@@ -116,6 +116,7 @@ class InstancesMixin(InstanceRulesMixin):
         refusal = self._stockout(project, zone, shape.name, "insert") or \
             self._quota_refusal(region, gpu, gpu_count, spot, sync=False)
 
+        new_disks = [entry.pop("_new", None) for entry in disks]  # the disks to make, kept out of the doc
         vm = Vm(project, zone, self._instance_doc(project, zone, body, shape, accelerators, scheduling,
                                                  labels, policies, disks))
         target = self.url(project, "zones", zone, "instances", name)
@@ -126,8 +127,7 @@ class InstancesMixin(InstanceRulesMixin):
             return self.operation(project, f"zones/{zone}", "insert", target, vm.doc["id"],
                                   request_id=req.query.get("requestId"), outcome=refusal,
                                   on_done=lambda: self._vms.pop((project, zone, name), None))
-        for entry in disks:
-            new = entry.pop("_new", None)
+        for entry, new in zip(disks, new_disks):
             if new is not None:
                 self._disks[(project, zone, new["name"])] = {**new, "users": [target],
                                                              "lastAttachTimestamp": self.stamp()}
@@ -232,6 +232,12 @@ class InstancesMixin(InstanceRulesMixin):
 
     def _h_instances_setScheduling(self, req: Req) -> dict:
         vm = self.vm(req)
+        # compute.v1.json, instances.setScheduling: "You can only call this method on a stopped
+        # instance, that is, a VM instance that is in a `TERMINATED` state" (GOOGLE_RULES.md).
+        if vm.doc["status"] != "TERMINATED":
+            raise http_error(400, f"Invalid resource usage: 'Instance {vm.name} is {vm.doc['status']}; "
+                                  "scheduling can only be set on a stopped (TERMINATED) instance.' "
+                                  "(stand-in wording)", "resourceNotReady")
         has_gpu = self._gpus_of(vm) > 0
         vm.doc["scheduling"] = self.checked_scheduling(req.body or {}, has_gpu=has_gpu, field_name="scheduling")
         if vm.doc["status"] == "RUNNING":

@@ -32,22 +32,30 @@ from urllib.parse import parse_qs, urlsplit
 
 from gpuctl_infra.catalog import GPUS, REGIONS
 from tests.standins import container_shapes as shapes
+from tests.standins import discovery
 from tests.standins.container_shapes import ApiError, invalid, not_found
 
 NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
 # Zones of the regions gpuctl knows, whether or not a GPU is there (GKE runs in all of them).
 ZONES = {f"{region}-{suffix}" for region in REGIONS for suffix in "abcf"} - {"asia-northeast1-f"}
+_L = r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)"
+_CL = "container.projects.locations"
+# (verb, path, handler, the method of the discovery document it is: tests/test_api_conformance.py)
 _ROUTES = [
-    ("GET", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters", "list_clusters"),
-    ("POST", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters", "create_cluster"),
-    ("GET", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters/(?P<c>[^/:]+)", "get_cluster"),
-    ("DELETE", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters/(?P<c>[^/:]+)", "delete_cluster"),
-    ("GET", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters/(?P<c>[^/]+)/nodePools", "list_pools"),
-    ("POST", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters/(?P<c>[^/]+)/nodePools", "create_pool"),
-    ("GET", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters/(?P<c>[^/]+)/nodePools/(?P<n>[^/:]+)", "get_pool"),
-    ("DELETE", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/clusters/(?P<c>[^/]+)/nodePools/(?P<n>[^/:]+)", "delete_pool"),
-    ("GET", r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/operations/(?P<o>[^/:]+)", "get_operation"),
-    ("GET", r"/compute/v1/projects/(?P<p>[^/]+)/aggregated/instanceGroupManagers", "list_igms"),
+    ("GET", _L + r"/clusters", "list_clusters", _CL + ".clusters.list"),
+    ("POST", _L + r"/clusters", "create_cluster", _CL + ".clusters.create"),
+    ("GET", _L + r"/clusters/(?P<c>[^/:]+)", "get_cluster", _CL + ".clusters.get"),
+    ("DELETE", _L + r"/clusters/(?P<c>[^/:]+)", "delete_cluster", _CL + ".clusters.delete"),
+    ("GET", _L + r"/clusters/(?P<c>[^/]+)/nodePools", "list_pools", _CL + ".clusters.nodePools.list"),
+    ("POST", _L + r"/clusters/(?P<c>[^/]+)/nodePools", "create_pool", _CL + ".clusters.nodePools.create"),
+    ("GET", _L + r"/clusters/(?P<c>[^/]+)/nodePools/(?P<n>[^/:]+)", "get_pool", _CL + ".clusters.nodePools.get"),
+    ("DELETE", _L + r"/clusters/(?P<c>[^/]+)/nodePools/(?P<n>[^/:]+)", "delete_pool",
+     _CL + ".clusters.nodePools.delete"),
+    ("POST", _L + r"/clusters/(?P<c>[^/]+)/nodePools/(?P<n>[^/:]+):setAutoscaling", "set_pool_autoscaling",
+     _CL + ".clusters.nodePools.setAutoscaling"),
+    ("GET", _L + r"/operations/(?P<o>[^/:]+)", "get_operation", _CL + ".operations.get"),
+    ("GET", r"/compute/v1/projects/(?P<p>[^/]+)/aggregated/instanceGroupManagers", "list_igms",
+     "compute.instanceGroupManagers.aggregatedList"),
 ]
 
 
@@ -99,6 +107,7 @@ class ContainerStandIn:
         self._serial = 0
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
+        self.contract_violations: list[str] = []  # what the discovery documents refused
 
     # -- faults and the autoscaler's part ---------------------------------------------------
     def disable_api(self, disabled: bool = True) -> None:
@@ -157,10 +166,22 @@ class ContainerStandIn:
                authorization: str | None) -> tuple[int, dict]:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, query, body, authorization))
+            api = "compute.v1" if path.startswith("/compute/") else "container.v1"
+            documented, problems = discovery.request_problems(api, method, path, body)
+            if documented is not None and problems:  # Google's JSON front end refuses it first
+                self.contract_violations.extend(f"request {documented.id}: {p}" for p in problems)
+                return 400, invalid(f"Invalid JSON payload received. {'; '.join(problems)} "
+                                    f"(checked against {api}.json)").body()
             try:
-                return 200, self._route(method, path, body or {})
+                answer = self._route(method, path, body or {})
             except ApiError as err:
                 return err.code, err.body()
+            problems = discovery.response_problems(api, documented, answer) if documented else []
+            if problems:  # a stand-in defect: fail loudly so the test that reached it sees it
+                self.contract_violations.extend(f"response {documented.id}: {p}" for p in problems)
+                return 500, ApiError(500, "INTERNAL", f"stand-in defect: its answer to {documented.id} "
+                                     f"violates {api}.json: {'; '.join(problems)}").body()
+            return 200, answer
 
     def _route(self, method: str, path: str, body: dict) -> dict:
         for fault in self._faults:
@@ -169,7 +190,7 @@ class ContainerStandIn:
                 raise fault.error
         if self._disabled and path.startswith("/v1/"):
             raise shapes.api_disabled(self.project)
-        for verb, pattern, handler in _ROUTES:
+        for verb, pattern, handler, _documented in _ROUTES:
             match = re.fullmatch(pattern, path)
             if verb == method and match:
                 args = match.groupdict()
@@ -345,6 +366,18 @@ class ContainerStandIn:
                                    lambda: self._pool_ready(key, pool))
         cluster["nodePools"].append(pool)
         return operation
+
+    def _set_pool_autoscaling(self, args: dict, body: dict) -> dict:
+        """nodePools.setAutoscaling: "Sets the autoscaling settings for the specified node pool"
+        (container.v1), in place; the pool and its nodes stay."""
+        key = self._key(args)
+        pool = self._pool(key, args["n"])
+        wanted = shapes.canonical("NodePoolAutoscaling", body.get("autoscaling") or {})
+
+        def done() -> None:
+            pool["autoscaling"] = {"enabled": True, **wanted} if wanted.get("enabled", True) else wanted
+
+        return self._start_op(key, "UPDATE_CLUSTER", pool["selfLink"], done)
 
     def _delete_pool(self, args: dict, body: dict) -> dict:
         key = self._key(args)

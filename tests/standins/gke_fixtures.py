@@ -1,5 +1,7 @@
-"""Fixtures for GKE tests: the GKE stand-in, a test StackEngine on it, and GkeDeps wiring both
-(plus the real ContainerApi over REST) as `gpuctl gke` would use them.
+"""Fixtures for GKE tests: the GKE stand-in, the real Pulumi engine (`AutomationEngine` as
+shipped, the gcp provider plugin double creating clusters and pools through the real
+google-cloud-container client against the stand-in), and GkeDeps wiring both (plus the real
+ContainerApi over REST) as `gpuctl gke` would use them.
 
 To share them suite-wide, tests/conftest.py can import them:
     from tests.standins.gke_fixtures import gke_api, gke_deps_standin, gke_engine  # noqa: F401
@@ -10,7 +12,6 @@ from __future__ import annotations
 import pytest
 
 from tests.standins.container import ContainerStandIn
-from tests.standins.gke_engine import GkeStandinEngine
 
 PROJECT = "my-project-1"
 
@@ -22,8 +23,13 @@ def gke_api():
 
 
 @pytest.fixture
-def gke_engine(gke_api, tmp_path):
-    return GkeStandinEngine(gke_api.endpoint, tmp_path / "gke-stacks")
+def gke_engine(gke_api, real_engine_env, monkeypatch):
+    from gpuctl.adapters.pulumi_engine import AutomationEngine
+    from gpuctl.gke.cluster import GKE_PROJECT
+
+    # As a user with a private or emulated endpoint: gpuctl and the engine's provider use it.
+    monkeypatch.setenv("GPUCTL_CONTAINER_ENDPOINT", gke_api.endpoint)
+    return AutomationEngine(GKE_PROJECT)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from gpuctl_infra.catalog import GPUS, MACHINES, MachineType
 
 from ..errors import PriceError
 from ..prices.model import PriceBook, Rate, RegionPrices
+from .transport import is_transport_error, network_error, per_attempt_timeout
 
 COMPUTE_ENGINE_SERVICE = "services/6F81-5844-456A"
 ENDPOINT_ENV = "GPUCTL_BILLING_ENDPOINT"
@@ -281,13 +282,12 @@ def _list_skus(client, retry) -> Iterator:
     request = billing_v1.ListSkusRequest(parent=COMPUTE_ENGINE_SERVICE, currency_code="USD",
                                          page_size=5000)
     # The pager fetches the next page as iteration reaches it, with the same retry.
-    yield from client.list_skus(request=request, retry=retry, timeout=60.0)
+    yield from client.list_skus(request=request, retry=retry, timeout=per_attempt_timeout())
 
 
 @contextmanager
 def _translated_errors(where: str):
     """Library errors become PriceErrors a user can act on; the snapshot stays in use."""
-    import requests
     from google.api_core import exceptions
     from google.auth import exceptions as auth_exceptions
 
@@ -310,9 +310,14 @@ def _translated_errors(where: str):
     except exceptions.GoogleAPICallError as exc:
         raise PriceError(f"the Cloud Billing Catalog API failed ({exc.code}): {_reason(exc)}",
                          "retry later, or report it if it persists") from exc
-    except (requests.exceptions.RequestException, auth_exceptions.TransportError) as exc:
-        raise PriceError(f"could not reach {where}: {type(exc).__name__}",
-                         f"check the network, or {ENDPOINT_ENV} if you set it") from exc
+    except Exception as exc:
+        # DNS, refused, timeout, TLS: requests/urllib3 or google-auth's token refresh.
+        if not is_transport_error(exc):
+            raise
+        failure = network_error(exc, f"the Cloud Billing Catalog API ({where})", ENDPOINT_ENV,
+                                endpoint_set=where != GOOGLE_ENDPOINT)
+        raise PriceError(failure.message,
+                         f"{failure.hint}; the bundled snapshot stays in use") from exc
 
 
 def _reason(exc: Exception) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..errors import GpuctlError
+from .transport import is_transport_error, network_error, per_attempt_timeout
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 ENDPOINT_ENV = "GPUCTL_COMPUTE_ENDPOINT"  # e.g. a local emulator: http://127.0.0.1:8085
@@ -136,6 +137,11 @@ class ComputeApi:
             initial=self.retry_initial_s, maximum=max(self.retry_initial_s, 16.0), multiplier=2.0,
             timeout=self.retry_timeout_s)
 
+    def _opts(self) -> dict:
+        """Per call: the retry above, and a bound on each attempt so a network that accepts
+        and never answers fails in GPUCTL_HTTP_TIMEOUT seconds instead of hanging."""
+        return {"retry": self._retry(), "timeout": per_attempt_timeout()}
+
     # -- instances ----------------------------------------------------------------------
     def labelled_instances(self, labels: dict[str, str]) -> list[InstanceView]:
         """Every instance carrying `labels`, in every zone: one aggregatedList, paged."""
@@ -143,18 +149,18 @@ class ComputeApi:
 
         request = compute_v1.AggregatedListInstancesRequest(
             project=self.project, filter=label_filter(labels), max_results=500)
-        with translated(self.project):
+        with translated(self.project, self.endpoint):
             pager = self._client("InstancesClient").aggregated_list(request=request,
-                                                                    retry=self._retry())
+                                                                    **self._opts())
             return [_instance_view(item) for _, scoped in pager for item in scoped.instances]
 
     def instance(self, zone: str, name: str) -> InstanceView | None:
         from google.api_core import exceptions
 
-        with translated(self.project):
+        with translated(self.project, self.endpoint):
             try:
                 item = self._client("InstancesClient").get(project=self.project, zone=zone,
-                                                           instance=name, retry=self._retry())
+                                                           instance=name, **self._opts())
             except exceptions.NotFound:
                 return None
         return _instance_view(item)
@@ -163,11 +169,11 @@ class ComputeApi:
         """(key type, base64) pairs the guest agent published; [] until it has."""
         from google.api_core import exceptions
 
-        with translated(self.project):
+        with translated(self.project, self.endpoint):
             try:
                 attrs = self._client("InstancesClient").get_guest_attributes(
                     request={"project": self.project, "zone": zone, "instance": name,
-                             "query_path": "hostkeys/"}, retry=self._retry())
+                             "query_path": "hostkeys/"}, **self._opts())
             except exceptions.NotFound:
                 return []
         return [(entry.key, entry.value) for entry in attrs.query_value.items
@@ -178,9 +184,9 @@ class ComputeApi:
         """Move the server-side guard in place, keeping every other scheduling field."""
         from google.cloud import compute_v1
 
-        with translated(self.project):
+        with translated(self.project, self.endpoint):
             current = self._client("InstancesClient").get(project=self.project, zone=view.zone,
-                                                          instance=view.name, retry=self._retry())
+                                                          instance=view.name, **self._opts())
             scheduling = compute_v1.Scheduling(current.scheduling)
             # GCE takes one of the two limits, never both.
             if max_run_seconds is not None:
@@ -193,8 +199,22 @@ class ComputeApi:
                     del scheduling.max_run_duration
             operation = self._client("InstancesClient").set_scheduling(
                 project=self.project, zone=view.zone, instance=view.name,
-                scheduling_resource=scheduling, retry=self._retry())
+                scheduling_resource=scheduling, **self._opts())
             operation.result()
+
+    # -- quotas -------------------------------------------------------------------------
+    def region_quotas(self, region: str) -> dict[str, tuple[float, float]] | None:
+        """metric -> (limit, usage) from regions.get; None when the region does not exist.
+        compute.v1 discovery document, Region.quotas / Quota {metric, limit, usage}."""
+        from google.api_core import exceptions
+
+        with translated(self.project, self.endpoint):
+            try:
+                found = self._client("RegionsClient").get(project=self.project, region=region,
+                                                          **self._opts())
+            except exceptions.NotFound:
+                return None
+        return {q.metric: (float(q.limit), float(q.usage)) for q in found.quotas}
 
     # -- everything labelled, for verification and sweep ---------------------------------
     def labelled_resources(self, labels: dict[str, str]) -> list[ResourceView]:
@@ -212,8 +232,8 @@ class ComputeApi:
 
         request = compute_v1.AggregatedListDisksRequest(
             project=self.project, filter=label_filter(labels), max_results=500)
-        with translated(self.project):
-            pager = self._client("DisksClient").aggregated_list(request=request, retry=self._retry())
+        with translated(self.project, self.endpoint):
+            pager = self._client("DisksClient").aggregated_list(request=request, **self._opts())
             return [ResourceView("disk", d.name, last_segment(d.zone), dict(d.labels),
                                  size_gb=int(d.size_gb or 0), disk_type=last_segment(d.type_),
                                  status=d.status)
@@ -224,8 +244,8 @@ class ComputeApi:
         from google.cloud import compute_v1
 
         request = compute_v1.ListFirewallsRequest(project=self.project, max_results=500)
-        with translated(self.project):
-            pager = self._client("FirewallsClient").list(request=request, retry=self._retry())
+        with translated(self.project, self.endpoint):
+            pager = self._client("FirewallsClient").list(request=request, **self._opts())
             return [ResourceView("firewall", f.name, "global", labels_from_description(f.description))
                     for f in pager]
 
@@ -234,9 +254,9 @@ class ComputeApi:
 
         request = compute_v1.AggregatedListResourcePoliciesRequest(
             project=self.project, max_results=500)
-        with translated(self.project):
+        with translated(self.project, self.endpoint):
             pager = self._client("ResourcePoliciesClient").aggregated_list(request=request,
-                                                                           retry=self._retry())
+                                                                           **self._opts())
             return [ResourceView("resource-policy", p.name, last_segment(p.region),
                                  labels_from_description(p.description))
                     for _, scoped in pager for p in scoped.resource_policies]
@@ -253,10 +273,10 @@ class ComputeApi:
                                 {"region": resource.location, "resource_policy": resource.name}),
         }
         client_name, args = calls[resource.kind]
-        with translated(self.project):
+        with translated(self.project, self.endpoint):
             try:
                 operation = self._client(client_name).delete(project=self.project, **args,
-                                                              retry=self._retry())
+                                                              **self._opts())
                 operation.result()
             except exceptions.NotFound:
                 return
@@ -285,7 +305,7 @@ def _instance_view(item) -> InstanceView:
 
 
 @contextmanager
-def translated(project: str) -> Iterator[None]:
+def translated(project: str, endpoint: str | None = None) -> Iterator[None]:
     """google.api_core / google.auth errors -> gpuctl errors a user can act on."""
     from google.api_core import exceptions
     from google.auth import exceptions as auth_exceptions
@@ -309,6 +329,20 @@ def translated(project: str) -> Iterator[None]:
     except exceptions.RetryError as exc:
         raise GpuctlError(f"Compute Engine did not answer in time: {exc}",
                           "wait a minute and rerun") from None
+    except exceptions.GoogleAPICallError as exc:
+        raise GpuctlError(f"Compute Engine failed ({exc.code}): {exc.message}",
+                          "rerun; report it if it persists") from None
+    except Exception as exc:
+        # DNS, refused, timeout, TLS: raised by requests/urllib3 or google-auth's token refresh
+        # below api_core, which does not map them to GoogleAPICallError over REST.
+        if is_transport_error(exc):
+            raise network_error(exc, f"Compute Engine ({endpoint or endpoint_name()})", ENDPOINT_ENV,
+                                endpoint_set=bool(endpoint or os.environ.get(ENDPOINT_ENV))) from None
+        raise
+
+
+def endpoint_name() -> str:
+    return os.environ.get(ENDPOINT_ENV) or "compute.googleapis.com"
 
 
 def forbidden_error(text: str, project: str) -> GpuctlError:

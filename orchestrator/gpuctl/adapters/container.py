@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from ..errors import GpuctlError
 from .compute import ENDPOINT_ENV as COMPUTE_ENDPOINT_ENV
 from .compute import CloudAccessError, last_segment
+from .transport import is_transport_error, network_error, per_attempt_timeout
 
 ENDPOINT_ENV = "GPUCTL_CONTAINER_ENDPOINT"  # e.g. a local stand-in: http://127.0.0.1:8086
 
@@ -119,6 +120,10 @@ class ContainerApi:
             initial=self.retry_initial_s, maximum=max(self.retry_initial_s, 16.0), multiplier=2.0,
             timeout=self.retry_timeout_s)
 
+    def _opts(self) -> dict:
+        """Per call: the retry above, and a bound on each attempt (GPUCTL_HTTP_TIMEOUT)."""
+        return {"retry": self._retry(), "timeout": per_attempt_timeout()}
+
     def _path(self, location: str, *parts: str) -> str:
         return "/".join(("projects", self.project, "locations", location, *parts))
 
@@ -129,7 +134,7 @@ class ContainerApi:
         with translated(self.project, self.endpoint):
             try:
                 found = self.client().get_cluster(name=self._path(location, "clusters", name),
-                                                  retry=self._retry())
+                                                  **self._opts())
             except exceptions.NotFound:
                 return None
         return cluster_view(found)
@@ -137,7 +142,7 @@ class ContainerApi:
     def list_clusters(self) -> list[ClusterView]:
         """Every cluster in the project, all locations, in one call (location "-")."""
         with translated(self.project, self.endpoint):
-            answer = self.client().list_clusters(parent=self._path("-"), retry=self._retry())
+            answer = self.client().list_clusters(parent=self._path("-"), **self._opts())
         return [cluster_view(c) for c in answer.clusters]
 
     def gpuctl_clusters(self, with_sizes: bool = True) -> list[ClusterView]:
@@ -157,7 +162,7 @@ class ContainerApi:
                                                                         max_results=500)
         try:
             with translated(self.project, self.compute_endpoint):
-                pager = self._igms().aggregated_list(request=request, retry=self._retry())
+                pager = self._igms().aggregated_list(request=request, **self._opts())
                 return {(last_segment(igm.zone), igm.name): int(igm.target_size)
                         for _, scoped in pager for igm in scoped.instance_group_managers}
         except (GpuctlError, exceptions.GoogleAPICallError):
@@ -172,7 +177,7 @@ class ContainerApi:
         with translated(self.project, self.endpoint):
             try:
                 operation = self.client().delete_cluster(
-                    name=self._path(location, "clusters", name), retry=self._retry())
+                    name=self._path(location, "clusters", name), **self._opts())
             except exceptions.NotFound:
                 return
             self.wait(location, operation.name, timeout_s, poll_s)
@@ -184,7 +189,7 @@ class ContainerApi:
         done = container_v1.Operation.Status.DONE
         for _ in range(max(1, int(timeout_s / max(poll_s, 0.001))) + 1):
             op = self.client().get_operation(name=self._path(location, "operations", operation),
-                                             retry=self._retry())
+                                             **self._opts())
             if op.status == done:
                 if op.error and op.error.message:
                     raise GpuctlError(f"GKE operation {operation} failed: {op.error.message}",
@@ -247,7 +252,6 @@ def _zone_of(url: str) -> str:
 @contextmanager
 def translated(project: str, endpoint: str | None = None) -> Iterator[None]:
     """google.api_core / google.auth errors -> gpuctl errors a user can act on."""
-    import requests
     from google.api_core import exceptions
     from google.auth import exceptions as auth_exceptions
 
@@ -273,10 +277,13 @@ def translated(project: str, endpoint: str | None = None) -> Iterator[None]:
     except exceptions.GoogleAPICallError as exc:
         raise GpuctlError(f"the GKE API failed ({exc.code}): {exc.message}",
                           "rerun; report it if it persists") from None
-    except (requests.exceptions.RequestException, auth_exceptions.TransportError) as exc:
-        where = endpoint or "container.googleapis.com"
-        raise GpuctlError(f"could not reach {where}: {type(exc).__name__}",
-                          f"check the network, or {ENDPOINT_ENV} if you set it") from None
+    except Exception as exc:
+        # DNS, refused, timeout, TLS (requests/urllib3, or google-auth's token refresh).
+        if is_transport_error(exc):
+            where = endpoint or "container.googleapis.com"
+            raise network_error(exc, f"the GKE API ({where})", ENDPOINT_ENV,
+                                endpoint_set=endpoint is not None) from None
+        raise
 
 
 def forbidden_error(exc, project: str) -> CloudAccessError:

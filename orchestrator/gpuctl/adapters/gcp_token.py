@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .compute import CloudAccessError
+from .transport import http_timeout_s, network_error
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",
           "https://www.googleapis.com/auth/userinfo.email")
@@ -21,6 +22,16 @@ class AccessToken:
     expiry: dt.datetime | None  # UTC; None when the credentials did not say
 
 
+def _timed_request(request):
+    """google-auth's Request waits 120 s by default; bound it by GPUCTL_HTTP_TIMEOUT."""
+    timeout = http_timeout_s()
+
+    def send(*args, **kwargs):
+        kwargs["timeout"] = min(kwargs.get("timeout") or timeout, timeout)
+        return request(*args, **kwargs)
+    return send
+
+
 def access_token() -> AccessToken:
     import google.auth
     import google.auth.transport.requests
@@ -28,7 +39,7 @@ def access_token() -> AccessToken:
 
     try:
         credentials, _project = google.auth.default(scopes=list(SCOPES))
-        credentials.refresh(google.auth.transport.requests.Request())
+        credentials.refresh(_timed_request(google.auth.transport.requests.Request()))
     except exceptions.DefaultCredentialsError:
         raise CloudAccessError("no Google Cloud credentials found (Application Default Credentials)",
                                "run `gcloud auth application-default login`") from None
@@ -36,8 +47,7 @@ def access_token() -> AccessToken:
         raise CloudAccessError(f"Google Cloud credentials were refused: {exc}",
                                "run `gcloud auth application-default login` again") from None
     except exceptions.TransportError as exc:
-        raise CloudAccessError(f"could not reach Google to refresh the token: {type(exc).__name__}",
-                               "check the network and rerun") from None
+        raise network_error(exc, "Google's sign-in service") from None
     expiry = credentials.expiry
     if expiry is not None and expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=dt.timezone.utc)  # google-auth keeps naive UTC

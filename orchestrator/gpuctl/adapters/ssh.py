@@ -175,10 +175,26 @@ def translate_connect_error(exc: Exception, target: SshTarget) -> GpuctlError:
         return SshError(f"{target.host} has no pinned host key, so gpuctl will not trust it",
                         "add its key to gpuctl's known_hosts (ssh-keyscan, checked out of band) "
                         "or pass --known-hosts")
+    text = str(exc)
+    if isinstance(exc, socket.gaierror):
+        return SshError(f"cannot resolve {target.host}: no network or a wrong name",
+                        "check the address (gpuctl status shows it) and the network")
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return SshError(f"{target.label} did not answer within {CONNECT_TIMEOUT_S}s",
                         "check the address, the firewall rule and that the machine is running")
-    if isinstance(exc, (OSError, paramiko.SSHException)):
+    if isinstance(exc, paramiko.SSHException) and "banner" in text.lower():
+        # paramiko: "Error reading SSH protocol banner" (garbage or silence instead of
+        # "SSH-2.0-..."); a host still booting, or another service on that port.
+        return SshError(f"{target.label} answered, but not with an SSH banner",
+                        f"check that sshd listens on port {target.port} (not another service), "
+                        "or wait for the host to finish booting and rerun")
+    if isinstance(exc, (paramiko.SSHException, EOFError)):
+        # Past the banner: key exchange or packet errors ("Incompatible ssh peer",
+        # "Indecipherable packet", the peer closing mid-handshake).
+        return SshError(f"the SSH handshake with {target.label} failed: "
+                        f"{text or type(exc).__name__}",
+                        "check that the port is sshd's and the host is up; wait a minute and rerun")
+    if isinstance(exc, OSError):
         return SshError(f"cannot reach {target.label}: {exc}",
                         "check the address and port, and that sshd runs there")
     return SshError(f"SSH to {target.label} failed: {exc}", "rerun with GPUCTL_DEBUG=1 for details")

@@ -13,6 +13,7 @@ from .. import __version__
 
 # command name -> (module under gpuctl.cli, attribute, one-line help for --help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "check": ("check_cmd", "check", "Check credentials, project, APIs, permissions, quota, Pulumi, SSH source."),
     "profiles": ("profiles_cmd", "profiles", "List machine profiles with their price and zones."),
     "cost": ("cost_cmd", "cost", "Show what a profile costs per hour and if forgotten."),
     "up": ("up_cmd", "up", "Create a guarded GPU VM (use --dry-run for the plan)."),
@@ -62,13 +63,58 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         from ..errors import GpuctlError
 
+        debug = os.environ.get("GPUCTL_DEBUG") == "1"
+        if not debug:
+            quiet_libraries()
         try:
             return super().invoke(ctx)
         except GpuctlError as exc:
-            if os.environ.get("GPUCTL_DEBUG") == "1":
+            if debug:
                 raise
             report_error(exc)
             ctx.exit(exc.exit_code)
+        except Exception as exc:
+            # A safety net: adapters translate network failures, but one that slips past them
+            # (a library raising from an unexpected place) is still one line, never a traceback.
+            failure = None if debug else stray_network_error(exc)
+            if failure is None:
+                raise
+            report_error(failure)
+            ctx.exit(failure.exit_code)
+
+
+# Libraries whose exceptions are network trouble when they reach the top unhandled.
+_NETWORK_LIBRARIES = {"requests", "urllib3", "httplib2", "paramiko", "socket", "ssl"}
+
+
+def stray_network_error(exc: Exception):
+    """A NetworkError for a transport exception no adapter caught, else None (a real bug:
+    the traceback stays, so it gets reported)."""
+    from ..adapters.transport import is_transport_error, network_error
+
+    library = type(exc).__module__.split(".")[0]
+    auth = type(exc).__module__.startswith("google.auth")
+    if library not in _NETWORK_LIBRARIES and not auth and not isinstance(exc, (ConnectionError,
+                                                                               TimeoutError)):
+        return None
+    if library == "paramiko" and not is_transport_error(exc):
+        from ..errors import NetworkError
+
+        return NetworkError(f"SSH failed: {exc}".strip(),
+                            "check the host's address and that sshd runs there, then rerun")
+    return network_error(exc, "Google Cloud") if is_transport_error(exc) else None
+
+
+def quiet_libraries() -> None:
+    """google-auth, urllib3 and paramiko log (paramiko: whole tracebacks) and warn through
+    Python's logging and warnings; with no handler configured, logging's last resort would
+    print them to stderr next to gpuctl's one error line. GPUCTL_DEBUG=1 shows them."""
+    import logging
+
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())
+    logging.captureWarnings(True)  # e.g. google-auth's "no quota project" UserWarning
 
 
 def report_error(exc) -> None:

@@ -38,21 +38,35 @@ def duration_text(seconds: float | None) -> str:
 @click.argument("name", required=False)
 @json_option
 def status(name: str | None, as_json: bool) -> None:
-    """Every gpuctl VM (or NAME): state, zone, uptime, cost so far, time until a guard fires."""
-    from rich.table import Table
-
-    from ..lifecycle.status import status_all
+    """Every gpuctl VM (or NAME): state, zone, uptime, cost so far, time until a guard fires.
+    Without a network: gpuctl's local records, marked not live, and a non-zero exit."""
+    from ..lifecycle.status import status_report
     from . import render
 
     _, deps = _deps(need_engine=False)
-    rows = status_all(deps, name)
+    report = status_report(deps, name)
+    rows = report.rows
     if as_json:
-        render.print_json(rows)
-        return
-    if not rows:
-        click.echo("no gpuctl VMs")
-        return
-    table = Table("name", "state", "zone", "address", "uptime", "cost so far", "guard fires in")
+        render.print_json(rows)  # each row says "live": false when it is a local record
+    elif not rows:
+        click.echo("no gpuctl VMs" if report.live else "gpuctl has no local record of any VM")
+    else:
+        _status_table(rows, report.live)
+    if report.error is not None:
+        # Not live: the records above are what gpuctl wrote down, not what runs. Exit
+        # non-zero all the same, so a script never takes them for Google's answer.
+        raise report.error
+
+
+def _status_table(rows: list[dict], live: bool) -> None:
+    from rich.table import Table
+
+    from . import render
+
+    title = None if live else ("NOT LIVE: Compute Engine could not be reached; "
+                               "these are gpuctl's local records")
+    table = Table("name", "state", "zone", "address", "uptime", "cost so far", "guard fires in",
+                  title=title, title_justify="left", title_style="bold yellow")
     for row in rows:
         guards = ", ".join(f"{g['kind']} {duration_text(g['fires_in_seconds'])}" for g in row["guards"])
         cost = "-" if row["cost_so_far_usd"] is None else f"${row['cost_so_far_usd']:,.2f}"

@@ -108,17 +108,12 @@ def gke_up(spec: GkeSpec, deps: GkeDeps, on_event: OnEvent | None = None) -> UpR
         except GpuctlError as rollback_error:
             emit("warn", f"rollback incomplete: {rollback_error.message}")
         if isinstance(exc, StackError):
-            raise GpuctlError(f"creating cluster {spec.name} failed: {_first_error_line(exc.detail)}",
+            raise GpuctlError(f"creating cluster {spec.name} failed: {exc.reason}",
                               f"fix the cause; `gpuctl gke down --name {spec.name}` removes "
                               "anything left") from None
         raise
     emit("ready", f"cluster {spec.name} is {cluster.status}; kube context {context_name(spec.name)}")
     return UpResult(cluster, path, context_name(spec.name))
-
-
-def _first_error_line(detail: str) -> str:
-    lines = [line.strip() for line in detail.splitlines() if "error" in line.lower()]
-    return (lines[0] if lines else detail.strip().splitlines()[0] if detail.strip() else "?")[:300]
 
 
 def _find(name: str, deps: GkeDeps) -> ClusterView | None:

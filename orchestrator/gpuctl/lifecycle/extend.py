@@ -1,25 +1,49 @@
-"""`gpuctl extend`: move a VM's server-side run limit and say what the new worst case is.
+"""`gpuctl extend`: move a running VM's deadline and say what the new worst case is.
 
-The limit is changed in place with instances.setScheduling (GCE's own call for it), keeping
-every other scheduling field; the record follows, so status and cost stay right. GCE may
-refuse to change scheduling on a running VM in some cases; then nothing changes and the
-error says so (gpuctl never stops a VM to extend it: that would lose its local NVMe).
+A VM has two server-side time guards:
+  * the hard cap: GCE's maxRunDuration (or terminationTime) with its termination action, fixed
+    at creation. GCE moves it only with instances.setScheduling, and compute.v1.json says "You
+    can only call this method on astopped instance, that is, a VM instance that is in a
+    `TERMINATED` state"; stopping loses the local NVMe. So extend never touches it.
+  * the deadline: a Cloud Scheduler job that deletes the VM at a minute gpuctl picks
+    (adapters/deadline.py), moved in place with jobs.patch while the VM runs.
+The VM ends at whichever comes first; that is the worst case extend reports. Past the hard cap
+it refuses and says what it would take.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
-from gpuctl_infra.rules import MAX_RUN_SECONDS
+from gpuctl_infra.catalog import region_of
 
+from ..adapters.compute import InstanceView
+from ..adapters.deadline import DeadlineApi
 from ..errors import GpuctlError, UsageError
 from ..units import format_duration
 from . import records
-from .billing_time import time_left
 from .deps import LiveDeps
 
+SERVICE_ACCOUNT_ENV = "GPUCTL_DEADLINE_SERVICE_ACCOUNT"
 
-def extend_vm(name: str, hours: float, deps: LiveDeps) -> dict:
+
+def deadline_api(deps: LiveDeps, zone: str) -> DeadlineApi:
+    """The deadline job acts as a service account that may delete the VM (compute.instances.delete)."""
+    account = os.environ.get(SERVICE_ACCOUNT_ENV) or f"gpuctl-deadline@{deps.project}.iam.gserviceaccount.com"
+    return DeadlineApi(deps.project, region_of(zone), account)
+
+
+def hard_cap(record: records.VmRecord, view: InstanceView) -> dt.datetime | None:
+    """When GCE's own limit ends the VM: last start + maxRunDuration, or the termination time."""
+    if record.max_run_seconds and view.last_start:
+        return view.last_start + dt.timedelta(seconds=record.max_run_seconds)
+    if record.termination_time:
+        return dt.datetime.fromisoformat(record.termination_time)
+    return None
+
+
+def extend_vm(name: str, hours: float, deps: LiveDeps, deadlines: DeadlineApi | None = None) -> dict:
     if not (0 < hours <= 24 * 120):
         raise UsageError(f"--hours {hours} is out of range", "use a positive number of hours")
     record = records.require(name)
@@ -27,25 +51,37 @@ def extend_vm(name: str, hours: float, deps: LiveDeps) -> dict:
     if view is None:
         raise GpuctlError(f"VM {name} no longer exists in {record.zone}",
                           f"`gpuctl down {name}` cleans up what is left")
-    added = int(hours * 3600)
-    if record.max_run_seconds:
-        new_limit = record.max_run_seconds + added
-        if new_limit > MAX_RUN_SECONDS:
-            raise UsageError(f"the run limit would be {format_duration(new_limit)}, over GCE's 120 days",
-                             "extend by less")
-        deps.compute.set_run_limit(view, max_run_seconds=new_limit)
-        record.max_run_seconds = new_limit
-    elif record.termination_time:
-        when = dt.datetime.fromisoformat(record.termination_time) + dt.timedelta(seconds=added)
-        deps.compute.set_run_limit(view, termination_time=when.isoformat())
-        record.termination_time = when.isoformat()
-    else:
-        raise GpuctlError(f"VM {name} has no run limit to move (only a daily stop)",
-                          "its guard is the schedule; `gpuctl down` when you are done")
-    records.save(record)
-    left = time_left(record, deps.compute.instance(record.zone, name), deps.clock())
-    worst = None if left is None else left / 3600 * record.hourly_usd
-    return {"name": name, "added_hours": hours, "max_run_seconds": record.max_run_seconds,
-            "termination_time": record.termination_time, "time_left_seconds": left,
-            "worst_case_usd": None if worst is None else round(worst, 2),
-            "then": "deleted" if record.termination_action == "DELETE" else "stopped"}
+    deadlines = deadlines or deadline_api(deps, record.zone)
+    now = deps.clock()
+    cap = hard_cap(record, view)
+    current = deadlines.get(name, now)
+    wanted = max(current or now, now) + dt.timedelta(hours=hours)
+    if cap is not None and wanted > cap:
+        room = max(0.0, (cap - (current or now)).total_seconds())
+        raise UsageError(
+            f"the deadline would be {_utc(wanted)}, past the VM's hard cap at {_utc(cap)} "
+            f"(GCE {record.termination_action.lower()}s it then; the cap was fixed at creation and GCE "
+            "changes it only on a stopped VM, which loses the local NVMe)",
+            f"extend by at most {room / 3600:.2f}h; to run {format_duration((wanted - now).total_seconds())} "
+            f"from now, copy results off the VM, `gpuctl down {name}` and `gpuctl up {record.profile} "
+            f"--ttl {_ceil_hours((wanted - now).total_seconds())}h` (or a --budget that buys it)")
+    fires = deadlines.set(name, record.zone, wanted)
+    ends = min(fires, cap) if cap else fires
+    running_h = max(0.0, (ends - now).total_seconds() / 3600)
+    return {
+        "name": name, "added_hours": hours,
+        "deadline": _utc(fires), "previous_deadline": _utc(current) if current else None,
+        "hard_cap": _utc(cap) if cap else None,
+        "time_left_seconds": running_h * 3600,
+        "worst_case_usd": round(running_h * record.hourly_usd, 2),
+        "then": "deleted" if ends == fires or record.termination_action == "DELETE" else "stopped",
+        "status": view.status,
+    }
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _ceil_hours(seconds: float) -> int:
+    return int(-(-seconds // 3600))

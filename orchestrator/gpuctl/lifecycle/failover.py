@@ -1,15 +1,25 @@
 """Zone failover: which zones to try, in which order, and what an error means for the next try.
 
-An apply error is classified from its text, since it reaches gpuctl as the engine's message
-(Pulumi relays the provider's, which relays GCE's). The codes GCE puts on a failed insert
-operation (ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED...) appear in that text; so do the
-HTTP statuses of direct API errors.
+An apply error is classified from its text, since it reaches gpuctl as the engine's output
+(Pulumi relays the provider's, which relays GCE's). In that output the provider's words sit in
+the Diagnostics section under the resource that failed, as the Terraform bridge lists them:
+
+    Diagnostics:
+      gcp:compute:Instance (alice-a100-spot):
+        error: 1 error occurred:
+        	* Error waiting for instance to create: The zone '...' does not have enough resources ...
+
+The provider reports a failed operation by its errors' messages (not their codes), and an
+HTTP refusal as "googleapi: Error 403: <message>, <reason>"; the rules below match both. Only
+those lines are classified: progress lines and paths elsewhere in the output must not decide.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from ..adapters.pulumi_engine import engine_errors
 from typing import Literal
 
 Outcome = Literal["stockout", "unsupported", "quota", "transient", "fatal"]
@@ -41,10 +51,13 @@ HINTS = {
 
 
 def classify(text: str) -> Outcome:
+    errors = " ".join(engine_errors(text)) or text
     for outcome, pattern in _RULES:
-        if pattern.search(text):
+        if pattern.search(errors):
             return outcome
     return "fatal"  # unknown errors stop failover: retrying blindly could create twice
+
+
 
 
 _NOISE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) https?://\S+?:\s|"
@@ -54,11 +67,18 @@ _NOISE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) https?://\S+?:\s|"
 def short_reason(text: str, limit: int = 200) -> str:
     """The line of an engine error that says what went wrong, without the request URL and
     the provider's prefix, trimmed for one table cell."""
+    errors = engine_errors(text)
+    if errors:
+        return _VERB.sub("", _NOISE.sub("", errors[0])).strip()[:limit]
     lines = [_NOISE.sub("", line).strip(" *\t-") for line in text.splitlines() if line.strip()]
     for line in lines:
         if classify(line) != "fatal" or re.search(r"error", line, re.I):
             return line[:limit]
     return (lines[-1] if lines else "unknown error")[:limit]
+
+
+# The provider's "what it was doing" prefix: the rest of the line is GCE's own message.
+_VERB = re.compile(r"^Error (waiting for [\w ]+?|creating [\w ]+?|deleting [\w ]+?): ")
 
 
 @dataclass(frozen=True)

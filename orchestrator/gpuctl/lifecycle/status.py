@@ -1,11 +1,14 @@
 """`gpuctl status`: every gpuctl VM in the project from ONE paged aggregatedList filtered by
-label, joined with the local records for prices and guards."""
+label, joined with the local records for prices and guards. When Compute Engine cannot be
+reached, the local records alone, marked not live (`status_report`)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from ..adapters.compute import InstanceView
+from ..errors import NetworkError
 from . import records
 from .billing_time import STOPPED_STATES, cost_so_far, guard_timers, running_window, time_left
 from .deps import LiveDeps
@@ -51,6 +54,7 @@ def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.dateti
         "time_left_seconds": time_left(record, view, now) if record else None,
         "tracked": record is not None,
         "owner": (view.labels.get("gpuctl-owner") if view else None),
+        "live": True,
     }
 
 
@@ -63,3 +67,33 @@ def status_all(deps: LiveDeps, name: str | None = None) -> list[dict]:
     local = {r.name: r for r in records.all_records() if not name or r.name == name}
     names = sorted(set(views) | set(local))
     return [vm_status(local.get(n), views.get(n), now) for n in names]
+
+
+@dataclass
+class StatusReport:
+    rows: list[dict]
+    live: bool  # False: Compute Engine could not be reached; rows are gpuctl's records only
+    error: NetworkError | None = None
+
+
+def recorded_status(record: VmRecord, now: dt.datetime) -> dict:
+    """What gpuctl wrote down about a VM, nothing read from Google: no state, uptime or cost
+    that could be stale is shown as current."""
+    return {
+        "name": record.name, "state": f"recorded {record.state} (not live)",
+        "zone": record.zone, "address": record.address, "machine_type": None,
+        "uptime_seconds": None, "cost_so_far_usd": None, "hourly_usd": record.hourly_usd,
+        "guards": guard_timers(record, None, now), "time_left_seconds": None,
+        "tracked": True, "owner": None, "live": False,
+    }
+
+
+def status_report(deps: LiveDeps, name: str | None = None) -> StatusReport:
+    """Live rows, or, when the network fails, the local records marked not live with the
+    error kept for the caller to report (and exit non-zero on)."""
+    try:
+        return StatusReport(status_all(deps, name), live=True)
+    except NetworkError as exc:
+        now = deps.clock()
+        rows = [recorded_status(r, now) for r in records.all_records() if not name or r.name == name]
+        return StatusReport(rows, live=False, error=exc)

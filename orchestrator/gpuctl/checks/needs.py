@@ -1,0 +1,53 @@
+"""What each live command needs from a project: APIs and IAM permissions (data only)."""
+
+from __future__ import annotations
+
+# name -> what it is, for the lines `gpuctl check` prints.
+APIS = {
+    "compute.googleapis.com": "Compute Engine API",
+    "container.googleapis.com": "Kubernetes Engine API",
+    "cloudbilling.googleapis.com": "Cloud Billing API (catalog prices)",
+    "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
+}
+
+# Commands -> project-level permissions they use. From the methods each command calls (the
+# "IAM Permissions" section of each method in Google's REST reference, e.g.
+# https://cloud.google.com/compute/docs/reference/rest/v1/instances/insert) and the VM
+# creation permissions in https://cloud.google.com/compute/docs/access/create-enable-service-accounts-for-instances
+# ("Required permissions": instances.create, subnetworks.use/useExternalIp, setMetadata,
+# setLabels...). The Cloud Billing Catalog is public to any signed-in caller: no permission.
+PERMISSIONS = {
+    "status/list": ["compute.instances.list"],
+    "up": ["compute.instances.create", "compute.instances.get", "compute.instances.getGuestAttributes",
+           "compute.instances.setMetadata", "compute.instances.setLabels", "compute.instances.setTags",
+           "compute.disks.create", "compute.images.useReadOnly", "compute.subnetworks.use",
+           "compute.subnetworks.useExternalIp", "compute.firewalls.create",
+           "compute.resourcePolicies.create", "compute.resourcePolicies.use"],
+    "extend": ["compute.instances.get", "compute.instances.setScheduling"],
+    "down/sweep": ["compute.instances.list", "compute.instances.delete", "compute.disks.list",
+                   "compute.disks.delete", "compute.firewalls.list", "compute.firewalls.delete",
+                   "compute.resourcePolicies.list", "compute.resourcePolicies.delete"],
+    "gke": ["container.clusters.create", "container.clusters.get", "container.clusters.list",
+            "container.clusters.delete", "container.clusters.update", "container.operations.get",
+            "compute.instanceGroupManagers.list", "iam.serviceAccounts.actAs"],
+}
+
+# Roles that hold those permissions, for the fix on a failing line.
+ROLES = {
+    "status/list": "roles/compute.viewer",
+    "up": "roles/compute.instanceAdmin.v1 and roles/compute.securityAdmin",
+    "extend": "roles/compute.instanceAdmin.v1",
+    "down/sweep": "roles/compute.instanceAdmin.v1 and roles/compute.securityAdmin",
+    "gke": "roles/container.admin and roles/iam.serviceAccountUser",
+}
+
+# GPU quota metrics of Compute Engine regions (compute.v1 discovery document, Quota.metric):
+# on-demand NVIDIA_<GPU>_GPUS, spot PREEMPTIBLE_NVIDIA_<GPU>_GPUS. The document's enum lacks
+# NVIDIA_H100_GPUS (it has PREEMPTIBLE_ and COMMITTED_ H100); Google's GPU quota page uses it.
+QUOTA_METRICS = {
+    "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
+    "nvidia-l4": "NVIDIA_L4_GPUS",
+    "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
+    "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
+    "nvidia-h100-80gb": "NVIDIA_H100_GPUS",
+}
