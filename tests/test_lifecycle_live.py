@@ -32,6 +32,7 @@ from gpuctl.plan import UpOptions, plan_vm
 from gpuctl.targets import resolve_target
 from tests.gcp_provider.fixtures import stack_state, state_file
 from tests.standins.compute import compute_standin  # noqa: F401 (fixture)
+from tests.standins.scheduler import SchedulerStandIn
 
 PROJECT = "gpuctl-test"
 NAME = "alice-a100-spot"
@@ -73,7 +74,14 @@ class GuestAgent:
 
 
 @pytest.fixture
-def live(compute_standin, throwaway_host, real_engine_env, monkeypatch):
+def scheduler(monkeypatch):
+    with SchedulerStandIn(PROJECT) as standin:
+        monkeypatch.setenv("GPUCTL_SCHEDULER_ENDPOINT", standin.endpoint)
+        yield standin
+
+
+@pytest.fixture
+def live(compute_standin, throwaway_host, real_engine_env, scheduler, monkeypatch):
     compute_standin.nat_ips[NAME] = throwaway_host.address
     # The user's endpoint override reaches both gpuctl's reads and the engine's provider.
     monkeypatch.setenv("GPUCTL_COMPUTE_ENDPOINT", compute_standin.endpoint)
@@ -84,7 +92,7 @@ def live(compute_standin, throwaway_host, real_engine_env, monkeypatch):
     deps = LiveDeps(engine=engine, compute=compute, project=PROJECT,
                     caller_cidr="198.51.100.7/32", sleep=lambda s: None,
                     timeouts=Timeouts(running_s=1, host_keys_s=1, ssh_s=10, poll_s=0.1))
-    deps.standin, deps.host, deps.agent = compute_standin, throwaway_host, agent
+    deps.standin, deps.host, deps.agent, deps.scheduler = compute_standin, throwaway_host, agent, scheduler
     return deps
 
 
@@ -99,13 +107,13 @@ def nothing_left(standin, name=NAME) -> bool:
 def test_up_status_ssh_extend_down_end_to_end(ctx, live):
     standin = live.standin
     events = []
-    result = up_vm(ctx, plan_for(ctx, ttl="6h"), live, on_event=lambda k, t: events.append(k))
+    result = up_vm(ctx, plan_for(ctx, ttl="6h", cap="12h"), live, on_event=lambda k, t: events.append(k))
     record = result.record
     assert record.state == "ready" and record.zone == "us-central1-a"
     assert record.address == live.host.address and [a.outcome for a in record.attempts] == ["created"]
     instance = standin.instance(NAME)
     assert instance["scheduling"]["provisioningModel"] == "SPOT"
-    assert instance["scheduling"]["maxRunDuration"]["seconds"] in ("21600", 21600)
+    assert instance["scheduling"]["maxRunDuration"]["seconds"] in ("43200", 43200)  # the hard cap
     firewall = standin.firewalls()[0]
     assert firewall["sourceRanges"] == ["198.51.100.7/32"]
     assert "ssh-keys" not in json.dumps(standin.labelled_resources("gpuctl-name", NAME))
@@ -126,18 +134,27 @@ def test_up_status_ssh_extend_down_end_to_end(ctx, live):
     assert not standin.calls("instances.list")
     (row,) = rows
     assert row["state"] == "running" and row["zone"] == "us-central1-a"
-    guard = row["guards"][0]
-    assert guard["kind"] == "max_run_duration" and 5 * 3600 < guard["fires_in_seconds"] <= 6 * 3600
+    guards = {g["kind"]: g for g in row["guards"]}
+    assert 11 * 3600 < guards["max_run_duration"]["fires_in_seconds"] <= 12 * 3600
+    assert 5 * 3600 < guards["deadline"]["fires_in_seconds"] <= 6 * 3600 + 60
+    assert 5 * 3600 < row["time_left_seconds"] <= 6 * 3600 + 60
 
-    # extend moves the server-side guard in place.
+    # extend moves the deadline while the VM runs: no setScheduling (refused on a RUNNING VM),
+    # no stop; the VM and its disks are untouched, GCE's cap stays.
+    before = standin.instance(NAME)
     extended = extend_vm(NAME, 2, live)
-    assert standin.calls("instances.setScheduling")
-    assert str(standin.instance(NAME)["scheduling"]["maxRunDuration"]["seconds"]) == str(8 * 3600)
-    assert extended["max_run_seconds"] == 8 * 3600 and extended["worst_case_usd"] > 0
+    assert not standin.calls("instances.setScheduling") and not standin.calls("instances.stop")
+    assert standin.instance(NAME) == before and before["status"] == "RUNNING"
+    (job,) = live.scheduler.jobs.values()
+    assert job["httpTarget"]["httpMethod"] == "DELETE" and job["httpTarget"]["uri"].endswith(f"/instances/{NAME}")
+    left = {g["kind"]: g for g in status_all(live)[0]["guards"]}["deadline"]["fires_in_seconds"]
+    assert 7 * 3600 < left <= 8 * 3600 + 60 and extended["worst_case_usd"] > 0
+    assert extended["hard_cap"] and extended["previous_deadline"]
 
     # down destroys, verifies, forgets; twice is safe.
     done = down_vm(NAME, live)
     assert done.existed and done.final_cost_usd is not None and done.deleted_directly == []
+    assert live.scheduler.jobs == {}  # the deadline job went with the VM
     assert nothing_left(standin) and records.load(NAME) is None
     assert live.engine.list_stacks() == [] and not target.key_file.exists()
     assert live.host.address not in hostkeys.known_hosts_path().read_text()
@@ -288,7 +305,7 @@ def test_the_cli_flow_up_status_ssh_extend_down(live, monkeypatch):
 
     monkeypatch.setattr(deps_module, "live_deps", lambda ctx, ssh_from=None, need_engine=True: live)
     runner = CliRunner()
-    up = runner.invoke(cli, ["up", "a100-spot", "-y", "--no-provision", "--json"])
+    up = runner.invoke(cli, ["up", "a100-spot", "-y", "--no-provision", "--json", "--ttl", "6h", "--cap", "12h"])
     assert up.exit_code == 0, up.output
     summary = json.loads(up.stdout)
     assert summary["name"] == NAME and summary["address"] == live.host.address
@@ -393,4 +410,13 @@ def test_the_engine_that_ran_is_the_real_pulumi_with_the_provider_plugin(ctx, li
     pinned = (REPO / "scripts" / "pulumi-version.env").read_text().split("PULUMI_CLI_VERSION=")[1].split()[0]
     version = subprocess.run(["pulumi", "version"], capture_output=True, text=True, check=True).stdout.strip()
     assert version == pinned  # the CLI built from Go modules, first on PATH
+    down_vm(NAME, live)
+
+
+def test_extend_without_a_cap_says_what_it_would_take(ctx, live):
+    up_vm(ctx, plan_for(ctx, ttl="6h"), live)  # GCE's own limit only: nothing movable
+    with pytest.raises(GpuctlError) as err:
+        extend_vm(NAME, 2, live)
+    assert "no movable deadline" in err.value.message and "--cap" in err.value.hint
+    assert not live.standin.calls("instances.setScheduling") and live.scheduler.jobs == {}
     down_vm(NAME, live)

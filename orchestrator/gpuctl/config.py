@@ -6,6 +6,7 @@ Example:
     region = "asia-northeast1"
     currency = "JPY"
     ttl = "6h"                  # default server-side run limit for every VM
+    cap = "24h"                 # hard cap: the 6h becomes a deadline `gpuctl extend` can move
     daily_stop = "06:00"        # stop every day at this clock time...
     time_zone = "Asia/Tokyo"    # ...in this zone
     pulumi_backend = "gs://my-bucket/gpuctl"   # where stacks live (default: under the gpuctl home)
@@ -35,7 +36,7 @@ from .validation import first_error
 
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # GPUCTL_<NAME> environment variables that override config keys.
-ENV_KEYS = ("owner", "project", "region", "currency", "ttl", "daily_stop", "time_zone", "ssh_from")
+ENV_KEYS = ("owner", "project", "region", "currency", "ttl", "cap", "daily_stop", "time_zone", "ssh_from")
 
 
 class Config(BaseModel):
@@ -47,6 +48,9 @@ class Config(BaseModel):
     currency: str = "USD"  # display currency next to USD
     fx_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # USD -> currency, overrides the snapshot
     ttl: str | None = "8h"  # server-side max run duration for every VM; "none" to omit
+    # A hard cap longer than the ttl makes the ttl a movable deadline (`gpuctl extend`): GCE's
+    # own limit is set to the cap, and a Cloud Scheduler job deletes the VM at the ttl.
+    cap: str | None = None
     termination_action: Literal["delete", "stop"] = "delete"
     daily_stop: str | None = None  # HH:MM
     time_zone: str | None = None  # IANA name; None leaves hosts as they are (UTC for schedules)
@@ -63,7 +67,7 @@ class Config(BaseModel):
             raise ValueError(f"'{value}' is not a currency code like USD or JPY")
         return value
 
-    @field_validator("ttl")
+    @field_validator("ttl", "cap")
     @classmethod
     def _ttl(cls, value: str | None) -> str | None:
         return _optional_setting(value, parse_duration)

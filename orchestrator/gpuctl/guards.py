@@ -39,10 +39,11 @@ class Guard:
 @dataclass(frozen=True)
 class GuardPlan:
     guards: tuple[Guard, ...]
-    max_run_seconds: int | None
+    max_run_seconds: int | None  # GCE's own limit: the hard cap when a deadline is set
     termination_time: dt.datetime | None
     termination_action: str  # DELETE | STOP, as GCE spells it
     daily_stop: DailyStop | None
+    deadline_seconds: int | None = None  # the movable deadline (a Cloud Scheduler job), if any
 
     @property
     def server_side(self) -> tuple[Guard, ...]:
@@ -51,7 +52,10 @@ class GuardPlan:
     def exposure(self) -> Exposure:
         """The first server-side guard to fire bounds the running time; its action decides
         whether billing ends (delete) or shrinks to the disks (stop)."""
-        firing = [g for g in self.server_side if g.fires_in_seconds is not None]
+        # A movable deadline is not counted: if its job fails (permissions, API off), GCE's own
+        # limit still ends the VM, so the worst case is that limit.
+        firing = [g for g in self.server_side if g.fires_in_seconds is not None
+                  and not g.details.get("movable")]
         if not firing:
             return Exposure(None, "running")
         first = min(firing, key=lambda g: g.fires_in_seconds)
@@ -68,6 +72,7 @@ def seconds_until_clock(stop: DailyStop, now: dt.datetime) -> float:
 
 
 def plan_guards(*, max_run_seconds: int | None, termination_time: dt.datetime | None,
+                deadline_seconds: int | None = None,
                 termination_action: str, daily_stop: DailyStop | None, idle_minutes: int,
                 unguarded: bool, now: dt.datetime) -> GuardPlan:
     action = termination_action.upper()
@@ -77,6 +82,12 @@ def plan_guards(*, max_run_seconds: int | None, termination_time: dt.datetime | 
             "max_run_duration", "server",
             f"GCE {action.lower()}s the VM after {format_duration(max_run_seconds)} of running",
             action.lower(), float(max_run_seconds), {"seconds": max_run_seconds}))
+    if deadline_seconds:
+        guards.append(Guard(
+            "deadline", "server",
+            f"Cloud Scheduler deletes the VM after {format_duration(deadline_seconds)} "
+            "(`gpuctl extend` moves it, up to the cap)",
+            "delete", float(deadline_seconds), {"seconds": deadline_seconds, "movable": True}))
     if termination_time:
         guards.append(Guard(
             "termination_time", "server",
@@ -103,4 +114,5 @@ def plan_guards(*, max_run_seconds: int | None, termination_time: dt.datetime | 
         raise GuardError("this plan has no server-side guard: the VM would bill until you delete it",
                          f"pass --ttl 6h, --budget 20 or --stop-at 06:00, or {UNGUARDED_FLAG} "
                          "to accept an unbounded bill")
-    return GuardPlan(tuple(guards), max_run_seconds, termination_time, action, daily_stop)
+    return GuardPlan(tuple(guards), max_run_seconds, termination_time, action, daily_stop,
+                     deadline_seconds)

@@ -22,7 +22,7 @@ from .guards import GuardPlan, plan_guards, seconds_until_clock
 from .money import budget_in_usd
 from .profiles import Profile, get_profile
 from .provision_plan import PlannedStep, provisioning_steps
-from .units import format_duration, parse_clock, parse_duration
+from .units import format_duration, is_off, parse_clock, parse_duration
 
 # Shown in the offline plan where apply generates a per-VM key pair on the user's machine.
 GENERATED_KEY_PLACEHOLDER = "ssh-ed25519 KEY-GENERATED-AT-APPLY gpuctl"
@@ -38,6 +38,7 @@ class UpOptions:
     region: str | None = None
     ttl: str | None = None  # None: the config default; "none": no run limit
     budget: str | None = None
+    cap: str | None = None  # a hard cap above the ttl: the ttl becomes a movable deadline
     until: str | None = None  # RFC 3339 time for termination_time
     stop_at: str | None = None  # HH:MM daily stop
     time_zone: str | None = None
@@ -127,6 +128,27 @@ def _run_limit(options: UpOptions, ctx: Context, hourly: HourlyCost) -> tuple[in
     if seconds < 30:
         raise UsageError(f"TTL {ttl} is shorter than GCE's 30-second minimum", "use --ttl 1m or more")
     return seconds, None
+
+
+def _cap_and_deadline(run_limit: int | None, options: UpOptions, ctx: Context) -> tuple[int | None, int | None]:
+    """With a hard cap above the run limit, GCE's own limit (maxRunDuration) becomes the cap and
+    the run limit becomes a deadline that `gpuctl extend` can move while the VM runs: GCE moves
+    maxRunDuration only on a stopped VM (instances.setScheduling, compute.v1), and a stop loses
+    the local NVMe. Returns (GCE's limit, the movable deadline or None)."""
+    cap = options.cap if options.cap is not None else ctx.config.cap
+    if cap is None or is_off(cap):
+        return run_limit, None
+    if options.budget:
+        raise UsageError("--budget already is the hard cap", "pass --budget with --ttl, or --cap with --ttl")
+    if not run_limit:
+        raise UsageError(f"a cap of {cap} needs a run limit under it", "pass --ttl 6h with --cap")
+    seconds = parse_duration(cap)
+    if seconds > MAX_RUN_SECONDS:
+        raise UsageError(f"cap {cap} is longer than GCE's 120-day maximum", "use --cap 120d or less")
+    if seconds < run_limit:
+        raise UsageError(f"cap {cap} is shorter than the run limit {format_duration(run_limit)}",
+                         "pass a --cap longer than --ttl, or --cap none")
+    return seconds, (run_limit if run_limit < seconds else None)
 
 
 def _termination_time(options: UpOptions, now: dt.datetime) -> dt.datetime | None:
@@ -234,6 +256,7 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
     region, zones = resolve_region_and_zones(profile, options, ctx.config.region)
     hourly = hourly_cost(profile, region, ctx.prices)
     max_run_seconds, budget_usd = _run_limit(options, ctx, hourly)
+    max_run_seconds, deadline_seconds = _cap_and_deadline(max_run_seconds, options, ctx)
     termination_time = _termination_time(options, ctx.now)
     if max_run_seconds and termination_time and options.ttl is None and not options.budget:
         max_run_seconds = None  # an explicit --until replaces the config's default TTL
@@ -242,8 +265,15 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
         raise UsageError(f"termination action '{action}' is unknown", "use delete or stop")
     idle = ctx.config.idle_minutes if options.idle_minutes is None else options.idle_minutes
     daily_stop = _daily_stop(options, ctx)
-    max_run_seconds, warnings = _agree_with_daily_stop(max_run_seconds, daily_stop, options, ctx.now)
-    guards = plan_guards(max_run_seconds=max_run_seconds, termination_time=termination_time,
+    if deadline_seconds:
+        deadline_seconds, warnings = _agree_with_daily_stop(deadline_seconds, daily_stop, options, ctx.now)
+        max_run_seconds = max(max_run_seconds, deadline_seconds)
+        if deadline_seconds == max_run_seconds:
+            deadline_seconds = None  # nothing left to move: the cap is the limit
+    else:
+        max_run_seconds, warnings = _agree_with_daily_stop(max_run_seconds, daily_stop, options, ctx.now)
+    guards = plan_guards(max_run_seconds=max_run_seconds, deadline_seconds=deadline_seconds,
+                         termination_time=termination_time,
                          termination_action=action, daily_stop=daily_stop,
                          idle_minutes=idle, unguarded=options.unguarded, now=ctx.now)
     spec = build_spec(ctx, profile, options, zones[0], guards)

@@ -12,6 +12,8 @@ from .options import json_option, profile_argument
 @click.option("--region", help="Region (default: the profile's or your config's).")
 @click.option("--ttl", help="Server-side run limit, e.g. 6h or 1d12h; 'none' to omit (config: ttl).")
 @click.option("--budget", help="Run limit from money: stop spending at 20, $20 or 3000JPY.")
+@click.option("--cap", help="Hard cap above --ttl, e.g. 24h: the ttl becomes a deadline that "
+              "`gpuctl extend` moves while the VM runs (config: cap).")
 @click.option("--until", help="Delete at this time (RFC 3339), e.g. 2026-11-24T06:00+09:00.")
 @click.option("--stop-at", help="Stop daily at HH:MM (server schedule + on-host cron).")
 @click.option("--tz", "time_zone", help="Time zone of --stop-at, e.g. Asia/Tokyo.")

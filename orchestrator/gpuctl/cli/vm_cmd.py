@@ -96,10 +96,10 @@ def ssh(name: str, command: tuple[str, ...], print_only: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--hours", type=float, required=True, help="Hours to add to the run limit.")
+@click.option("--hours", type=float, required=True, help="Hours to add to the deadline.")
 @json_option
 def extend(name: str, hours: float, as_json: bool) -> None:
-    """Move VM NAME's server-side run limit by HOURS and show the new worst case."""
+    """Move VM NAME's deadline by HOURS while it runs (up to its hard cap); show the new worst case."""
     from ..lifecycle.extend import extend_vm
     from . import render
 
@@ -110,8 +110,9 @@ def extend(name: str, hours: float, as_json: bool) -> None:
         return
     left = duration_text(result["time_left_seconds"])
     worst = "-" if result["worst_case_usd"] is None else f"${result['worst_case_usd']:,.2f}"
-    click.echo(f"{name}: run limit moved by {hours:g}h; fires in {left}, then the VM is "
-               f"{result['then']}. Worst case from now: {worst}.")
+    click.echo(f"{name}: deadline moved by {hours:g}h to {result['deadline']} (was "
+               f"{result['previous_deadline'] or 'none'}); hard cap {result['hard_cap'] or 'none'}. "
+               f"Ends in {left}, then the VM is {result['then']}. Worst case from now: {worst}.")
 
 
 @click.command()

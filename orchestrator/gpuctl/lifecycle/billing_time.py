@@ -46,8 +46,10 @@ def cost_so_far(record: VmRecord, view: InstanceView | None,
     return running_h * record.hourly_usd + stopped_h * record.stopped_hourly_usd, running_h
 
 
-def guard_timers(record: VmRecord, view: InstanceView | None, now: dt.datetime) -> list[dict]:
-    """Each server-side guard with the seconds until it fires (None when it cannot fire now)."""
+def guard_timers(record: VmRecord, view: InstanceView | None, now: dt.datetime,
+                 deadline: dt.datetime | None = None) -> list[dict]:
+    """Each server-side guard with the seconds until it fires (None when it cannot fire now).
+    `deadline`: when the VM's deadline job fires, as Cloud Scheduler holds it (extend moves it)."""
     timers = []
     running = view is not None and view.status == "RUNNING"
     start = view.last_start if view and view.last_start else parse_time(record.running_since or "")
@@ -58,6 +60,9 @@ def guard_timers(record: VmRecord, view: InstanceView | None, now: dt.datetime) 
             left = max(0.0, (start + dt.timedelta(seconds=record.max_run_seconds) - now).total_seconds())
         timers.append({"kind": "max_run_duration", "action": action, "fires_in_seconds": left,
                        "limit_seconds": record.max_run_seconds})
+    if deadline is not None:
+        timers.append({"kind": "deadline", "action": "delete", "at": deadline.isoformat(),
+                       "fires_in_seconds": max(0.0, (deadline - now).total_seconds()), "movable": True})
     if record.termination_time:
         when = parse_time(record.termination_time)
         timers.append({"kind": "termination_time", "action": action, "at": record.termination_time,
@@ -73,7 +78,8 @@ def guard_timers(record: VmRecord, view: InstanceView | None, now: dt.datetime) 
     return timers
 
 
-def time_left(record: VmRecord, view: InstanceView | None, now: dt.datetime) -> float | None:
-    firing = [t["fires_in_seconds"] for t in guard_timers(record, view, now)
+def time_left(record: VmRecord, view: InstanceView | None, now: dt.datetime,
+              deadline: dt.datetime | None = None) -> float | None:
+    firing = [t["fires_in_seconds"] for t in guard_timers(record, view, now, deadline)
               if t["fires_in_seconds"] is not None]
     return min(firing) if firing else None

@@ -8,15 +8,19 @@ one that is missing. Tests build a `LiveDeps` with a stand-in engine and API end
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..adapters.compute import CloudAccessError, ComputeApi
+from ..adapters.deadline import DeadlineApi
 from ..adapters.pulumi_engine import AutomationEngine, StackEngine, find_pulumi_cli
 from ..context import Context
 
 VM_PROJECT = "gpuctl-vm"  # the Pulumi project every VM stack belongs to
+# The service account a VM's deadline job acts as: it needs compute.instances.delete.
+DEADLINE_ACCOUNT_ENV = "GPUCTL_DEADLINE_SERVICE_ACCOUNT"
 
 
 @dataclass
@@ -36,6 +40,17 @@ class LiveDeps:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
     sleep: Callable[[float], None] = time.sleep
     timeouts: Timeouts = field(default_factory=Timeouts)
+    deadlines: Callable[[str], DeadlineApi] | None = None  # zone -> API; tests pass a stand-in's
+
+    def deadline_api(self, zone: str) -> DeadlineApi:
+        """The Cloud Scheduler API for the deadline job of a VM in `zone` (the job lives in the
+        VM's region and deletes it as a service account allowed to)."""
+        if self.deadlines is not None:
+            return self.deadlines(zone)
+        from gpuctl_infra.catalog import region_of
+
+        account = os.environ.get(DEADLINE_ACCOUNT_ENV) or f"gpuctl-deadline@{self.project}.iam.gserviceaccount.com"
+        return DeadlineApi(self.project, region_of(zone), account)
 
 
 def resolve_project(ctx: Context) -> str:

@@ -44,6 +44,11 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
     left them (e.g. its state was lost); raises LeftoverError if any survive."""
     record.state = "destroying"
     records.save(record)
+    if record.deadline_seconds and record.zone:
+        try:
+            deps.deadline_api(record.zone).delete(record.name)
+        except GpuctlError as exc:  # a job left behind only fails against a deleted VM; sweep lists it
+            emit("warn", f"could not delete the deadline job of {record.name}: {exc.message}")
     try:
         deps.engine.destroy(record.stack)
     except StackError as exc:

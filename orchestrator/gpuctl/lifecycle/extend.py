@@ -14,9 +14,6 @@ it refuses and says what it would take.
 from __future__ import annotations
 
 import datetime as dt
-import os
-
-from gpuctl_infra.catalog import region_of
 
 from ..adapters.compute import InstanceView
 from ..adapters.deadline import DeadlineApi
@@ -24,15 +21,6 @@ from ..errors import GpuctlError, UsageError
 from ..units import format_duration
 from . import records
 from .deps import LiveDeps
-
-SERVICE_ACCOUNT_ENV = "GPUCTL_DEADLINE_SERVICE_ACCOUNT"
-
-
-def deadline_api(deps: LiveDeps, zone: str) -> DeadlineApi:
-    """The deadline job acts as a service account that may delete the VM (compute.instances.delete)."""
-    account = os.environ.get(SERVICE_ACCOUNT_ENV) or f"gpuctl-deadline@{deps.project}.iam.gserviceaccount.com"
-    return DeadlineApi(deps.project, region_of(zone), account)
-
 
 def hard_cap(record: records.VmRecord, view: InstanceView) -> dt.datetime | None:
     """When GCE's own limit ends the VM: last start + maxRunDuration, or the termination time."""
@@ -51,10 +39,18 @@ def extend_vm(name: str, hours: float, deps: LiveDeps, deadlines: DeadlineApi | 
     if view is None:
         raise GpuctlError(f"VM {name} no longer exists in {record.zone}",
                           f"`gpuctl down {name}` cleans up what is left")
-    deadlines = deadlines or deadline_api(deps, record.zone)
+    deadlines = deadlines or deps.deadline_api(record.zone)
     now = deps.clock()
     cap = hard_cap(record, view)
     current = deadlines.get(name, now)
+    if current is None and cap is not None:
+        # Created without a cap above its run limit: GCE's limit is the only one, and GCE
+        # moves it only on a stopped VM (which loses the local NVMe).
+        raise UsageError(
+            f"{name} has no movable deadline: its run limit is GCE's own, fixed at creation "
+            f"(ends {_utc(cap)}); GCE changes it only on a stopped VM, which loses the local NVMe",
+            f"copy results off the VM, `gpuctl down {name}`, then `gpuctl up {record.profile} "
+            f"--ttl 6h --cap 24h` (or `cap` in the config) for VMs whose deadline extend can move")
     wanted = max(current or now, now) + dt.timedelta(hours=hours)
     if cap is not None and wanted > cap:
         room = max(0.0, (cap - (current or now)).total_seconds())

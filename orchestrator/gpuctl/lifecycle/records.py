@@ -45,7 +45,8 @@ class VmRecord:
     address: str | None = None
     ssh_user: str = "gpuctl"
     key_file: str | None = None
-    max_run_seconds: int | None = None
+    max_run_seconds: int | None = None  # GCE's own limit (the hard cap when a deadline is set)
+    deadline_seconds: int | None = None  # the movable deadline from creation, if any
     termination_time: str | None = None
     daily_stop: dict | None = None  # {"cron", "time_zone", "clock"}
     running_since: str | None = None  # when GCE reported RUNNING

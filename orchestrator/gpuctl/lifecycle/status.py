@@ -36,7 +36,8 @@ def describe_state(record: VmRecord | None, view: InstanceView | None, now: dt.d
     return view.status.lower()
 
 
-def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.datetime) -> dict:
+def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.datetime,
+              deadline: dt.datetime | None = None) -> dict:
     name = (record.name if record else view.name)
     cost, hours = cost_so_far(record, view, now) if record else (None, None)
     start = view.last_start if view and view.last_start else None
@@ -50,8 +51,8 @@ def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.dateti
                            and start else 0.0),
         "cost_so_far_usd": None if cost is None else round(cost, 4),
         "hourly_usd": record.hourly_usd if record else None,
-        "guards": guard_timers(record, view, now) if record else [],
-        "time_left_seconds": time_left(record, view, now) if record else None,
+        "guards": guard_timers(record, view, now, deadline) if record else [],
+        "time_left_seconds": time_left(record, view, now, deadline) if record else None,
         "tracked": record is not None,
         "owner": (view.labels.get("gpuctl-owner") if view else None),
         "live": True,
@@ -66,7 +67,16 @@ def status_all(deps: LiveDeps, name: str | None = None) -> list[dict]:
     views = {v.name: v for v in deps.compute.labelled_instances(labels)}
     local = {r.name: r for r in records.all_records() if not name or r.name == name}
     names = sorted(set(views) | set(local))
-    return [vm_status(local.get(n), views.get(n), now) for n in names]
+    return [vm_status(local.get(n), views.get(n), now, _deadline(local.get(n), views.get(n), deps, now))
+            for n in names]
+
+
+def _deadline(record: VmRecord | None, view: InstanceView | None, deps: LiveDeps,
+              now: dt.datetime) -> dt.datetime | None:
+    """Where the VM's deadline job stands now (read live: `extend` moves it)."""
+    if record is None or view is None or not record.deadline_seconds:
+        return None
+    return deps.deadline_api(view.zone).get(record.name, now)
 
 
 @dataclass

@@ -103,6 +103,7 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
     records.save(record)  # intent first: from here on, any failure is rolled back
     try:
         _apply_with_failover(plan, record, order, key.public_line, deps, emit)
+        _set_deadline(plan, record, deps, emit)
         _reach(record, deps, emit)
     except BaseException:
         emit("rollback", f"removing everything made for {name}")
@@ -157,6 +158,19 @@ def _try_zone(spec: VmSpec, record: VmRecord, deps: LiveDeps, emit: OnEvent) -> 
             emit("attempt", f"{spec.zone}: {reason}; retrying")
             deps.sleep(2.0 * 2 ** attempt)
     return "transient", "retries exhausted"  # pragma: no cover - the loop always returns
+
+
+def _set_deadline(plan: VmPlan, record: VmRecord, deps: LiveDeps, emit: OnEvent) -> None:
+    """The movable deadline under the hard cap: a Cloud Scheduler job that deletes the VM. If it
+    cannot be made, up fails and rolls back: the user asked for that limit."""
+    seconds = plan.guards.deadline_seconds
+    if not seconds:
+        return
+    fires = deps.deadline_api(record.zone).set(record.name, record.zone,
+                                               deps.clock() + dt.timedelta(seconds=seconds))
+    record.deadline_seconds = seconds
+    records.save(record)
+    emit("guard", f"deadline: Cloud Scheduler deletes {record.name} at {fires.isoformat()}")
 
 
 def _reach(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> None:
