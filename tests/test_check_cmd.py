@@ -5,13 +5,13 @@ alone, named on its own FAIL line with a fix, and a non-zero exit."""
 from __future__ import annotations
 
 import json
-import stat
 
 import pytest
 from click.testing import CliRunner
 
 from gpuctl.checks.needs import APIS, PERMISSIONS
 from gpuctl.cli.main import cli
+from tests.gcp_provider.plugin import PINNED_CLI_VERSION, pulumi_bin_dir
 from tests.standins.oauth_token import TokenStandIn
 from tests.standins.region_quotas import RegionQuotasStandIn
 from tests.standins.resourcemanager import ResourceManagerStandIn
@@ -35,13 +35,6 @@ def service_account_adc(path, token_uri: str) -> str:
     return str(path)
 
 
-def fake_pulumi(directory) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "pulumi"
-    script.write_text("#!/bin/sh\necho v3.140.0\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-
-
 @pytest.fixture
 def apis(tmp_path, monkeypatch):
     token = TokenStandIn().start()
@@ -49,10 +42,10 @@ def apis(tmp_path, monkeypatch):
     iam = ResourceManagerStandIn(PROJECT).start()
     quotas = RegionQuotasStandIn(PROJECT, {"us-central1": {"NVIDIA_T4_GPUS": (4, 0),
                                                           "PREEMPTIBLE_NVIDIA_T4_GPUS": (8, 2)}}).start()
-    fake_pulumi(tmp_path / "bin")
+    pulumi = pulumi_bin_dir()  # the real CLI, built from Go modules (found before HOME moves)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{pulumi}:/usr/bin:/bin")
     monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "no-pulumi-home"))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", service_account_adc(tmp_path / "adc.json", token.token_uri))
     monkeypatch.setenv("GPUCTL_PROJECT", PROJECT)
@@ -81,7 +74,7 @@ def test_everything_in_place_passes(apis):
     assert failing(by_name) == []
     assert by_name["credentials"]["detail"] == "service account ci@my-proj.iam.gserviceaccount.com (key file)"
     assert apis["token"].requests, "the credentials were refreshed at the token stand-in"
-    assert by_name["Pulumi CLI"]["detail"].startswith("v3.140.0")
+    assert by_name["Pulumi CLI"]["detail"].startswith(PINNED_CLI_VERSION)
     assert "PREEMPTIBLE_NVIDIA_T4_GPUS: 6 of 8 free" in by_name["GPU quota t4-spot in us-central1"]["detail"]
     assert all(by_name[f"API {name}"]["status"] == "ok" for name in APIS)
     assert all(by_name[f"permissions {c}"]["status"] == "ok" for c in PERMISSIONS)
@@ -90,7 +83,7 @@ def test_everything_in_place_passes(apis):
     assert batch.path == f"/v1/projects/{PROJECT}/services:batchGet"
     assert sorted(n.rsplit("/", 1)[-1] for n in batch.query["names"]) == sorted(APIS)
     asked = apis["iam"].requests[-1].body["permissions"]
-    assert "compute.instances.setScheduling" in asked and "container.clusters.create" in asked
+    assert "cloudscheduler.jobs.update" in asked and "container.clusters.create" in asked
 
 
 def test_human_output_is_one_line_per_check(apis):
@@ -107,7 +100,7 @@ def inject(apis, fault: str, monkeypatch) -> None:
     elif fault == "api":
         apis["usage"].disable("container.googleapis.com")
     elif fault == "permission":
-        apis["iam"].revoke("compute.instances.setScheduling")
+        apis["iam"].revoke("cloudscheduler.jobs.update")
     elif fault == "quota":
         apis["quotas"].set_quota("us-central1", "PREEMPTIBLE_NVIDIA_T4_GPUS", 8, 8)
     elif fault == "pulumi":
@@ -127,7 +120,7 @@ def inject(apis, fault: str, monkeypatch) -> None:
 FAULTS = {  # fault -> (the line that fails, words of its detail, words of its fix)
     "credentials": ("credentials", "refused by Google", "application-default login"),
     "api": ("API container.googleapis.com", "not enabled", "gcloud services enable container.googleapis.com"),
-    "permission": ("permissions extend", "compute.instances.setScheduling", "roles/compute.instanceAdmin.v1"),
+    "permission": ("permissions extend", "cloudscheduler.jobs.update", "roles/cloudscheduler.admin"),
     "quota": ("GPU quota t4-spot in us-central1", "0 of 8 free", "PREEMPTIBLE_NVIDIA_T4_GPUS"),
     "pulumi": ("Pulumi CLI", "not installed", "get.pulumi.com"),
     "ssh-source": ("SSH source", "could not detect your public address", "--ssh-from"),

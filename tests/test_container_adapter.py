@@ -14,7 +14,7 @@ from google.cloud import container_v1
 from gpuctl.adapters.compute import CloudAccessError
 from gpuctl.adapters.container import ContainerApi
 from gpuctl.errors import GpuctlError
-from tests.standins.gke_engine import container_client
+from tests.standins.gke_fixtures import container_client
 from tests.standins.gke_fixtures import PROJECT, gke_api  # noqa: F401
 
 ZONE = "us-central1-a"

@@ -200,7 +200,7 @@ def test_status_idle_then_scaled_up(gke_api, gke_deps_standin):
 
 
 def test_status_ignores_clusters_gpuctl_did_not_make(gke_api, gke_deps_standin):
-    from tests.standins.gke_engine import container_client
+    from tests.standins.gke_fixtures import container_client
 
     container_client(gke_api.endpoint).create_cluster(
         parent=f"projects/{PROJECT}/locations/us-central1-b",

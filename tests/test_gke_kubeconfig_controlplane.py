@@ -20,7 +20,6 @@ from gpuctl.gke.cluster import GkeDeps, gke_down, gke_up
 from gpuctl.gke.kubeconfig import kubeconfig_path
 from gpuctl_infra.gke_spec import GkeSpec, GpuPoolSpec
 from tests.standins.container import ContainerStandIn
-from tests.standins.gke_engine import GkeStandinEngine
 
 PROJECT = "my-project-1"
 SPEC = GkeSpec(name="real", zone="us-central1-a", project=PROJECT,
@@ -48,11 +47,16 @@ def node_reader_token(k8s_cluster, k8s_namespace):
     rbac.delete_cluster_role(name)
 
 
-def test_gke_up_kubeconfig_reaches_a_real_api_server(k8s_cluster, node_reader_token, tmp_path):
+def test_gke_up_kubeconfig_reaches_a_real_api_server(k8s_cluster, node_reader_token, real_engine_env,
+                                                     monkeypatch):
+    from gpuctl.adapters.pulumi_engine import AutomationEngine
+    from gpuctl.gke.cluster import GKE_PROJECT
+
     server = k8s_cluster.server.removeprefix("https://")
     with ContainerStandIn(project=PROJECT, endpoint_ip=server,
                           ca_pem=k8s_cluster.ca_cert.read_text()) as gke:
-        deps = GkeDeps(engine=GkeStandinEngine(gke.endpoint, tmp_path / "stacks"),
+        monkeypatch.setenv("GPUCTL_CONTAINER_ENDPOINT", gke.endpoint)
+        deps = GkeDeps(engine=AutomationEngine(GKE_PROJECT),
                        container=ContainerApi(PROJECT, endpoint=gke.endpoint, compute_endpoint=gke.endpoint),
                        project=PROJECT, sleep=lambda s: None, poll_s=0.01)
         result = gke_up(SPEC, deps)

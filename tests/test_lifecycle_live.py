@@ -397,7 +397,7 @@ def test_kill_9_of_gpuctl_and_its_engine_is_finished_by_the_next_down(live, tmp_
 def test_the_engine_that_ran_is_the_real_pulumi_with_the_provider_plugin(ctx, live):
     """Proof that the lifecycle runs the real engine: the stack's state, written only by the
     `pulumi` binary, lists the VM's resources under the gcp provider at the SDK's version."""
-    from tests.gcp_provider.plugin import REPO
+    from tests.gcp_provider.plugin import PINNED_CLI_VERSION
     from tests.gcp_provider.server import plugin_version
 
     events = []
@@ -407,9 +407,8 @@ def test_the_engine_that_ran_is_the_real_pulumi_with_the_provider_plugin(ctx, li
     assert by_type["gcp:compute/instance:Instance"]["id"] == f"projects/{PROJECT}/zones/us-central1-a/instances/{NAME}"
     assert by_type["pulumi:providers:gcp"]["inputs"]["version"] == plugin_version()  # pulumi_gcp's own
     assert by_type["pulumi:providers:gcp"]["inputs"]["computeCustomEndpoint"] == live.standin.endpoint + "/compute/v1/"
-    pinned = (REPO / "scripts" / "pulumi-version.env").read_text().split("PULUMI_CLI_VERSION=")[1].split()[0]
     version = subprocess.run(["pulumi", "version"], capture_output=True, text=True, check=True).stdout.strip()
-    assert version == pinned  # the CLI built from Go modules, first on PATH
+    assert version == PINNED_CLI_VERSION  # the CLI built from Go modules, first on PATH
     down_vm(NAME, live)
 
 

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from gpuctl.cli.main import cli
-from tests.test_check_cmd import fake_pulumi, service_account_adc
+from tests.gcp_provider.plugin import pulumi_bin_dir
+from tests.test_check_cmd import service_account_adc
 
 PROJECT = "my-proj"
 GPUCTL = Path(sys.executable).parent / "gpuctl"
@@ -89,10 +90,9 @@ def failing(request):
 
 def offline_env(tmp_path: Path, url: str) -> dict[str, str]:
     """Credentials (a key file) but every Google endpoint, token included, at `url`."""
-    fake_pulumi(tmp_path / "bin")
     return {
         "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
-        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "PULUMI_HOME": str(tmp_path / "no-pulumi-home"),
+        "PATH": f"{pulumi_bin_dir()}:/usr/bin:/bin", "PULUMI_HOME": str(tmp_path / "no-pulumi-home"),
         "GOOGLE_APPLICATION_CREDENTIALS": service_account_adc(tmp_path / "adc.json", f"{url}/token"),
         "GPUCTL_PROJECT": PROJECT, "GPUCTL_SSH_FROM": "198.51.100.7", "GPUCTL_HTTP_TIMEOUT": "1",
         **{f"GPUCTL_{api}_ENDPOINT": url for api in ("COMPUTE", "CONTAINER", "BILLING", "SERVICEUSAGE",

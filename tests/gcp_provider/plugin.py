@@ -17,6 +17,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_NAME = "pulumi-resource-gcp"
+# The version scripts/build-pulumi.sh builds (scripts/pulumi-version.env).
+PINNED_CLI_VERSION = (REPO / "scripts" / "pulumi-version.env").read_text().split("PULUMI_CLI_VERSION=")[1].split()[0]
 
 
 class PulumiBuildMissing(AssertionError):

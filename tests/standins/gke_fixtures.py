@@ -16,6 +16,15 @@ from tests.standins.container import ContainerStandIn
 PROJECT = "my-project-1"
 
 
+def container_client(endpoint: str):
+    """The real google-cloud-container client, on the stand-in, as a test reads the API."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import container_v1
+
+    return container_v1.ClusterManagerClient(transport="rest", credentials=AnonymousCredentials(),
+                                             client_options={"api_endpoint": endpoint})
+
+
 @pytest.fixture
 def gke_api():
     with ContainerStandIn(project=PROJECT, operation_polls=2) as standin:

@@ -173,7 +173,7 @@ class AutomationEngine:
         env = {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_BACKEND_URL": url,
                **stack_secrets_env()}
         return auto.LocalWorkspaceOptions(
-            # The SDK checks the CLI's version: an older CLI than the SDK needs fails here, by name.
+            # The SDK checks the CLI's version (its minimum) and fails by name when it is too old.
             pulumi_command=auto.PulumiCommand(root=str(Path(cli).parent.parent)),
             project_settings=auto.ProjectSettings(name=self.project, runtime="python",
                                                   backend=auto.ProjectBackend(url)),

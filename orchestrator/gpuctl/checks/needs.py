@@ -8,6 +8,8 @@ APIS = {
     "container.googleapis.com": "Kubernetes Engine API",
     "cloudbilling.googleapis.com": "Cloud Billing API (catalog prices)",
     "cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
+    # A VM's movable deadline (`up --cap`, `extend`) is a Cloud Scheduler job.
+    "cloudscheduler.googleapis.com": "Cloud Scheduler API (deadlines that extend moves)",
 }
 
 # Commands -> project-level permissions they use. From the methods each command calls (the
@@ -23,7 +25,10 @@ PERMISSIONS = {
            "compute.disks.create", "compute.images.useReadOnly", "compute.subnetworks.use",
            "compute.subnetworks.useExternalIp", "compute.firewalls.create",
            "compute.resourcePolicies.create", "compute.resourcePolicies.use"],
-    "extend": ["compute.instances.get", "compute.instances.setScheduling"],
+    # extend moves the deadline job (instances.setScheduling works only on a stopped VM); the job
+    # acts as the deadline service account, which the caller must be allowed to act as.
+    "extend": ["compute.instances.get", "cloudscheduler.jobs.create", "cloudscheduler.jobs.get",
+               "cloudscheduler.jobs.update", "cloudscheduler.jobs.delete", "iam.serviceAccounts.actAs"],
     "down/sweep": ["compute.instances.list", "compute.instances.delete", "compute.disks.list",
                    "compute.disks.delete", "compute.firewalls.list", "compute.firewalls.delete",
                    "compute.resourcePolicies.list", "compute.resourcePolicies.delete"],
@@ -36,7 +41,7 @@ PERMISSIONS = {
 ROLES = {
     "status/list": "roles/compute.viewer",
     "up": "roles/compute.instanceAdmin.v1 and roles/compute.securityAdmin",
-    "extend": "roles/compute.instanceAdmin.v1",
+    "extend": "roles/cloudscheduler.admin and roles/iam.serviceAccountUser",
     "down/sweep": "roles/compute.instanceAdmin.v1 and roles/compute.securityAdmin",
     "gke": "roles/container.admin and roles/iam.serviceAccountUser",
 }
