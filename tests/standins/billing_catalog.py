@@ -15,13 +15,11 @@ answers before the real ones. Every request is recorded for assertions.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 from tests.standins import discovery
+from tests.standins.loopback import HttpCall, LoopbackServer
 
 COMPUTE_ENGINE = "6F81-5844-456A"
 
@@ -195,7 +193,7 @@ class RecordedRequest:
     authorization: str | None
 
 
-class BillingCatalogStandIn:
+class BillingCatalogStandIn(LoopbackServer):
     """The stand-in server; a context manager, started on a free port of 127.0.0.1."""
 
     def __init__(self, skus: list[dict] | None = None, *, page_size: int = 5,
@@ -208,8 +206,6 @@ class BillingCatalogStandIn:
         self._lock = threading.Lock()
         self._unavailable_left = 0
         self._denied: str | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- faults --
     def deny_permission(self, message: str = "Permission denied: Cloud Billing API has not been "
@@ -221,32 +217,8 @@ class BillingCatalogStandIn:
         """The next `times` requests get 503 UNAVAILABLE."""
         self._unavailable_left = times
 
-    # -- lifecycle --
-    def start(self) -> BillingCatalogStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)  # a short poll: stop() returns fast
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> BillingCatalogStandIn:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def serve(self, call: HttpCall) -> tuple[int, dict]:
+        return self.answer(call.method, call.path, call.query, call.authorization)
 
     @property
     def sku_requests(self) -> list[RecordedRequest]:
@@ -298,34 +270,3 @@ def _error(code: int, message: str, status: str) -> tuple[int, dict]:
     return code, {"error": {"code": code, "message": message, "status": status}}
 
 
-def _handler_for(standin: BillingCatalogStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs
-        # add ~40 ms to every page.
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            code, body = standin.answer(method, url.path, query, self.headers.get("Authorization"))
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args) -> None:  # keep test output quiet
-            pass
-
-    return Handler

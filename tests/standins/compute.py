@@ -20,19 +20,17 @@ would go to compute.googleapis.com.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from tests.standins import discovery
+from tests.standins.loopback import HttpCall, LoopbackServer
 from tests.standins.compute_base import Req, public
 from tests.standins.compute_catalog import MACHINE_SHAPES, REGIONS, ZONES, default_catalog
 from tests.standins.compute_errors import ApiError, http_error, invalid, permission_denied, service_disabled, transient
@@ -95,7 +93,7 @@ def permission_for(rpc: str) -> str:
     return f"compute.{resource}.{ {'insert': 'create', 'aggregatedList': 'list', 'wait': 'get'}.get(verb, verb)}"
 
 
-class ComputeStandIn(FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
+class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
     """The stand-in server; a context manager, started on a free port of 127.0.0.1.
 
     operation_polls: how many polls (zoneOperations.get and friends) an Operation answers
@@ -128,34 +126,14 @@ class ComputeStandIn(FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
         self._firewalls: dict[tuple, dict] = {}
         self._policies: dict[tuple, dict] = {}
         self.clear_faults()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle and clients
-    def start(self) -> ComputeStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> ComputeStandIn:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def serve(self, call: HttpCall) -> tuple[int, dict]:
+        try:
+            body = call.json()
+        except ValueError as exc:
+            return 400, http_error(400, f"Invalid JSON payload received. {exc}", "parseError").body
+        return self.answer(call.method, call.path, call.query, body)
 
     def client_kwargs(self) -> dict:
         return {"credentials": AnonymousCredentials(), "transport": "rest",
@@ -338,48 +316,6 @@ class ComputeStandIn(FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
             parts.insert(1, "global")
         return "/".join(parts)
 
-
-def _handler_for(standin: ComputeStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes; avoid 40 ms stalls
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._serve("DELETE")
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            self._serve("PATCH")
-
-        def do_PUT(self) -> None:  # noqa: N802
-            self._serve("PUT")
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-                code, payload = standin.answer(method, url.path, query, body)
-            except json.JSONDecodeError as exc:
-                code, payload = 400, http_error(400, f"Invalid JSON payload received. {exc}", "parseError").body
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args) -> None:  # keep test output quiet
-            pass
-
-    return Handler
 
 
 @pytest.fixture

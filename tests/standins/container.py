@@ -26,13 +26,12 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
-from urllib.parse import parse_qs, urlsplit
 
 from gpuctl_infra.catalog import GPUS, REGIONS
 from tests.standins import container_shapes as shapes
 from tests.standins import discovery
+from tests.standins.loopback import HttpCall, LoopbackServer
 from tests.standins.container_shapes import ApiError, invalid, not_found
 
 NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
@@ -89,7 +88,7 @@ class _Op:
 
 
 @dataclass
-class ContainerStandIn:
+class ContainerStandIn(LoopbackServer):
     project: str = "my-project-1"
     operation_polls: int = 1
     endpoint_ip: str = "203.0.113.10"  # what clusters report as their endpoint
@@ -106,7 +105,6 @@ class ContainerStandIn:
         self._disabled = False
         self._serial = 0
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
         self.contract_violations: list[str] = []  # what the discovery documents refused
 
     # -- faults and the autoscaler's part ---------------------------------------------------
@@ -136,30 +134,12 @@ class ContainerStandIn:
         return sorted(key[2] for key in self.clusters)
 
     # -- server ------------------------------------------------------------------------------
-    def start(self) -> ContainerStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> ContainerStandIn:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def serve(self, call: HttpCall) -> tuple[int, dict]:
+        try:
+            body = call.json()
+        except ValueError:
+            return 400, invalid("Invalid JSON payload received.").body()
+        return self.answer(call.method, call.path, call.query, body, call.authorization)
 
     # -- dispatch ----------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict, body: dict | None,
@@ -414,40 +394,3 @@ class ContainerStandIn:
                 "selfLink": f"{shapes.COMPUTE_BASE}projects/{args['p']}/aggregated/instanceGroupManagers"}
 
 
-def _handler_for(standin: ContainerStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are separate writes
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._serve("DELETE")
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                code, answer = 400, invalid("Invalid JSON payload received.").body()
-            else:
-                code, answer = standin.answer(method, url.path, query, body,
-                                              self.headers.get("Authorization"))
-            data = json.dumps(answer).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args) -> None:  # keep test output quiet
-            pass
-
-    return Handler

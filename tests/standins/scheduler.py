@@ -10,21 +10,19 @@ the Compute stand-in, as the service account's OAuth token would let it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 from tests.standins import discovery
+from tests.standins.loopback import HttpCall, LoopbackServer
 
 API = "cloudscheduler.v1"
 _JOB = re.compile(r"projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/jobs/(?P<j>[^/:]+)")
 
 
-class SchedulerStandIn:
+class SchedulerStandIn(LoopbackServer):
     def __init__(self, project: str = "gpuctl-test", *, clock=None):
         self.project = project
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
@@ -33,23 +31,13 @@ class SchedulerStandIn:
         self.contract_violations: list[str] = []
         self.fired: list[tuple[str, int]] = []  # (job name, HTTP status its target answered)
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
 
-    # -- server --
-    def __enter__(self) -> SchedulerStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def serve(self, call: HttpCall) -> tuple[int, dict]:
+        try:
+            body = call.json()
+        except ValueError:
+            return _error(400, "Invalid JSON payload received.")
+        return self.answer(call.method, call.path, call.query, body)
 
     # -- answering --
     def answer(self, verb: str, path: str, query: dict, body) -> tuple[int, dict]:
@@ -158,40 +146,3 @@ def _error(code: int, message: str, status: str = "INVALID_ARGUMENT") -> tuple[i
     return code, {"error": {"code": code, "message": message, "status": status}}
 
 
-def _handler_for(standin: SchedulerStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            self._serve("PATCH")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._serve("DELETE")
-
-        def _serve(self, verb: str) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                code, payload = standin.answer(verb, url.path, query, json.loads(raw) if raw else None)
-            except ValueError:
-                code, payload = _error(400, "Invalid JSON payload received.")
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args) -> None:  # keep test output quiet
-            pass
-
-    return Handler
