@@ -290,14 +290,18 @@ def test_sweep_finds_orphans_and_stale_stacks_then_deletes_them(ctx, live):
         name="bob-t4-spot-ssh", network=f"projects/{PROJECT}/global/networks/default",
         source_ranges=["203.0.113.9/32"], allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])],
         description="gpuctl gpuctl-managed=true gpuctl-name=bob-t4-spot gpuctl-owner=bob")).result()
+    # A deadline job whose VM and records are gone (jobs take no labels: found by name).
+    live.deadline_api("us-central1").set("bob-t4-spot", "us-central1-b",
+                                         live.clock() + __import__("datetime").timedelta(hours=3))
     found = {(f.kind, f.vm, f.resource.kind if f.resource else None) for f in find_leftovers(ctx, live)}
     assert ("orphan", "bob-t4-spot", "firewall") in found
+    assert ("orphan", "bob-t4-spot", "deadline-job") in found
     assert any(kind in ("stale-stack", "tracked") and vm == NAME for kind, vm, _ in found)
     delete_leftovers(find_leftovers(ctx, live), live)
     # The tracked VM's own leftovers (its firewall) go with `down`, which sweep points to.
     down_vm(NAME, live)
     assert nothing_left(live.standin) and nothing_left(live.standin, "bob-t4-spot")
-    assert find_leftovers(ctx, live) == []
+    assert live.scheduler.jobs == {} and find_leftovers(ctx, live) == []
 
 
 def test_the_cli_flow_up_status_ssh_extend_down(live, monkeypatch):

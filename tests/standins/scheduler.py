@@ -69,6 +69,15 @@ class SchedulerStandIn(LoopbackServer):
                 return refusal
             self.jobs[name] = {**_named(body), "state": "ENABLED", "userUpdateTime": self._stamp()}
             return 200, self.jobs[name]
+        if verb == "list":  # jobs.list: the parent's jobs, in pages (pageSize, pageToken)
+            parent = path.removeprefix("/v1/").removesuffix("/jobs") + "/jobs/"
+            names = sorted(n for n in self.jobs if n.startswith(parent))
+            start = int(query.get("pageToken") or 0)
+            size = min(int(query.get("pageSize") or 100), 500)
+            page = {"jobs": [self.jobs[n] for n in names[start:start + size]]}
+            if start + size < len(names):
+                page["nextPageToken"] = str(start + size)
+            return 200, page
         name = path.removeprefix("/v1/")
         if name not in self.jobs:
             return _error(404, f"Job {name} not found.", "NOT_FOUND")  # the document: patch -> NOT_FOUND

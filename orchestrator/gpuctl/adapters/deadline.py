@@ -122,6 +122,14 @@ class DeadlineApi:
                 return None
         return fires_at(job.schedule, now)
 
+    def vm_names(self) -> list[str]:
+        """The VMs that have a deadline job in this region (jobs.list, every page)."""
+        with _translated(self.endpoint):
+            parent = f"projects/{self.project}/locations/{self.region}"
+            names = [job.name.rsplit("/", 1)[-1] for job in self._client().list_jobs(parent=parent)]
+        prefix = job_id("")
+        return sorted(name.removeprefix(prefix) for name in names if name.startswith(prefix))
+
     def delete(self, vm_name: str) -> None:
         from google.api_core import exceptions as gexc
 

@@ -40,17 +40,15 @@ class LiveDeps:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
     sleep: Callable[[float], None] = time.sleep
     timeouts: Timeouts = field(default_factory=Timeouts)
-    deadlines: Callable[[str], DeadlineApi] | None = None  # zone -> API; tests pass a stand-in's
+    deadlines: Callable[[str], DeadlineApi] | None = None  # region -> API; tests may pass their own
 
-    def deadline_api(self, zone: str) -> DeadlineApi:
-        """The Cloud Scheduler API for the deadline job of a VM in `zone` (the job lives in the
-        VM's region and deletes it as a service account allowed to)."""
+    def deadline_api(self, region: str) -> DeadlineApi:
+        """The Cloud Scheduler API for deadline jobs in `region` (a VM's job lives in the VM's
+        region and deletes it as a service account allowed to)."""
         if self.deadlines is not None:
-            return self.deadlines(zone)
-        from gpuctl_infra.catalog import region_of
-
+            return self.deadlines(region)
         account = os.environ.get(DEADLINE_ACCOUNT_ENV) or f"gpuctl-deadline@{self.project}.iam.gserviceaccount.com"
-        return DeadlineApi(self.project, region_of(zone), account)
+        return DeadlineApi(self.project, region, account)
 
 
 def resolve_project(ctx: Context) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from gpuctl_infra.catalog import region_of
+
 from ..adapters.pulumi_engine import StackError
 from ..errors import GpuctlError
 from . import hostkeys, keys, records
@@ -46,7 +48,7 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
     records.save(record)
     if record.deadline_seconds and record.zone:
         try:
-            deps.deadline_api(record.zone).delete(record.name)
+            deps.deadline_api(region_of(record.zone)).delete(record.name)
         except GpuctlError as exc:  # a job left behind only fails against a deleted VM; sweep lists it
             emit("warn", f"could not delete the deadline job of {record.name}: {exc.message}")
     try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from gpuctl_infra.catalog import region_of
+
 from ..adapters.compute import InstanceView
 from ..adapters.deadline import DeadlineApi
 from ..errors import GpuctlError, UsageError
@@ -39,7 +41,7 @@ def extend_vm(name: str, hours: float, deps: LiveDeps, deadlines: DeadlineApi | 
     if view is None:
         raise GpuctlError(f"VM {name} no longer exists in {record.zone}",
                           f"`gpuctl down {name}` cleans up what is left")
-    deadlines = deadlines or deps.deadline_api(record.zone)
+    deadlines = deadlines or deps.deadline_api(region_of(record.zone))
     now = deps.clock()
     cap = hard_cap(record, view)
     current = deadlines.get(name, now)

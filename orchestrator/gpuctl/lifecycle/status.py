@@ -76,7 +76,9 @@ def _deadline(record: VmRecord | None, view: InstanceView | None, deps: LiveDeps
     """Where the VM's deadline job stands now (read live: `extend` moves it)."""
     if record is None or view is None or not record.deadline_seconds:
         return None
-    return deps.deadline_api(view.zone).get(record.name, now)
+    from gpuctl_infra.catalog import region_of
+
+    return deps.deadline_api(region_of(view.zone)).get(record.name, now)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """`gpuctl sweep`: find what a crash, a Ctrl-C or a lost laptop left behind.
 
 Three kinds of leftovers:
-  orphan       a gpuctl-labelled resource (instance, disk, firewall rule, resource policy)
-               with neither a stack nor a local record: nothing else will ever delete it;
+  orphan       a gpuctl-labelled resource (instance, disk, firewall rule, resource policy), or a
+               VM's deadline job in Cloud Scheduler (named gpuctl-deadline-VM: jobs take no
+               labels), with neither a stack nor a local record: nothing else will delete it;
   stale stack  a stack or record whose resources are all gone (e.g. a guard deleted the VM);
   tracked      resources of a VM gpuctl still knows: listed, left to `gpuctl down`.
 Each with what it costs per day, so the most expensive leftover is obvious.
@@ -38,7 +39,7 @@ class Leftover:
 
 def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
     resources = [r for r in deps.compute.labelled_resources({"gpuctl-managed": "true"})
-                 if not is_gke_resource(r)]
+                 if not is_gke_resource(r)] + deadline_jobs(deps)
     stacks = set(deps.engine.list_stacks())
     local = {r.name: r for r in records.all_records()}
     known = stacks | set(local)
@@ -51,6 +52,28 @@ def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
         found += [Leftover(kind, vm, r, daily_cost(ctx, r, local.get(vm))) for r in items]
     for vm in sorted(known - set(by_vm)):
         found.append(Leftover("stale-stack", vm, None, 0.0))
+    return found
+
+
+# Cloud Scheduler's price beyond the free jobs of a billing account: USD 0.10 per job-month.
+JOB_USD_PER_DAY = 0.10 * 12 / 365
+
+
+def deadline_jobs(deps: LiveDeps) -> list[ResourceView]:
+    """Deadline jobs in every region gpuctl knows. A project where Cloud Scheduler was never
+    enabled (nobody used --cap) has none, so a refusal there is not an error."""
+    from gpuctl_infra.catalog import REGIONS
+
+    from ..errors import GpuctlError
+
+    found = []
+    for region in sorted(REGIONS):
+        try:
+            names = deps.deadline_api(region).vm_names()
+        except GpuctlError:
+            return found
+        found += [ResourceView("deadline-job", f"gpuctl-deadline-{vm}", region, {"gpuctl-name": vm})
+                  for vm in names]
     return found
 
 
@@ -74,6 +97,8 @@ def daily_cost(ctx: Context, resource: ResourceView, record) -> float | None:
         except PriceError:
             return None
         return resource.size_gb * per_gb_month / HOURS_PER_MONTH * 24
+    if resource.kind == "deadline-job":
+        return JOB_USD_PER_DAY
     return 0.0  # firewall rules and resource policies cost nothing by themselves
 
 
@@ -96,7 +121,10 @@ def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps) -> list[str]:
     orphans = sorted((l for l in leftovers if l.kind == "orphan"),
                      key=lambda l: order.get(l.resource.kind, 9))
     for item in orphans:
-        deps.compute.delete(item.resource)
+        if item.resource.kind == "deadline-job":
+            deps.deadline_api(item.resource.location).delete(item.vm)
+        else:
+            deps.compute.delete(item.resource)
         done.append(f"{item.resource.kind}/{item.resource.name}")
     for item in (l for l in leftovers if l.kind == "stale-stack"):
         if item.vm in deps.engine.list_stacks():
@@ -104,6 +132,10 @@ def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps) -> list[str]:
             deps.engine.remove(item.vm)
         record = records.load(item.vm)
         if record is not None:
+            if record.deadline_seconds and record.zone:  # the VM is gone: so must its job be
+                from gpuctl_infra.catalog import region_of
+
+                deps.deadline_api(region_of(record.zone)).delete(item.vm)
             if record.address:
                 hostkeys.unpin(record.address)
             keys.remove_key_pair(item.vm)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from gpuctl_infra import rules
-from gpuctl_infra.catalog import GPUS, REGIONS
+from gpuctl_infra.catalog import GPUS, REGIONS, region_of
 from gpuctl_infra.spec import VmSpec
 
 from ..adapters.pulumi_engine import StackError
@@ -166,7 +166,7 @@ def _set_deadline(plan: VmPlan, record: VmRecord, deps: LiveDeps, emit: OnEvent)
     seconds = plan.guards.deadline_seconds
     if not seconds:
         return
-    fires = deps.deadline_api(record.zone).set(record.name, record.zone,
+    fires = deps.deadline_api(region_of(record.zone)).set(record.name, record.zone,
                                                deps.clock() + dt.timedelta(seconds=seconds))
     record.deadline_seconds = seconds
     records.save(record)
