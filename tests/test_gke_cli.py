@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from gpuctl.cli.main import cli
 from gpuctl.gke import cluster as cluster_service
-from tests.standins.gke_fixtures import PROJECT, gke_api, gke_deps_standin, gke_engine  # noqa: F401
+from tests.standins.gke_fixtures import PROJECT, gke_api, gke_deps_standin, gke_engine, gke_iam  # noqa: F401
 
 GPUCTL = Path(sys.executable).parent / "gpuctl"
 
@@ -42,7 +42,8 @@ def test_dry_run_json(isolated_home):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["zone"] == "asia-northeast1-c" and report["cluster"] == "gpuctl"
-    assert [r["name"] for r in report["resources"]] == ["gpuctl", "gpuctl-system", "gpuctl-gpu-a100"]
+    assert [r["name"] for r in report["resources"]] == [
+        "gpuctl-nodes", "gpuctl", "gpuctl-nodes-role", "gpuctl-system", "gpuctl-gpu-a100"]
     cost = report["cost"]
     assert cost["cluster_fee_usd_per_hour"] == 0.1
     assert cost["idle_usd_per_hour"] == pytest.approx(0.1 + cost["system_pool"]["usd_per_node_hour"], abs=1e-4)
@@ -102,7 +103,7 @@ def test_installed_command_dry_run(tmp_path):
 
 
 def test_up_status_down_through_the_cli(gke_api, gke_deps_standin, monkeypatch, config_file):
-    config_file(f'project = "{PROJECT}"\n')
+    config_file(f'project = "{PROJECT}"\nssh_from = "198.51.100.7"\n')
     monkeypatch.setattr(cluster_service, "gke_deps", lambda ctx, need_engine=True: gke_deps_standin)
 
     up = run("gke", "up", "--name", "ml", "--pools", "l4:2,t4:1", "-y", "--json")
@@ -129,7 +130,7 @@ def test_up_status_down_through_the_cli(gke_api, gke_deps_standin, monkeypatch, 
 
 
 def test_up_without_yes_asks_and_stops_on_no(gke_api, gke_deps_standin, monkeypatch, config_file):
-    config_file(f'project = "{PROJECT}"\n')
+    config_file(f'project = "{PROJECT}"\nssh_from = "198.51.100.7"\n')
     monkeypatch.setattr(cluster_service, "gke_deps", lambda ctx, need_engine=True: gke_deps_standin)
     result = CliRunner().invoke(cli, ["gke", "up", "--name", "ml"], input="n\n")
     assert result.exit_code == 1 and "create cluster ml in us-central1-a?" in result.output

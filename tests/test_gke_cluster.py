@@ -22,11 +22,11 @@ from gpuctl.prices.store import bundled_price_book
 from gpuctl_infra.gke_spec import GkeSpec, GpuPoolSpec
 from tests.standins.container_shapes import TEST_CA_PEM
 from tests.gcp_provider.fixtures import stack_state, state_file
-from tests.standins.gke_fixtures import PROJECT, gke_api, gke_deps_standin, gke_engine  # noqa: F401
+from tests.standins.gke_fixtures import PROJECT, gke_api, gke_deps_standin, gke_engine, gke_iam  # noqa: F401
 
 LABELS = {"gpuctl-managed": "true", "gpuctl-owner": "alice", "gpuctl-name": "ml",
           "gpuctl-expiry": "none", "gpuctl-kind": "gke"}
-SPEC = GkeSpec(name="ml", zone="us-central1-a", project=PROJECT, labels=LABELS,
+SPEC = GkeSpec(control_plane_cidr="198.51.100.7/32", name="ml", zone="us-central1-a", project=PROJECT, labels=LABELS,
                gpu_pools=(GpuPoolSpec("nvidia-l4", "g2-standard-8", 3),
                           GpuPoolSpec("nvidia-tesla-t4", "n1-standard-8", 2)))
 
@@ -43,7 +43,7 @@ def mutating(api) -> list[tuple[str, str]]:
 # --- up --------------------------------------------------------------------------------------
 
 
-def test_up_creates_the_cluster_and_pools_in_gke(gke_api, gke_deps_standin):
+def test_up_creates_the_cluster_and_pools_in_gke(gke_api, gke_deps_standin, gke_iam):
     result = gke_up(SPEC, gke_deps_standin)
     assert result.cluster.status == "RUNNING"
     assert result.cluster.endpoint == "203.0.113.10"
@@ -63,6 +63,16 @@ def test_up_creates_the_cluster_and_pools_in_gke(gke_api, gke_deps_standin):
     assert l4["config"]["resourceLabels"] == LABELS
     assert l4["config"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
     assert pools["system"]["config"]["machineType"] == "e2-standard-2"
+    # Secure by default: the control plane answers the caller's address only, Dataplane V2
+    # enforces NetworkPolicies, and every node runs as its own least-privilege account.
+    assert stored["masterAuthorizedNetworksConfig"] == {
+        "enabled": True, "cidrBlocks": [{"cidrBlock": "198.51.100.7/32", "displayName": "gpuctl caller"}]}
+    assert stored["networkConfig"]["datapathProvider"] == "ADVANCED_DATAPATH"
+    account = f"gpuctl-ml@{PROJECT}.iam.gserviceaccount.com"
+    assert {p["config"]["serviceAccount"] for p in pools.values()} == {account}
+    assert account in gke_iam.accounts
+    assert gke_iam.members_of("roles/container.defaultNodeServiceAccount") == {f"serviceAccount:{account}"}
+    assert gke_iam.members_of("roles/owner") == {"user:owner@example.com"}  # the rest of the policy kept
     # The provider's order: cluster, drop the default pool, then pools one at a time.
     assert mutating(gke_api)[:2] == [
         ("POST", "/v1/projects/my-project-1/locations/us-central1-a/clusters"),
@@ -228,7 +238,7 @@ def test_status_with_the_api_disabled_names_the_fix(gke_api, gke_deps_standin):
 # --- down ------------------------------------------------------------------------------------
 
 
-def test_up_status_down_leaves_nothing(gke_api, gke_deps_standin):
+def test_up_status_down_leaves_nothing(gke_api, gke_deps_standin, gke_iam):
     gke_up(SPEC, gke_deps_standin)
     seen, on_event = events()
     result = gke_down("ml", gke_deps_standin, on_event)
@@ -236,6 +246,8 @@ def test_up_status_down_leaves_nothing(gke_api, gke_deps_standin):
                                 "context_removed": True}
     assert gke_api.clusters == {} and gke_api.igms == {}
     assert gke_deps_standin.engine.list_stacks() == []
+    assert gke_iam.accounts == {}  # the nodes' account and its role went with the cluster
+    assert gke_iam.members_of("roles/container.defaultNodeServiceAccount") == set()
     assert yaml.safe_load(kubeconfig_path().read_text())["contexts"] == []
     assert gke_status(gke_deps_standin, bundled_price_book()) == []
     again = gke_down("ml", gke_deps_standin)

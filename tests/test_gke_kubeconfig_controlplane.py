@@ -20,9 +20,10 @@ from gpuctl.gke.cluster import GkeDeps, gke_down, gke_up
 from gpuctl.gke.kubeconfig import kubeconfig_path
 from gpuctl_infra.gke_spec import GkeSpec, GpuPoolSpec
 from tests.standins.container import ContainerStandIn
+from tests.standins.gke_fixtures import gke_iam  # noqa: F401 (fixture)
 
 PROJECT = "my-project-1"
-SPEC = GkeSpec(name="real", zone="us-central1-a", project=PROJECT,
+SPEC = GkeSpec(control_plane_cidr="198.51.100.7/32", name="real", zone="us-central1-a", project=PROJECT,
                labels={"gpuctl-managed": "true", "gpuctl-owner": "alice", "gpuctl-name": "real",
                        "gpuctl-expiry": "none", "gpuctl-kind": "gke"},
                gpu_pools=(GpuPoolSpec("nvidia-l4", "g2-standard-8", 2),))
@@ -48,7 +49,7 @@ def node_reader_token(k8s_cluster, k8s_namespace):
 
 
 def test_gke_up_kubeconfig_reaches_a_real_api_server(k8s_cluster, node_reader_token, real_engine_env,
-                                                     monkeypatch):
+                                                     gke_iam, monkeypatch):
     from gpuctl.adapters.pulumi_engine import AutomationEngine
     from gpuctl.gke.cluster import GKE_PROJECT
 

@@ -171,7 +171,10 @@ def test_plan_lists_the_program_resources_and_the_costs(ctx):
     report = plan_to_dict(plan, ctx)
     assert sorted((r["type"], r["name"]) for r in report["resources"]) == [
         ("container.Cluster", "ml"), ("container.NodePool", "ml-gpu-l4"),
-        ("container.NodePool", "ml-system")]
+        ("container.NodePool", "ml-system"), ("projects.IAMMember", "ml-nodes-role"),
+        ("serviceaccount.Account", "ml-nodes")]
+    cluster = next(r for r in report["resources"] if r["name"] == "ml")
+    assert "Dataplane V2 (NetworkPolicy enforced)" in cluster["summary"]
     gpu_pool = next(r for r in report["resources"] if r["name"] == "ml-gpu-l4")
     assert "spot, 0..2 nodes tainted nvidia.com/gpu" in gpu_pool["summary"]
     assert report["cost"]["idle_usd_per_hour"] == pytest.approx(plan.cost.idle_hourly, abs=1e-4)

@@ -48,9 +48,29 @@ def inputs_of(gke: GkeSpec, name: str, typ: str) -> dict:
 def test_resources_and_their_deterministic_names():
     found = [(r.type, r.name) for r in run_under_mocks(lambda: GkeCluster(spec()))]
     assert sorted(found) == [("gcp:container/cluster:Cluster", "ml"), (POOL, "ml-gpu-l4"),
-                             (POOL, "ml-gpu-t4"), (POOL, "ml-system"), ("gpuctl:gke:GkeCluster", "ml")]
+                             (POOL, "ml-gpu-t4"), (POOL, "ml-system"),
+                             ("gcp:projects/iAMMember:IAMMember", "ml-nodes-role"),
+                             ("gcp:serviceaccount/account:Account", "ml-nodes"), ("gpuctl:gke:GkeCluster", "ml")]
     # Pools register concurrently under the engine, so only the set (not the order) is fixed.
     assert sorted(found) == sorted((r.type, r.name) for r in run_under_mocks(lambda: GkeCluster(spec())))
+
+
+def test_secure_by_default_control_plane_dataplane_v2_and_a_node_account_of_its_own():
+    secured = replace(spec(), control_plane_cidr="198.51.100.7/32")
+    cluster = inputs_of(secured, "ml", CLUSTER)
+    assert cluster["masterAuthorizedNetworksConfig"] == {
+        "cidrBlocks": [{"cidrBlock": "198.51.100.7/32", "displayName": "gpuctl caller"}]}
+    assert cluster["datapathProvider"] == "ADVANCED_DATAPATH"
+    assert cluster["enableShieldedNodes"] is True
+    account = inputs_of(secured, "ml-nodes", "gcp:serviceaccount/account:Account")
+    assert account["accountId"] == "gpuctl-ml"
+    role = inputs_of(secured, "ml-nodes-role", "gcp:projects/iAMMember:IAMMember")
+    assert role["role"] == "roles/container.defaultNodeServiceAccount"  # only what nodes need
+    for name in ("ml-system", "ml-gpu-l4"):  # never the project's default compute account
+        assert inputs_of(secured, name, POOL)["nodeConfig"]["serviceAccount"] == \
+            "gpuctl-ml@my-project-1.iam.gserviceaccount.com"
+    with pytest.raises(RuleViolation, match="control plane would be open to 256 addresses"):
+        GkeCluster(replace(spec(), control_plane_cidr="198.51.100.0/24"))
 
 
 def test_cluster_is_zonal_regular_with_workload_identity_and_no_default_pool():
@@ -110,7 +130,7 @@ def test_nodes_get_minimal_scopes_gke_metadata_and_shielded_boot():
         assert node["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
         assert node["shieldedInstanceConfig"] == {"enableSecureBoot": True,
                                                   "enableIntegrityMonitoring": True}
-        assert "serviceAccount" not in node
+        assert node["serviceAccount"] == "gpuctl-ml@my-project-1.iam.gserviceaccount.com"  # its own
         assert node["metadata"] == {"disable-legacy-endpoints": "true"}
 
 

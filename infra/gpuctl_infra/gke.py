@@ -2,7 +2,12 @@
 scale from zero.
 
 Resources, all children of one GkeCluster component, named from the spec's name:
-  <name>             the cluster: default pool removed, Workload Identity, release channel
+  <name>-nodes       the nodes' own service account, with only the role GKE documents for
+                     nodes (roles/container.defaultNodeServiceAccount), not the project's
+                     default compute account (Editor)
+  <name>             the cluster: default pool removed, Workload Identity, release channel,
+                     control plane reachable only from the caller's address (authorized
+                     networks), Dataplane V2 so NetworkPolicies are enforced, shielded nodes
   <name>-system      CPU pool (on-demand e2) for kube-dns and agents: 1..2 nodes
   <name>-gpu-<gpu>   one spot pool per accelerator: 0..N nodes, tainted nvidia.com/gpu,
                      driver installed by GKE, local NVMe for ephemeral storage
@@ -23,8 +28,11 @@ from .gke_spec import GPU_TAINT, NODE_OAUTH_SCOPES, GkeSpec, GpuPoolSpec
 COMPONENT_TYPE = "gpuctl:gke:GkeCluster"
 
 
+NODE_ROLE = "roles/container.defaultNodeServiceAccount"
+
+
 def _common_node_config(spec: GkeSpec, machine_type: str, spot: bool, disk_gb: int,
-                        disk_type: str, node_labels: dict[str, str]) -> dict:
+                        disk_type: str, node_labels: dict[str, str], service_account=None) -> dict:
     """What every node gets: labels on the VM and the node, minimal scopes, Workload Identity's
     metadata server (pods never see the node's credentials), shielded boot."""
     return {
@@ -39,13 +47,14 @@ def _common_node_config(spec: GkeSpec, machine_type: str, spot: bool, disk_gb: i
         "metadata": {"disable-legacy-endpoints": "true"},
         "workload_metadata_config": {"mode": "GKE_METADATA"},
         "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+        **({"service_account": service_account} if service_account is not None else {}),
     }
 
 
-def gpu_node_config(spec: GkeSpec, pool: GpuPoolSpec) -> dict:
+def gpu_node_config(spec: GkeSpec, pool: GpuPoolSpec, service_account=None) -> dict:
     config = _common_node_config(spec, pool.machine_type, pool.spot, pool.disk_size_gb,
                                  pool.disk_type, {"gpuctl-pool": pool.name,
-                                                  "gpuctl-accelerator": pool.short})
+                                                  "gpuctl-accelerator": pool.short}, service_account)
     config["guest_accelerators"] = [{
         "type": pool.accelerator,
         "count": gke_rules.gpus_per_node(pool),
@@ -62,10 +71,10 @@ def gpu_node_config(spec: GkeSpec, pool: GpuPoolSpec) -> dict:
     return config
 
 
-def system_node_config(spec: GkeSpec) -> dict:
+def system_node_config(spec: GkeSpec, service_account=None) -> dict:
     return _common_node_config(spec, spec.system_machine_type, spec.system_spot,
                                spec.system_disk_size_gb, spec.system_disk_type,
-                               {"gpuctl-pool": "system"})
+                               {"gpuctl-pool": "system"}, service_account)
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -78,6 +87,22 @@ class GkeCluster(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPE, spec.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         common = {"project": spec.project, "location": spec.zone}  # zonal: one zone, one fee
+
+        self.node_account = gcp.serviceaccount.Account(
+            f"{spec.name}-nodes",
+            account_id=spec.node_account_id,
+            display_name=f"gpuctl GKE nodes of {spec.name}",
+            description=f"least-privilege node identity ({NODE_ROLE})",
+            project=spec.project,
+            opts=child,
+        )
+        self.node_role = gcp.projects.IAMMember(
+            f"{spec.name}-nodes-role",
+            project=spec.project,
+            role=NODE_ROLE,
+            member=self.node_account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=child,
+        )
 
         self.cluster = gcp.container.Cluster(
             spec.name,
@@ -93,6 +118,11 @@ class GkeCluster(pulumi.ComponentResource):
             networking_mode="VPC_NATIVE",
             ip_allocation_policy={},
             enable_shielded_nodes=True,
+            # Only the caller's address reaches the control plane (and gpuctl's kube context).
+            master_authorized_networks_config={"cidr_blocks": [
+                {"cidr_block": spec.control_plane_cidr, "display_name": "gpuctl caller"}]},
+            # Dataplane V2: NetworkPolicies (the Web UI's) are enforced, not decorative.
+            datapath_provider="ADVANCED_DATAPATH",
             # Remove idle GPU nodes sooner than the default profile does.
             cluster_autoscaling={"autoscaling_profile": "OPTIMIZE_UTILIZATION"},
             # The provider defaults to true, which would make `gpuctl gke down` fail.
@@ -100,7 +130,9 @@ class GkeCluster(pulumi.ComponentResource):
             opts=child,
             **common,
         )
-        pool_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
+        # Pools wait for the nodes' role too: a node that boots without it cannot pull images.
+        pool_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, self.node_role])
+        nodes_as = self.node_account.email
 
         self.system_pool = gcp.container.NodePool(
             f"{spec.name}-system",
@@ -111,7 +143,7 @@ class GkeCluster(pulumi.ComponentResource):
                          "total_max_node_count": spec.system_max_nodes,
                          "location_policy": "BALANCED"},
             management={"auto_repair": True, "auto_upgrade": True},
-            node_config=system_node_config(spec),
+            node_config=system_node_config(spec, nodes_as),
             opts=pool_opts,
             **common,
         )
@@ -127,7 +159,7 @@ class GkeCluster(pulumi.ComponentResource):
                              # ANY: take spot capacity wherever it is, fewer preemptions.
                              "location_policy": "ANY"},
                 management={"auto_repair": True, "auto_upgrade": True},
-                node_config=gpu_node_config(spec, pool),
+                node_config=gpu_node_config(spec, pool, nodes_as),
                 opts=pool_opts,
                 **common,
             )

@@ -11,6 +11,7 @@ import re
 
 from .catalog import GPUS, MACHINES, REGIONS, MachineType
 from .gke_spec import ACCELERATORS, BY_GPU, PROJECT_PLACEHOLDER, GkeSpec, GpuPoolSpec
+from .rules import single_address_violations
 from .rules import (LABEL_KEY_RE, LABEL_VALUE_RE, NAME_RE, REQUIRED_LABELS, ZONE_RE, Violation,
                     check_failed)
 
@@ -82,6 +83,8 @@ def _cluster(spec: GkeSpec) -> list[Violation]:
                              "is not a valid range",
                              f"use 1 <= min <= max <= {MAX_SYSTEM_NODES} (kube-dns needs one node)"))
     out += _disk(spec.system_disk_type, spec.system_disk_size_gb, "system pool")
+    out += single_address_violations(spec.control_plane_cidr, "control-plane", "the control plane",
+                                     "the control plane", "--api-from")
     if not spec.gpu_pools:
         out.append(Violation("pools-empty", "the cluster has no GPU node pool",
                              "pass --pools, e.g. --pools l4 or --pools l4:2,t4"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .spec import CALLER_ADDRESS_PLACEHOLDER
+
 # Shown in dry-run plans when no project is configured; a live apply refuses it.
 PROJECT_PLACEHOLDER = "your-project-id"
 
@@ -89,6 +91,8 @@ class GkeSpec:
     system_disk_type: str = "pd-standard"
     network: str = "default"
     image_type: str = "COS_CONTAINERD"
+    # The one address the control plane answers (authorized networks): the caller's, as for SSH.
+    control_plane_cidr: str = CALLER_ADDRESS_PLACEHOLDER
 
     @property
     def region(self) -> str:
@@ -101,6 +105,11 @@ class GkeSpec:
     @property
     def stack_name(self) -> str:
         return stack_name(self.name)
+
+    @property
+    def node_account_id(self) -> str:
+        """The nodes' own service account (IAM: 6-30 characters, [a-z]([-a-z0-9]*[a-z0-9]))."""
+        return f"gpuctl-{self.name}"[:30].rstrip("-")
 
 
 def stack_name(cluster: str) -> str:

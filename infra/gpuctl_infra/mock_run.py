@@ -41,6 +41,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         outputs.setdefault(
             "selfLink",
             f"https://www.googleapis.com/compute/v1/projects/{self.project}/{args.name}")
+        if args.typ == "gcp:serviceaccount/account:Account":  # IAM derives the address
+            project = args.inputs.get("project") or self.project
+            outputs["email"] = f"{args.inputs.get('accountId')}@{project}.iam.gserviceaccount.com"
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):

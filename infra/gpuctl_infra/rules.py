@@ -132,17 +132,21 @@ def _scheduling_violations(spec: VmSpec) -> list[Violation]:
 
 
 def _network_violations(spec: VmSpec) -> list[Violation]:
-    if spec.ssh_source_cidr == CALLER_ADDRESS_PLACEHOLDER:
+    return single_address_violations(spec.ssh_source_cidr, "ssh-source", "SSH", "port 22", "--ssh-from")
+
+
+def single_address_violations(cidr: str, code: str, what: str, opened: str, flag: str) -> list[Violation]:
+    """gpuctl opens a door (SSH, a cluster's control plane) to the caller's one address only."""
+    if cidr == CALLER_ADDRESS_PLACEHOLDER:
         return []
     try:
-        net = ipaddress.ip_network(spec.ssh_source_cidr, strict=True)
+        net = ipaddress.ip_network(cidr, strict=True)
     except ValueError:
-        return [Violation("ssh-source", f"'{spec.ssh_source_cidr}' is not an address range",
-                          "pass one address, e.g. --ssh-from 198.51.100.7")]
+        return [Violation(code, f"'{cidr}' is not an address range",
+                          f"pass one address, e.g. {flag} 198.51.100.7")]
     if net.num_addresses != 1:
-        return [Violation("ssh-source",
-                          f"SSH would be open to {net.num_addresses} addresses ({net})",
-                          "gpuctl opens port 22 to one address only: pass a /32 (IPv4) or /128")]
+        return [Violation(code, f"{what} would be open to {net.num_addresses} addresses ({net})",
+                          f"gpuctl opens {opened} to one address only: pass a /32 (IPv4) or /128")]
     return []
 
 

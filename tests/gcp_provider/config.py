@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 COMPUTE_SUFFIX = "/compute/v1/"
 CONTAINER_SUFFIX = "/v1/"
+V1_SUFFIX = "/v1/"  # iamCustomEndpoint, resourceManagerCustomEndpoint
 
 
 class ConfigError(Exception):
@@ -71,6 +72,22 @@ class ProviderConfig:
                 services["global_operations"] = compute_v1.GlobalOperationsClient(**_kwargs(endpoint))
             self._clients[kind] = client
         return self._clients[kind]
+
+    def discovery(self, api: str, key: str):
+        """A google-api-python-client client for `api` v1, built from the discovery document
+        the library ships, against the loopback base path in gcp:`key`."""
+        if api not in self._clients:
+            import json as _json
+
+            import httplib2
+            from googleapiclient import discovery
+            from googleapiclient.discovery_cache import get_static_doc
+
+            endpoint = api_endpoint(self.values.get(key, ""), V1_SUFFIX, key)
+            self._clients[api] = discovery.build_from_document(
+                _json.loads(get_static_doc(api, "v1")), http=httplib2.Http(timeout=30),
+                client_options={"api_endpoint": endpoint + "/"})
+        return self._clients[api]
 
     def container(self):
         if "container" not in self._clients:

@@ -42,7 +42,7 @@ def _wait(config: ProviderConfig, project: str, location: str, operation, what: 
 class Cluster:
     token = "gcp:container/cluster:Cluster"
     replace_on = ("name", "project", "location", "network", "networkingMode", "initialNodeCount",
-                  "workloadIdentityConfig", "enableShieldedNodes")
+                  "workloadIdentityConfig", "enableShieldedNodes", "datapathProvider")
 
     def create(self, config: ProviderConfig, inputs: dict) -> tuple[str, dict]:
         from google.cloud import container_v1
@@ -146,13 +146,21 @@ def cluster_body(inputs: dict) -> dict:
     profile = (inputs.get("clusterAutoscaling") or {}).get("autoscalingProfile")
     if profile:
         body["autoscaling"] = {"autoscalingProfile": profile}
+    networks = inputs.get("masterAuthorizedNetworksConfig")
+    if networks is not None:
+        body["masterAuthorizedNetworksConfig"] = {
+            "enabled": True, "cidrBlocks": [{"cidrBlock": b["cidrBlock"], "displayName": b.get("displayName", "")}
+                                            for b in networks.get("cidrBlocks", [])]}
+    if inputs.get("datapathProvider"):
+        body["networkConfig"] = {"datapathProvider": inputs["datapathProvider"]}
     return body
 
 
 def node_config_body(config: dict) -> dict:
     body = {k: v for k, v in config.items() if k in (
         "machineType", "diskType", "imageType", "oauthScopes", "labels", "resourceLabels",
-        "metadata", "spot", "taints", "workloadMetadataConfig", "shieldedInstanceConfig", "gvnic")}
+        "metadata", "spot", "taints", "workloadMetadataConfig", "shieldedInstanceConfig", "gvnic",
+        "serviceAccount")}
     if "diskSizeGb" in config:
         body["diskSizeGb"] = _int(config["diskSizeGb"])
     if "ephemeralStorageLocalSsdConfig" in config:

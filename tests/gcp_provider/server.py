@@ -26,8 +26,10 @@ from .compute_types import Firewall, Instance, ResourcePolicy
 from .config import ConfigError, ProviderConfig, read_config
 from .container_types import Cluster, NodePool
 from .errors import ProviderError, abort, to_struct
+from .iam_types import Account, IAMMember
 
-TYPES = {t.token: t for t in (Instance(), Firewall(), ResourcePolicy(), Cluster(), NodePool())}
+TYPES = {t.token: t for t in (Instance(), Firewall(), ResourcePolicy(), Cluster(), NodePool(),
+                              Account(), IAMMember())}
 
 
 def plugin_version() -> str:
@@ -88,10 +90,10 @@ class GcpProviderDouble(provider_pb2_grpc.ResourceProviderServicer):
 
     # -- resources ------------------------------------------------------------------------
     def Check(self, request, context):
-        self._type(request.type or request.urn.rsplit("::", 2)[-2], context)
+        handler = self._type(_token(request), context)
         news = as_dict(request.news)
-        failures = [provider_pb2.CheckFailure(property="name", reason="Missing required argument")
-                    for _ in [0] if not news.get("name")]
+        failures = [provider_pb2.CheckFailure(property=key, reason="Missing required argument")
+                    for key in getattr(handler, "required", ("name",)) if not news.get(key)]
         return provider_pb2.CheckResponse(inputs=to_struct(news), failures=failures)
 
     def Diff(self, request, context):

@@ -32,7 +32,18 @@ def gke_api():
 
 
 @pytest.fixture
-def gke_engine(gke_api, real_engine_env, monkeypatch):
+def gke_iam(monkeypatch):
+    """IAM and Cloud Resource Manager (the nodes' service account and its role)."""
+    from tests.standins.iam import IamStandIn
+
+    with IamStandIn(PROJECT) as standin:
+        monkeypatch.setenv("GPUCTL_IAM_ENDPOINT", standin.endpoint)
+        monkeypatch.setenv("GPUCTL_RESOURCEMANAGER_ENDPOINT", standin.endpoint)
+        yield standin
+
+
+@pytest.fixture
+def gke_engine(gke_api, gke_iam, real_engine_env, monkeypatch):
     from gpuctl.adapters.pulumi_engine import AutomationEngine
     from gpuctl.gke.cluster import GKE_PROJECT
 

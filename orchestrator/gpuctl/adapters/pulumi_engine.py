@@ -49,6 +49,8 @@ CANCEL_GRACE_S = 600.0
 ENDPOINT_CONFIG = (
     ("GPUCTL_COMPUTE_ENDPOINT", "gcp:computeCustomEndpoint", "/compute/v1/"),
     ("GPUCTL_CONTAINER_ENDPOINT", "gcp:containerCustomEndpoint", "/v1/"),
+    ("GPUCTL_IAM_ENDPOINT", "gcp:iamCustomEndpoint", "/v1/"),
+    ("GPUCTL_RESOURCEMANAGER_ENDPOINT", "gcp:resourceManagerCustomEndpoint", "/v1/"),
 )
 
 

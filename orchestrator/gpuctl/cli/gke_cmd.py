@@ -37,11 +37,13 @@ def _event_printer(as_json: bool):
               help="GPU pools: GPU[@MACHINE][:MAX],... e.g. l4:2,t4 (GPUs: t4, l4, a100).")
 @click.option("--max-nodes", type=int, default=2, show_default=True,
               help="Max nodes of a pool that does not say :MAX.")
+@click.option("--api-from", help="The one address the control plane answers (default: ssh_from, "
+              "else your detected public address).")
 @click.option("--dry-run", is_flag=True, help="Show the plan and its cost; create nothing. No credentials needed.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-def up(name: str, zone: str | None, pools: str, max_nodes: int, dry_run: bool, yes: bool,
-       as_json: bool) -> None:
+def up(name: str, zone: str | None, pools: str, max_nodes: int, api_from: str | None, dry_run: bool,
+       yes: bool, as_json: bool) -> None:
     """Create (or update) the cluster, and a kube context for it in gpuctl's kubeconfig."""
     from dataclasses import replace
 
@@ -50,7 +52,7 @@ def up(name: str, zone: str | None, pools: str, max_nodes: int, dry_run: bool, y
     from . import render
 
     ctx = load_context()
-    options = GkeOptions(name=name, zone=zone, pools=pools, max_nodes=max_nodes)
+    options = GkeOptions(name=name, zone=zone, pools=pools, max_nodes=max_nodes, api_from=api_from)
     if dry_run:
         plan = plan_gke(ctx, options)  # a bad flag fails here, before anything else
         report = plan_to_dict(plan, ctx)
@@ -61,7 +63,9 @@ def up(name: str, zone: str | None, pools: str, max_nodes: int, dry_run: bool, y
 
     build_spec(ctx, options)  # a bad flag fails before credentials are looked for
     deps = gke_deps(ctx)
-    plan = plan_gke(ctx, replace(options, project=deps.project))
+    from ..lifecycle.deps import caller_cidr
+
+    plan = plan_gke(ctx, replace(options, project=deps.project, api_from=caller_cidr(ctx, api_from)))
     report = plan_to_dict(plan, ctx)
     if not as_json:
         _render_plan(report)

@@ -16,6 +16,7 @@ from typing import Callable
 
 from gpuctl_infra import gke_rules
 from gpuctl_infra.gke_spec import PROJECT_PLACEHOLDER, GkeSpec, stack_name
+from gpuctl_infra.spec import CALLER_ADDRESS_PLACEHOLDER
 
 from ..adapters.container import ClusterView, ContainerApi, PoolView
 from ..adapters.pulumi_engine import StackEngine, StackError
@@ -88,6 +89,9 @@ def gke_up(spec: GkeSpec, deps: GkeDeps, on_event: OnEvent | None = None) -> UpR
     if spec.project == PROJECT_PLACEHOLDER or spec.project != deps.project:
         raise UsageError(f"the spec's project {spec.project!r} is not the project in use "
                          f"({deps.project})", "set `project` in the gpuctl config or GPUCTL_PROJECT")
+    if spec.control_plane_cidr == CALLER_ADDRESS_PLACEHOLDER:
+        raise UsageError(f"cluster {spec.name} has no address for its control plane to answer",
+                         "pass --api-from YOUR.PUBLIC.IP (or set ssh_from in the config)")
     gke_rules.check(spec)
     emit("apply", f"applying {spec.stack_name}: cluster {spec.name} in {spec.zone} "
                   "(the control plane takes 5-10 minutes)")

@@ -50,8 +50,13 @@ def image_ref(name: str) -> str | None:
 
 
 def webui_image(explicit: str | None = None) -> str:
-    """--image, else images.toml's webui image, else the placeholder."""
-    return explicit or image_ref("webui") or WEBUI_PLACEHOLDER
+    """--image, else images.toml's webui image, else the placeholder. An explicit reference
+    is checked against the OCI grammar: it lands in a manifest and in kustomize's arguments."""
+    if explicit is not None:
+        from ..validation import image_ref as checked_image
+
+        return checked_image(explicit)
+    return image_ref("webui") or WEBUI_PLACEHOLDER
 
 
 def require_real_image(image: str) -> str:

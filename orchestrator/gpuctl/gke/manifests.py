@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from ..jobspec import JobSpec, JobSpecError, notes_for_target, parse_job_spec
+from ..validation import IMAGE_RE  # the one OCI reference grammar
 
 # Labels on everything gpuctl creates in a cluster: what `down` and sweeps select on.
 MANAGED = "gpuctl-managed"
@@ -40,12 +41,6 @@ DEFAULT_TIMEOUT = 86400  # a Job without `timeout:` is still stopped after a day
 # Spot VMs get about 30 s of notice; leave the trainer time to flush a checkpoint.
 TERMINATION_GRACE = 25
 
-# A container image reference as the container runtime parses it: lowercase repository path
-# (with an optional registry host:port), then a tag, a digest, or both.
-IMAGE_RE = re.compile(
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
 # Environment gpuctl sets for a multi-node job. A spec that sets one of these itself would
 # silently break the rendezvous, so it is refused.
 RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "WORLD_SIZE",
@@ -104,6 +99,9 @@ def build_job_manifests(spec: JobSpec, *, namespace: str, owner: str,
     """[Job] for one node; [headless Service, Indexed Job] for several. Raises JobSpecError
     for a spec that cannot run on GKE."""
     notes_for_target(spec, "gke")
+    from ..validation import namespace as checked_namespace
+
+    checked_namespace(namespace)  # rendered into every object's metadata
     if not IMAGE_RE.fullmatch(spec.image or ""):
         raise JobSpecError(f"image: '{spec.image}' is not an image reference",
                            "write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, "

@@ -12,6 +12,9 @@ from ..adapters.kube import Kube, KubeConflict
 
 def ensure_namespace(kube: Kube, namespace: str) -> bool:
     """True when it had to be created."""
+    from ..validation import namespace as checked_namespace
+
+    checked_namespace(namespace)  # the API path is built from it: refuse before any request
     if kube.get("v1", "Namespace", namespace) is not None:
         return False
     try:

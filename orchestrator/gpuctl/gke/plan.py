@@ -31,6 +31,7 @@ class GkeOptions:
     max_nodes: int = DEFAULT_MAX_NODES
     project: str | None = None  # default: config, else a placeholder (dry run only)
     system_machine_type: str = "e2-standard-2"
+    api_from: str | None = None  # the one address the control plane answers; default: ssh_from / detected
 
 
 @dataclass
@@ -62,6 +63,16 @@ def default_zone(region: str, requests: list[PoolRequest]) -> str:
     return common[0]
 
 
+def _single_address(address: str | None) -> str:
+    """An address as the /32 (or /128) the control plane is opened to; a placeholder until the
+    live path detects the caller's address."""
+    from gpuctl_infra.spec import CALLER_ADDRESS_PLACEHOLDER
+
+    if not address:
+        return CALLER_ADDRESS_PLACEHOLDER
+    return address if "/" in address else f"{address}/{128 if ':' in address else 32}"
+
+
 def build_spec(ctx: Context, options: GkeOptions) -> GkeSpec:
     requests = parse_pools(options.pools)
     zone = options.zone or default_zone(ctx.config.region, requests)
@@ -73,7 +84,8 @@ def build_spec(ctx: Context, options: GkeOptions) -> GkeSpec:
     spec = GkeSpec(name=options.name, zone=zone,
                    project=options.project or ctx.config.project or PROJECT_PLACEHOLDER,
                    gpu_pools=pools, labels=gke_labels(ctx.config.resolved_owner(), options.name),
-                   system_machine_type=options.system_machine_type)
+                   system_machine_type=options.system_machine_type,
+                   control_plane_cidr=_single_address(options.api_from or ctx.config.ssh_from))
     gke_rules.check(spec)  # one line with a hint, before the program or the engine runs
     return spec
 
@@ -94,8 +106,16 @@ def plan_gke(ctx: Context, options: GkeOptions) -> GkePlan:
 def _resource_summary(resource: PlannedResource) -> str:
     inputs = resource.inputs
     if resource.short_type == "container.Cluster":
+        allowed = ", ".join(b["cidrBlock"] for b in
+                            inputs.get("masterAuthorizedNetworksConfig", {}).get("cidrBlocks", []))
         return (f"zonal {inputs.get('location')}, {inputs['releaseChannel']['channel']} channel, "
-                f"Workload Identity {inputs['workloadIdentityConfig']['workloadPool']}")
+                f"Workload Identity {inputs['workloadIdentityConfig']['workloadPool']}, "
+                f"control plane only from {allowed or 'anywhere'}, "
+                f"{'Dataplane V2 (NetworkPolicy enforced)' if inputs.get('datapathProvider') == 'ADVANCED_DATAPATH' else 'no NetworkPolicy enforcement'}")
+    if resource.short_type == "serviceaccount.Account":
+        return f"the nodes' own service account {inputs.get('accountId')} (not the default compute one)"
+    if resource.short_type == "projects.IAMMember":
+        return f"{inputs.get('role')} for the nodes' account, nothing more"
     node = inputs.get("nodeConfig", {})
     scale = inputs.get("autoscaling", {})
     gpus = "".join(f" + {int(g['count'])}x {g['type']}" for g in node.get("guestAccelerators", []))
