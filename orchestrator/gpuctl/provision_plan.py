@@ -57,7 +57,8 @@ def provisioning_steps(profile: Profile, guards: GuardPlan, time_zone: str | Non
     steps += [
         PlannedStep("nvidia-driver", f"NVIDIA driver {profile.driver} (reboots once if needed)"),
         PlannedStep("cuda", f"CUDA toolkit {profile.cuda}"),
-        PlannedStep("python", f"Python {profile.python} with a virtualenv at ~/venv"),
+        PlannedStep("python", f"Python {profile.python} with a virtualenv at ~/venv whose pip works "
+                              f"(installs python{profile.python}-venv where the image lacks it)"),
         PlannedStep("verify", "nvidia-smi sees "
                               f"{profile.gpu_total} GPU(s); nvcc reports CUDA {profile.cuda}"),
     ]

@@ -19,15 +19,17 @@ from pathlib import Path
 
 from .mounts import remove_tree
 
-ROOTFS_VERSION = "v2"
+ROOTFS_VERSION = "v3"
 SUITE = "bookworm"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 TEST_USER = "gpuctl"
 
 # What provisioning touches on a real GCE VM, minus systemd/udev (a chroot has no init).
+# Shaped like a stock cloud image: python3 without its venv package and no build tools, so
+# a step that needs more must install it (tests serve the .debs: tests/hosts/debs.py).
 PACKAGES = [
     "openssh-server", "openssh-sftp-server", "sudo", "cron", "util-linux", "mount",
-    "e2fsprogs", "mdadm", "python3", "python3-venv", "iproute2", "procps", "tzdata", "ca-certificates",
+    "e2fsprogs", "mdadm", "python3", "iproute2", "procps", "tzdata", "ca-certificates",
 ]
 
 

@@ -58,7 +58,7 @@ def provision(host: str, ssh_key, known_hosts, profile, time_zone, stop_at, idle
     if not report.ok:
         failed = next(s for s in report.steps if s.status == "failed")
         raise GpuctlError(f"step {failed.id} failed: {failed.error}",
-                          "fix the cause and rerun: finished steps are not redone")
+                          failed.hint or "fix the cause and rerun: finished steps are not redone")
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from .checks import SKIP, Check, Verdict, run_check
 from .facts import Fact
 from .settings import ProvisionSettings
 
@@ -49,7 +50,25 @@ def commands(*cmds: str, sudo: bool = True) -> StepPlan:
     return StepPlan(actions=list(cmds), apply=apply)
 
 
+def ask(host: Host, check: Check, verdict: Verdict | None) -> Verdict:
+    """The runner's batched verdict when it is still fresh, else the check asked now."""
+    return verdict or run_check(host, check)
+
+
+def settled(verdict: Verdict) -> StepPlan | None:
+    """The no-op or skip plan when the step is done or cannot apply; None when there is work."""
+    if verdict.state == SKIP:
+        return skip(verdict.reason)
+    if verdict.done:
+        return noop(verdict.reason)
+    return None
+
+
 class Step(Protocol):
     id: str
 
-    def plan(self, host: Host, settings: ProvisionSettings) -> StepPlan: ...
+    def check(self, settings: ProvisionSettings) -> Check:
+        """The functional 'already done?' test; the runner also asks it after apply."""
+
+    def plan(self, host: Host, settings: ProvisionSettings,
+             verdict: Verdict | None = None) -> StepPlan: ...

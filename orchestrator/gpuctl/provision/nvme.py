@@ -10,7 +10,8 @@ from __future__ import annotations
 import shlex
 
 from . import facts
-from .base import Host, StepPlan, noop, read, skip
+from .base import Host, StepPlan, ask, read, settled, skip
+from .checks import DONE, SKIP, TODO, Check, Verdict, keyed
 from .files import fstab_with_line, write_file_command
 from .settings import ProvisionSettings
 
@@ -45,15 +46,55 @@ def _is_ours(host: Host, dev) -> bool:
     return False
 
 
+def nvme_probe(mount_point: str) -> str:
+    """fstab entries for the mount point, what is mounted there and its UUID (blkid probes as
+    root: there may be no udev), whether the login user can write there, and whether the host
+    has local NVMe disks at all."""
+    mp = shlex.quote(mount_point)
+    return (f"awk -v mp={mp} '$1 !~ /^#/ && $2 == mp {{print \"fstab\", $1, $3}}' /etc/fstab\n"
+            f"if mountpoint -q {mp}; then src=$(findmnt -n -o SOURCE --mountpoint {mp}); "
+            f"echo \"mounted $src $(findmnt -n -o FSTYPE --mountpoint {mp})\"; "
+            f"echo \"uuid $($SUDO blkid -s UUID -o value \"$src\" 2>/dev/null)\"; "
+            f"t={mp}/.gpuctl-write-check-$$; (: > \"$t\") 2>/dev/null && rm -f \"$t\" && echo writable yes; fi\n"
+            "echo \"disks $(ls /dev/disk/by-id 2>/dev/null | grep -c '^google-local-nvme-ssd-') "
+            "$(ls /sys/block 2>/dev/null | grep -c '^nvme')\"")
+
+
+def judge_nvme(text: str, mount_point: str) -> Verdict:
+    """DONE only when one fstab line mounts UUID=<u> as ext4 at the mount point, the disk
+    mounted there now has UUID u, and the login user can write to it."""
+    answers = keyed(text)
+    entries = [e.split() for e in answers.get("fstab", [])]
+    mounted = (answers.get("mounted") or [""])[0].split()
+    uuid = (answers.get("uuid") or [""])[0]
+    disks = [int(n) if n.isdigit() else 0 for n in (answers.get("disks") or ["0 0"])[0].split()]
+    if not mounted and not any(disks):
+        return Verdict(SKIP, "no local NVMe SSD on this host")
+    if not mounted:
+        return Verdict(TODO, f"nothing is mounted at {mount_point}")
+    if len(entries) != 1 or len(entries[0]) != 2:
+        return Verdict(TODO, f"/etc/fstab has {len(entries)} entries for {mount_point}, wanted one")
+    source, fstype = entries[0]
+    if not uuid or source != f"UUID={uuid}":
+        return Verdict(TODO, f"fstab mounts {source}, but the disk at {mount_point} is "
+                             f"UUID={uuid or 'unknown'}")
+    if fstype != "ext4" or mounted[1:2] != ["ext4"]:
+        return Verdict(TODO, f"{mount_point} is not ext4 in fstab and in the mount table")
+    if "writable" not in answers:
+        return Verdict(TODO, f"{mount_point} is not writable by the login user")
+    return Verdict(DONE, f"{mounted[0]} mounted at {mount_point} by UUID, writable")
+
+
 class NvmeStep:
     id = "nvme"
 
-    def plan(self, host: Host, s: ProvisionSettings) -> StepPlan:
-        mounted = [line.split() for line in read(host, facts.MOUNTS)]
-        fstab = read(host, facts.FSTAB)
-        if any(len(m) > 1 and m[1] == s.mount_point for m in mounted) and any(
-                len(e.split()) > 1 and e.split()[1] == s.mount_point for e in fstab):
-            return noop(f"{s.mount_point} is mounted and in fstab")
+    def check(self, s: ProvisionSettings) -> Check:
+        return Check(nvme_probe(s.mount_point), lambda text: judge_nvme(text, s.mount_point))
+
+    def plan(self, host: Host, s: ProvisionSettings, verdict: Verdict | None = None) -> StepPlan:
+        done = settled(ask(host, self.check(s), verdict))
+        if done:
+            return done
         links = read(host, facts.LOCAL_SSD_LINKS)
         devices = list(_flatten(read(host, facts.BLOCK_DEVICES)))
         by_path = {d.path: d for d in devices}
@@ -93,8 +134,9 @@ class NvmeStep:
             if not uuid:
                 raise RuntimeError(f"no filesystem UUID on {device} after mkfs")
             mp = shlex.quote(s.mount_point)
-            host.run(f"mkdir -p {mp} && (mountpoint -q {mp} || mount -o discard,defaults "
-                     f"{shlex.quote(device)} {mp})", sudo=True)
+            # Mounted already (an interrupted run): make sure it is writable, not read-only.
+            host.run(f"mkdir -p {mp} && if mountpoint -q {mp}; then mount -o remount,rw {mp}; "
+                     f"else mount -o discard,defaults {shlex.quote(device)} {mp}; fi", sudo=True)
             line = f"UUID={uuid} {s.mount_point} ext4 {MOUNT_OPTIONS} 0 2"
             lines = fstab_with_line(read(host, facts.FSTAB), s.mount_point, line)
             host.run(write_file_command("/etc/fstab", "\n".join(lines) + "\n"), sudo=True)
