@@ -423,3 +423,17 @@ def test_extend_without_a_cap_says_what_it_would_take(ctx, live):
     assert "no movable deadline" in err.value.message and "--cap" in err.value.hint
     assert not live.standin.calls("instances.setScheduling") and live.scheduler.jobs == {}
     down_vm(NAME, live)
+
+
+def test_up_again_after_a_guard_deleted_the_vm(ctx, live):
+    """The run limit fired while the laptop was closed: the record and the stack still list the
+    VM. The next `up` of the name clears the stale stack (a delete of a VM that is gone counts as
+    done) and creates a new one."""
+    up_vm(ctx, plan_for(ctx), live)
+    live.standin.fire_time_limit(NAME)
+    events = []
+    record = up_vm(ctx, plan_for(ctx), live, on_event=lambda kind, text: events.append(kind)).record
+    assert record.state == "ready" and "rollback" in events
+    assert len(live.standin.instances()) == 1 and len(live.standin.firewalls()) == 1
+    down_vm(NAME, live)
+    assert nothing_left(live.standin)

@@ -79,6 +79,12 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
     emit = on_event or (lambda kind, text: None)
     name = plan.spec.name
     existing = records.load(name)
+    if existing and existing.state in ("ready", "unreachable") and _gone(existing, deps):
+        # Its guard (or a preemption with DELETE) removed it: what the stack still lists is
+        # stale, and destroying it is a no-op for GCE (a 404 on delete counts as deleted).
+        emit("rollback", f"{name} was deleted outside gpuctl (a guard or a preemption); "
+                         "clearing its stack")
+        existing.state = "destroying"
     if existing and existing.state in ("ready", "unreachable"):
         raise GpuctlError(f"VM {name} already exists ({existing.zone})",
                           f"use it (`gpuctl ssh {name}`), remove it (`gpuctl down {name}`), "
@@ -158,6 +164,10 @@ def _try_zone(spec: VmSpec, record: VmRecord, deps: LiveDeps, emit: OnEvent) -> 
             emit("attempt", f"{spec.zone}: {reason}; retrying")
             deps.sleep(2.0 * 2 ** attempt)
     return "transient", "retries exhausted"  # pragma: no cover - the loop always returns
+
+
+def _gone(record: VmRecord, deps: LiveDeps) -> bool:
+    return bool(record.zone) and deps.compute.instance(record.zone, record.name) is None
 
 
 def _set_deadline(plan: VmPlan, record: VmRecord, deps: LiveDeps, emit: OnEvent) -> None:
