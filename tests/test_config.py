@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpuctl_infra.catalog import REGIONS
+
 from gpuctl.config import Config, label_safe, load_config
 from gpuctl.errors import ConfigError
 
@@ -225,8 +227,7 @@ def test_environ_none_reads_the_process_environment(tmp_path, monkeypatch):
 
 
 @settings(max_examples=100)
-@given(st.sampled_from(["us-central1", "asia-northeast1", "europe-west4"]),
-       st.sampled_from(["us-central1", "asia-northeast1", "europe-west4"]))
+@given(st.sampled_from(REGIONS), st.sampled_from(REGIONS))
 def test_env_region_always_wins(file_region, env_region):
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp), f'region = "{file_region}"\n')

@@ -292,3 +292,107 @@ def test_real_transformers5_output_from_the_lora_example():
     assert [pt[0] for pt in p.eval_losses] == [20, 40, 60]
     assert p.train_loss == pytest.approx(4.571)
     assert figures(p)["loss_trend"] == "down"
+
+
+# --- the fast parser equals the line-at-a-time one it replaced ---------------------------------
+# gpuctl.runs.progress_reference is the parser as it was before it learned to skip redundant
+# bars and patterns that cannot match; every result (state included) must be the same.
+
+from gpuctl.runs import progress_reference  # noqa: E402
+
+
+def both(data: bytes, sizes: list[int] | None = None):
+    fast, slow = ProgressParser(), progress_reference.ProgressParser()
+    pos, i = 0, 0
+    while pos < len(data):
+        size = sizes[i % len(sizes)] if sizes else len(data)
+        fast.feed(data[pos:pos + size])
+        slow.feed(data[pos:pos + size])
+        assert fast.state_dict() == slow.state_dict() or \
+            json.dumps(fast.state_dict(), sort_keys=True) == json.dumps(slow.state_dict(), sort_keys=True)
+        pos, i = pos + size, i + 1
+    assert same(fast.snapshot(), slow.snapshot())
+    return fast.close(), slow.close()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in LOGS.glob("*.log")))
+@pytest.mark.parametrize("sizes", [None, [1], [7, 300], [4096]])
+def test_recorded_logs_parse_as_the_reference_does(name, sizes):
+    fast, slow = both(log(name), sizes)
+    assert same(fast, slow)
+    assert fast.lines > 0
+
+
+def bar(rng_n, total, desc="", elapsed="00:10", remaining="00:20", rate="1.5s/it", postfix=""):
+    lead = f"{desc}: " if desc else ""
+    pct = min(100, rng_n * 100 // max(total, 1))
+    return f"{lead}{pct:3d}%|██  | {rng_n}/{total} [{elapsed}<{remaining}, {rate}{postfix}]"
+
+
+TOTALS = st.sampled_from([10, 50, 2515])
+BAR = st.builds(
+    bar, st.integers(0, 120), TOTALS,
+    desc=st.sampled_from(["", "Epoch 1", "Evaluating", "train", "valid"]),
+    elapsed=st.sampled_from(["00:10", "?", "1:02:03", "00:11"]),
+    remaining=st.sampled_from(["00:20", "?", "9:01:34", "00:00"]),
+    rate=st.sampled_from(["1.5s/it", "?it/s", "3.2it/s", "0.00s/it", " 2.0s/it"]),
+    postfix=st.sampled_from(["", ", loss=2.5", ", loss=nan", ", train_loss=1e400"]))
+DICT = st.builds(
+    lambda pairs: "{" + ", ".join(f"'{k}': {v}" for k, v in pairs) + "}",
+    st.lists(st.tuples(st.sampled_from(["loss", "eval_loss", "learning_rate", "epoch", "step",
+                                        "grad_norm", "train_runtime", "train_loss", "eval_acc"]),
+                       st.sampled_from(["1.5", "0.01", "nan", "inf", "1e-05", "-2", "7",
+                                        "'x'", "None", "1e400"])), min_size=1, max_size=5))
+OTHER = st.sampled_from([
+    "***** Running Evaluation *****", "***** Running training *****",
+    "  Total optimization steps = 50", "  Total optimization steps = 2,515",
+    "[deepspeed] OVERFLOW! Rank 0 Skipping step. Attempted loss scale: 65536, reducing to 32768.0",
+    "Grad overflow on iteration 7", "Reducing dynamic loss scale from 1024 to 512",
+    "step=12, skipped=2", "{'loss': 1.0, 'epoch'", "plain text", "", "   ", "{}", "%|", "50%|",
+])
+LINE = st.one_of(BAR, BAR, BAR, DICT, OTHER, st.text(max_size=30))
+END = st.sampled_from(["\r", "\n", "\r\n", "\r\r"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(LINE, END, st.lists(BAR, max_size=3)), max_size=40),
+       st.lists(st.integers(1, 200), min_size=1, max_size=4), st.booleans())
+def test_generated_logs_parse_as_the_reference_does(lines, sizes, in_chunks):
+    """Realistic logs: runs of bars (the fast path) broken by dicts, evals and DeepSpeed lines,
+    bars glued several to a line, in any chunking."""
+    data = "".join(text + end + "".join(b + "\r" for b in bars) for text, end, bars in lines)
+    fast, slow = both(data.encode("utf-8"), sizes if in_chunks else None)
+    assert same(fast, slow)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(FRAGMENTS, st.binary(max_size=40)), max_size=60),
+       st.lists(st.integers(1, 50), min_size=1, max_size=5))
+def test_any_bytes_parse_as_the_reference_does(parts, sizes):
+    fast, slow = both(b"".join(parts), sizes)
+    assert same(fast, slow)
+
+
+def test_long_lines_with_many_bar_marks_stay_fast():
+    """A bar search starts near each "%|", not at every character of a 60 KB line."""
+    import time
+
+    line = ("x" * 300 + "%|" + "y" * 300) * 100
+    started = time.monotonic()
+    p = parse_text((line + "\n") * 20)
+    assert time.monotonic() - started < 2
+    assert p.lines == 20 and p.step is None
+
+
+BAR_ALPHABET = st.sampled_from(list(":  1234567890%|a█/[]<,.s?itk") + ["\u00a0", "\u0663", "it/s]",
+                                                                     "s/it]", "%|", "00:01<"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(BAR_ALPHABET, max_size=80).map("".join), st.lists(BAR, max_size=3))
+def test_bar_finder_equals_finditer(noise, bars):
+    """_bars tries one start per "%|"; it must find exactly what TQDM.finditer finds."""
+    from gpuctl.runs.progress import TQDM, _bars
+
+    for text in (noise, noise.join(bars), "".join(bars) + noise, noise + ": " + "".join(bars)):
+        assert [m.span() for m in _bars(text)] == [m.span() for m in TQDM.finditer(text)]

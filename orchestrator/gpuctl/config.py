@@ -31,8 +31,9 @@ from gpuctl_infra.rules import is_time_zone
 
 from .errors import ConfigError, UsageError
 from .paths import config_path
+from .safe_read import load_toml, present
 from .units import is_off, parse_clock, parse_duration
-from .validation import first_error
+from .validation import as_value_error, first_error, project_id, ssh_source
 
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # GPUCTL_<NAME> environment variables that override config keys.
@@ -46,7 +47,9 @@ class Config(BaseModel):
     project: str | None = None  # default: gcloud's default project at apply time
     region: str = "us-central1"
     currency: str = "USD"  # display currency next to USD
-    fx_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # USD -> currency, overrides the snapshot
+    # USD -> currency, overrides the snapshot. Bounded: a rate of 1e-300 makes every budget
+    # infinite once divided by it (the strongest currency per USD is ~0.3, the weakest ~1e5).
+    fx_rate: float | None = Field(default=None, ge=1e-4, le=1e7, allow_inf_nan=False)
     ttl: str | None = "8h"  # server-side max run duration for every VM; "none" to omit
     # A hard cap longer than the ttl makes the ttl a movable deadline (`gpuctl extend`): GCE's
     # own limit is set to the cap, and a Cloud Scheduler job deletes the VM at the ttl.
@@ -58,6 +61,29 @@ class Config(BaseModel):
     ssh_from: str | None = None  # the caller's address; detected at apply time when unset
     pulumi_backend: str | None = None  # e.g. gs://bucket/gpuctl; default: a file backend in the gpuctl home
     profiles: dict[str, dict[str, Any]] = {}
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        return value if value is None else as_value_error(project_id, value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        # Refused here, not priced as the default region later.
+        from gpuctl_infra.catalog import REGIONS
+
+        if value not in REGIONS:
+            raise ValueError(f"'{value[:80]}' is not a region gpuctl knows (known: "
+                             f"{', '.join(REGIONS)})")
+        return value
+
+    @field_validator("ssh_from")
+    @classmethod
+    def _ssh_from(cls, value: str | None) -> str | None:
+        if value is not None:
+            as_value_error(ssh_source, value)  # checked, kept as written (plan adds the /32)
+        return value
 
     @field_validator("currency")
     @classmethod
@@ -115,16 +141,9 @@ def label_safe(text: str, max_len: int = 63) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib
 
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}",
-                          "fix the line it names, or move the file away to use defaults") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}",
-                          "check its permissions and encoding (UTF-8)") from None
+    return load_toml(path, "config", ConfigError,
+                     "fix the line it names, or move the file away to use defaults")
 
 
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
@@ -135,7 +154,7 @@ def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
     """Read the config file (missing is fine), apply GPUCTL_* variables, validate."""
     path = path or config_path()
-    data = _read_toml(path) if path.exists() else {}
+    data = _read_toml(path) if present(path) else {}
     data.update(env_overrides(os.environ if environ is None else environ))
     try:
         return Config.model_validate(data)

@@ -64,3 +64,11 @@ class NetworkError(GpuctlError):
     fixing the network, helps; nothing was changed by the call that failed."""
 
     exit_code = 4
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A user's value quoted for an error line: control characters escaped (one line, no
+    terminal escapes) and length bounded (a 4 MB argument is not repeated back)."""
+    text = value if isinstance(value, str) else repr(value)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit + 1])
+    return f"'{text[:limit]}…'" if len(text) > limit else f"'{text}'"

@@ -49,8 +49,21 @@ SECRET_RE = {
     "file": re.compile(r"^file:(.+)$"),
 }
 SECRET_HINT = "write a reference: " + "; ".join(SECRET_SCHEMES.values())
+# Credentials with a recognisable shape (Hugging Face, GitHub, OpenAI/Anthropic, AWS, Slack,
+# Google API keys, W&B's 40-hex keys, PEM blocks): refused as plain env values.
+TOKEN_RE = re.compile(
+    r"(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|sk-[-\w]{20,}"
+    r"|AKIA[0-9A-Z]{16}|xox[abposr]-[-\w]{10,}|AIza[-\w]{30,}|-----BEGIN [A-Z ]*PRIVATE KEY"
+    r"|^[0-9a-f]{40}$)", re.ASCII)
+# Names that say "secret": a plain value under one gets a note with the fix.
+SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIAL",
+                            re.IGNORECASE)
 MAX_NODES = 64
 MAX_GPUS_PER_NODE = 8
+
+
+def looks_like_token(value: str) -> bool:
+    return bool(TOKEN_RE.search(value))
 
 
 class JobSpecError(UsageError):
@@ -116,6 +129,10 @@ class JobSpec(BaseModel):
                 raise ValueError(f"{key} must be a string, number or boolean")
             # YAML reads `DEBUG: true` as a bool; the process sees the text.
             out[key] = ("true" if val else "false") if isinstance(val, bool) else str(val)
+            if looks_like_token(out[key]):
+                # Refused, and not repeated: env values are shown in plans and manifests.
+                raise ValueError(f"{key} holds what looks like a token or key; a secret in env "
+                                 "would be shown in plans and stored in manifests")
         return out
 
     @field_validator("secrets")
@@ -125,8 +142,17 @@ class JobSpec(BaseModel):
             if not ENV_NAME_RE.fullmatch(key):
                 raise ValueError(f"'{key}' is not an environment variable name")
             if not any(pattern.fullmatch(ref) for pattern in SECRET_RE.values()):
-                raise ValueError(f"{key}: '{ref}' is not a secret reference")
+                # Never repeat the value: what was written here may be the secret itself.
+                raise ValueError(f"{key}: the value is not a secret reference "
+                                 "(it was not shown, in case it is the secret itself)")
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        from .validation import as_value_error, image_ref
+
+        return value if value is None else as_value_error(image_ref, value)
 
     @field_validator("accelerator")
     @classmethod
@@ -185,27 +211,18 @@ def parse_job_spec(data: object, source: str = "job spec") -> JobSpec:
 
 
 def load_job_spec(path: str | Path) -> JobSpec:
-    import yaml
+    from .safe_read import load_yaml
 
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise JobSpecError(f"cannot read job spec {path}: {exc.strerror}",
-                           "check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise JobSpecError(f"{path} is not valid YAML{line}",
-                           "check indentation and quoting") from None
+    data = load_yaml(path, "job spec", JobSpecError, "check indentation and quoting")
     return parse_job_spec(data, str(path))
 
 
 def notes_for_target(spec: JobSpec, target: Target) -> list[str]:
     """Raise for keys that cannot mean anything on `target`; return notes for ignored ones."""
-    notes: list[str] = []
+    notes: list[str] = [f"env {key} is set as a plain value (shown in plans and manifests); "
+                         "if it is a secret, move it to `secrets:` as a reference (k8s:SECRET/KEY on GKE; "
+                         "env:NAME or file:PATH on a VM)"
+                         for key in sorted(spec.env) if SECRET_NAME_RE.search(key)]
     if target == "vm":
         if spec.nodes > 1:
             raise JobSpecError(f"nodes: {spec.nodes} needs a cluster; a VM runs one node",
@@ -258,4 +275,6 @@ def _hint_for(exc: ValidationError) -> str:
         return "known keys: " + ", ".join(JobSpec.model_fields)
     if err["loc"] and err["loc"][0] == "secrets":
         return SECRET_HINT
+    if err["loc"] and err["loc"][0] == "env" and "token" in err["msg"]:
+        return "move it to `secrets:` and " + SECRET_HINT
     return "see the job spec format in README.md (Training runs)"

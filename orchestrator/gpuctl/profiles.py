@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from gpuctl_infra.catalog import MACHINES  # plain data, cheap to import
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ProfileError
 from .paths import bundled_data
@@ -19,7 +19,10 @@ from .validation import first_error
 
 PROFILE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 UBUNTU_2204 = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts"
-_VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
+_VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$", re.ASCII)
+# A GCE image: a family or image URL path, or a bare image name (RFC 1035).
+_IMAGE_RE = re.compile(r"(projects/[a-z][-a-z0-9.:]{0,62}/global/images/(family/)?)?"
+                       r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 
 
 class Profile(BaseModel):
@@ -59,6 +62,27 @@ class Profile(BaseModel):
         if not isinstance(value, str) or not _VERSION_RE.fullmatch(value):
             raise ValueError(f"'{value}' is not a version like 535, 12.4 or 3.10")
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not _IMAGE_RE.fullmatch(value):
+            raise ValueError(f"{value[:80]!r} is not a GCE image (e.g. {UBUNTU_2204})")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_matches_machine(self):
+        # A2/A3/G2 types come with their GPUs; an override naming another GPU (or count) would
+        # be dropped by GCE's API shape, so the VM would not be what the profile says.
+        machine = MACHINES.get(self.machine_type)
+        if machine and machine.builtin_gpu:
+            if self.gpu is not None and self.gpu != machine.builtin_gpu:
+                raise ValueError(f"gpu {self.gpu} cannot go on {self.machine_type}: it has "
+                                 f"{machine.builtin_gpu_count}x {machine.builtin_gpu} built in")
+            if self.gpu_count and self.gpu_count != machine.builtin_gpu_count:
+                raise ValueError(f"gpu_count {self.gpu_count} does not match {self.machine_type}"
+                                 f" ({machine.builtin_gpu_count} built in)")
+        return self
 
     @property
     def gpu_type(self) -> str | None:

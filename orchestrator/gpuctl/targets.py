@@ -17,14 +17,36 @@ def resolve_target(text: str, ssh_key: Path | None = None,
 
     if "@" not in text and not _looks_like_address(text):
         from .lifecycle.access import ssh_target_for_vm
+        from .validation import gce_name
 
-        target = ssh_target_for_vm(text)
+        target = ssh_target_for_vm(gce_name(text, "VM name"))
         if ssh_key:
             target = SshTarget(target.host, target.user, target.port, ssh_key, target.known_hosts)
         pins = [target.known_hosts] if target.known_hosts else []
         return target, pins + ([known_hosts] if known_hosts else [])
-    user, address, port = parse_target(text, getpass.getuser())
+    user, address, port = parse_target(checked_target(text), getpass.getuser())
     return SshTarget(address, user, port, ssh_key, None), known_hosts_files(known_hosts)
+
+
+def checked_target(text: str) -> str:
+    """`user@host[:port]` checked before the SSH adapter splits it: the host by RFC 1123 (or an
+    IP), the port 1-65535 in ASCII digits, the user a plain login name. Returned unchanged."""
+    import re
+
+    from .errors import UsageError, shown
+    from .validation import host as checked_host
+    from .validation import port as checked_port
+
+    user, _, rest = text.rpartition("@")
+    if user and not re.fullmatch(r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,31}", user, re.ASCII):
+        raise UsageError(f"user {shown(user)} is not a login name",
+                         "write user@host, e.g. alice@10.0.0.5")
+    address = rest
+    if rest.count(":") == 1:  # host:port (a bare IPv6 address has several colons)
+        address, port_text = rest.split(":")
+        checked_port(port_text)
+    checked_host(address)
+    return text
 
 
 def _looks_like_address(text: str) -> bool:

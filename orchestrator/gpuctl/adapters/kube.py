@@ -303,16 +303,19 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None) ->
 
     path = kubeconfig_path(kubeconfig)
     name = selected_context(context)
-    if not path.is_file():
+    from ..safe_read import present
+
+    if not present(path):
         raise KubeConfigError(f"no kubeconfig at {path}",
                               "run `gpuctl gke up` (it writes gpuctl's kubeconfig), or pass "
                               "--kubeconfig/--context (or set GPUCTL_KUBECONFIG)")
+    check_kubeconfig(path)
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
     try:
         contexts, _ = config.list_kube_config_contexts(str(path))
-    except (ConfigException, OSError, ValueError) as exc:
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise KubeConfigError(f"kubeconfig {path} is unreadable: {_short_reason(exc)}",
                               "run `gpuctl gke up` to write it again") from None
     names = [c["name"] for c in contexts or []]
@@ -322,10 +325,29 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None) ->
     try:
         api_client = config.new_client_from_config(config_file=str(path), context=name,
                                                    persist_config=False)
-    except (ConfigException, OSError, ValueError) as exc:
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise KubeConfigError(f"context {name} in {path} is unusable: {_short_reason(exc)}",
                               CREDENTIALS_HINT) from None
     return Kube(api_client, context=name, kubeconfig=str(path))
+
+
+def check_kubeconfig(path: Path) -> dict:
+    """Read the kubeconfig through the safe reader and check its shape before the kubernetes
+    library sees it: the library assumes a well-formed mapping (/etc/passwd is valid YAML, a
+    string, and crashed it with a TypeError)."""
+    from ..safe_read import load_yaml
+
+    hint = "point --kubeconfig (or GPUCTL_KUBECONFIG) at a kubeconfig, or run `gpuctl gke up`"
+    data = load_yaml(path, "kubeconfig", KubeConfigError, hint)
+    if not isinstance(data, dict):
+        raise KubeConfigError(f"kubeconfig {path} is not a kubeconfig (not a mapping)", hint)
+    for key in ("clusters", "contexts", "users"):
+        entries = data.get(key) or []
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries):
+            raise KubeConfigError(f"kubeconfig {path}: `{key}` is not a list of named entries",
+                                  hint)
+    return data
 
 
 def _write_query(dry_run: bool) -> list:

@@ -18,8 +18,10 @@ def kube_options(func):
 
 def resolve_namespace(namespace: str | None) -> str:
     from ..gke.kubeconfig import DEFAULT_NAMESPACE
+    from ..validation import namespace as checked_namespace
 
-    return namespace or DEFAULT_NAMESPACE
+    # `BAD NS` or `../../x` would otherwise be rendered into manifests and API paths.
+    return checked_namespace(DEFAULT_NAMESPACE if namespace is None else namespace)
 
 
 def connect(kubeconfig: str | None, context: str | None):

@@ -73,6 +73,15 @@ class LazyGroup(click.Group):
                 raise
             report_error(exc)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # A bad option or argument is bad input like any other: one line with a hint, not
+            # click's three-line usage block.
+            if debug:
+                raise
+            where = " ".join(exc.ctx.command_path.split()[1:]) if exc.ctx else ""
+            report_error(GpuctlError(exc.format_message(),
+                                     f"run `gpuctl {where + ' ' if where else ''}--help`"))
+            ctx.exit(exc.exit_code)
         except Exception as exc:
             # A safety net: adapters translate network failures, but one that slips past them
             # (a library raising from an unexpected place) is still one line, never a traceback.

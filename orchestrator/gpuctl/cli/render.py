@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -21,7 +22,19 @@ def console() -> Console:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """Strict JSON (RFC 8259): a NaN or infinite figure (a diverged loss, an unbounded worst
+    case) becomes null, since `Infinity` is not JSON and breaks every parser but Python's."""
+    click.echo(json.dumps(_finite(data), indent=2, default=str, allow_nan=False))
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 def money(usd: float | None, cur: dict | DisplayCurrency, digits: int = 2) -> str:

@@ -27,7 +27,9 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     for value in values:
         key, eq, val = value.partition("=")
         if not eq or not key:
-            raise UsageError(f"{option} {value!r} is not KEY=VALUE", f"e.g. {option} WANDB_MODE=offline")
+            # Not repeated back: `--secret hf_...` (the value where KEY=REF belongs) is a secret.
+            raise UsageError(f"an {option} value is not KEY=VALUE (not shown, in case it is a secret)",
+                             f"e.g. {option} WANDB_MODE=offline")
         out[key] = val
     return out
 
@@ -76,12 +78,13 @@ def build_spec(args: tuple[str, ...], *, run_name, env_pairs, secret_pairs, time
     from ..errors import UsageError
     from ..jobspec import load_job_spec, parse_job_spec
     from ..runs.service import default_run_name
+    from ..safe_read import present
 
     data: dict
     base_dir = Path.cwd()
     if args and args[0].endswith((".yaml", ".yml")):
         job_file = Path(args[0])
-        if not job_file.is_file():
+        if not present(job_file):
             raise UsageError(f"job file {job_file} not found", "check the path, or put the command after --")
         data = load_job_spec(job_file).model_dump(exclude_defaults=True)
         base_dir = job_file.resolve().parent
@@ -334,7 +337,7 @@ def fetch(name: str, path: str, dest: Path | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("source", default="-", type=click.File("rb"))
+@click.argument("source", default="-")
 @click.option("--price-per-hour", type=float, help="USD per hour, for cost figures.")
 @click.option("--profile", shell_complete=complete_profiles, help="Price as this profile.")
 @click.option("--time-left", help="Time until the machine's guard fires (e.g. 6h): warn if the run needs longer.")
@@ -348,8 +351,9 @@ def progress(source, price_per_hour, profile, time_left, as_json) -> None:
 
     price, _ = _price(price_per_hour, profile)
     parser = ProgressParser()
-    for block in iter(lambda: source.read(1024 * 1024), b""):
-        parser.feed(block)
+    with _open_log(source) as stream:
+        for block in iter(lambda: stream.read(1024 * 1024), b""):
+            parser.feed(block)
     p = parser.close()
     guards = [Guard("--time-left", float(parse_duration(time_left)), "ends the VM")] if time_left else []
     fig = figures(p, price_per_hour=price, guards=guards)
@@ -357,6 +361,19 @@ def progress(source, price_per_hour, profile, time_left, as_json) -> None:
         render.print_json(fig)
         return
     render_figures(fig, _currency(), [point[1] for point in p.losses])
+
+
+def _open_log(source: str):
+    """stdin for '-', else a regular file through the safe reader (a FIFO or /dev/zero would
+    never end); read in blocks, so a log of any size keeps memory flat."""
+    import contextlib
+
+    from ..errors import UsageError
+    from ..safe_read import open_stream
+
+    if source == "-":
+        return contextlib.nullcontext(getattr(sys.stdin, "buffer", sys.stdin))
+    return open_stream(source, "log", UsageError, "check the path, or pipe the log in with -")
 
 
 def render_figures(fig: dict, cur, losses: list[float]) -> None:
@@ -409,11 +426,11 @@ def plot(run_or_log: str, output: Path | None, as_json: bool) -> None:
     from . import render
 
     path = Path(run_or_log)
-    if registry.load(run_or_log) is None and path.is_file():
+    if registry.load(run_or_log) is None and _is_file(path):
         from ..runs.progress import ProgressParser
 
         parser = ProgressParser()
-        with open(path, "rb") as f:
+        with _open_log(run_or_log) as f:
             for block in iter(lambda: f.read(1024 * 1024), b""):
                 parser.feed(block)
         p, title = parser.close(), path.stem
@@ -425,7 +442,7 @@ def plot(run_or_log: str, output: Path | None, as_json: bool) -> None:
         if view.get("error"):
             click.secho(f"{run_or_log}: {view['error']}; plotting what was read before", fg="yellow", err=True)
     output = output or Path(f"{title}-loss.png")
-    output.write_bytes(render_png(p.losses, p.eval_losses, f"{title}: loss"))
+    _write_png(output, render_png(p.losses, p.eval_losses, f"{title}: loss"))
     train, evals = [pt[1] for pt in p.losses], [pt[1] for pt in p.eval_losses]
     if as_json:
         render.print_json({"png": str(output), "losses": p.losses, "eval_losses": p.eval_losses})
@@ -435,3 +452,21 @@ def plot(run_or_log: str, output: Path | None, as_json: bool) -> None:
     if evals:
         click.echo(f"eval loss  {sparkline(evals)}  {evals[-1]:.4g}")
     click.echo(f"wrote {output}")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a 300-character name: not a log here; a run name is checked
+        return False
+
+
+def _write_png(output: Path, data: bytes) -> None:
+    from ..errors import UsageError, shown
+
+    try:
+        output.write_bytes(data)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
+        raise UsageError(f"cannot write {shown(str(output), 120)}: {reason}",
+                         "pass -o with a path in a directory you can write") from None

@@ -24,15 +24,16 @@ def images_toml() -> Path:
 
 
 def _table() -> dict:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
+    """images.toml's tables; {} when there is none. GPUCTL_IMAGES_TOML makes it user input,
+    so it goes through the safe reader (a FIFO there would otherwise hang every webui command)."""
+    from ..errors import ConfigError
+    from ..safe_read import load_toml, present
+
     path = images_toml()
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, ValueError):
+    if not present(path):
         return {}
+    return load_toml(path, "images file", ConfigError,
+                     "fix images/images.toml, or point GPUCTL_IMAGES_TOML at a good one")
 
 
 NOT_CONFIGURED = "YOUR_PROJECT"  # images.toml's registry until someone sets theirs

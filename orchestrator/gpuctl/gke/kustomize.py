@@ -31,11 +31,14 @@ class KustomizeError(GpuctlError):
 
 
 def k8s_dir() -> Path:
-    """The k8s/ tree: $GPUCTL_K8S_DIR, else the one beside the package in the repository."""
+    """The k8s/ tree: $GPUCTL_K8S_DIR, else the package data `gpuctl_k8s` (the repository's
+    k8s/ folder, installed with gpuctl, in a checkout and in a wheel alike)."""
     env = os.environ.get("GPUCTL_K8S_DIR")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "k8s"
+    from importlib.resources import files
+
+    return Path(str(files("gpuctl_k8s")))
 
 
 def load_kustomization(base: Path) -> tuple[dict, list[dict]]:

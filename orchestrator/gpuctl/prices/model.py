@@ -8,7 +8,6 @@ type whose GPU is built in (a2, a3, g2) is still billed as host + GPU.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -19,8 +18,10 @@ HOURS_PER_MONTH = 730.0  # Google prices disks per month of 730 hours
 
 
 class Rate(BaseModel):
-    spot: float | None = Field(default=None, ge=0)
-    ondemand: float | None = Field(default=None, ge=0)
+    # Strictly positive and finite: a zero price would divide a budget into an endless run, and
+    # a cache is a file anyone (or a bad refresh) can write.
+    spot: float | None = Field(default=None, gt=0, le=1e6, allow_inf_nan=False)
+    ondemand: float | None = Field(default=None, gt=0, le=1e6, allow_inf_nan=False)
     # Where the figure comes from: "catalog", or how it was derived from published figures.
     basis: str = ""
 
@@ -71,9 +72,12 @@ class PriceBook(BaseModel):
 
 
 def load_price_book(path: Path) -> PriceBook:
+    from ..safe_read import load_json
+    from ..validation import first_error
+
+    hint = "delete it to fall back to the bundled snapshot, or run `gpuctl prices refresh`"
+    data = load_json(path, "price file", PriceError, hint)
     try:
-        return PriceBook.model_validate(json.loads(path.read_text()))
-    except (OSError, ValueError, ValidationError) as exc:
-        raise PriceError(f"price file {path} is unreadable: {str(exc).splitlines()[0]}",
-                         "delete it to fall back to the bundled snapshot, or run "
-                         "`gpuctl prices refresh`") from None
+        return PriceBook.model_validate(data)
+    except ValidationError as exc:
+        raise PriceError(f"price file {path} is unusable: {first_error(exc)}", hint) from None

@@ -83,15 +83,29 @@ def save(record: RunRecord) -> None:
     _write(runs_dir() / f"{record.name}.json", record.as_dict())
 
 
+def is_run_name(name: str) -> bool:
+    """Run names are job spec names; anything else ('../x', 300 characters, a NUL) names no
+    run and must never become a path under the home."""
+    from ..jobspec import NAME_RE
+
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None
+
+
 def load(name: str) -> RunRecord | None:
+    from ..safe_read import load_json
+
+    if not is_run_name(name):
+        return None
     path = runs_dir() / f"{name}.json"
     if not path.is_file():
         return None
+    hint = "delete the file; the run itself is still on its host"
+    data = load_json(path, "run record", GpuctlError, hint)
     try:
-        return RunRecord(**json.loads(path.read_text()))
+        return RunRecord(**data)
     except (ValueError, TypeError) as exc:
-        raise GpuctlError(f"the record of run {name} ({path}) is damaged: {exc}",
-                          "delete the file; the run itself is still on its host") from None
+        raise GpuctlError(f"the record of run {name} ({path}) is damaged: "
+                          f"{str(exc).splitlines()[0][:200]}", hint) from None
 
 
 def require(name: str) -> RunRecord:
@@ -111,10 +125,12 @@ def all_records() -> list[RunRecord]:
 
 
 def load_cache(name: str) -> RunCache:
+    from ..safe_read import load_json
+
     path = runs_dir() / f"{name}.progress.json"
-    try:
-        return RunCache(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+    try:  # a cache is only a shortcut: anything wrong with it means "parse from the start"
+        return RunCache(**load_json(path, "run record", GpuctlError, ""))
+    except (GpuctlError, ValueError, TypeError):
         return RunCache()
 
 

@@ -102,12 +102,11 @@ def resolve_secrets(spec: JobSpec, environ: dict | None = None) -> dict[str, str
                                    f"export {rest}=... in this shell, then rerun")
             values[key] = environ[rest]
         elif scheme == "file":
-            path = Path(rest).expanduser()
-            try:
-                values[key] = path.read_text().rstrip("\r\n")
-            except OSError as exc:
-                raise JobSpecError(f"secret {key}: cannot read {path}: {exc.strerror}",
-                                   "check the path in file:PATH") from None
+            from ..safe_read import LIMITS, read_text
+
+            # The reader's errors name the file, never its contents.
+            values[key] = read_text(Path(rest).expanduser(), f"secret {key} file", JobSpecError,
+                                    limit=LIMITS["secret"]).rstrip("\r\n")
     return values
 
 
