@@ -174,4 +174,4 @@ def test_installed_console_script_runs_the_plan(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["profile"] == "a100-spot"
     version = subprocess.run([GPUCTL, "--version"], capture_output=True, text=True, env=env)
-    assert version.stdout.startswith("gpuctl, version ")
+    assert version.stdout.startswith("gpuctl 0.1.0 (gpuctl-gcp); bundled prices as of 2026-11-01")

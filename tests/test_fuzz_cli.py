@@ -28,7 +28,7 @@ HOSTILE = ["9" * 308, "1e309", "-1", "0", "６h", "٣h", "Infinity", "nan", "", 
            "a" * 300, "../../x", "BAD NS", "x;rm -rf /", "$(reboot)", "é", "\u202eevil", "1h\n2h"]
 DURATIONS = HOSTILE + ["6", "1e999h", "9" * 40 + "h", "-6h", "6x", "0s", "0.4s"]
 # '' is left out: `up --budget ''` means "no budget" to plan.py today (see the issue note).
-BUDGETS = [b for b in HOSTILE if b] + ["$20EUR", "２０", "20XYZ", "1e3", "0.0000"]
+BUDGETS = list(HOSTILE) + ["$20EUR", "２０", "20XYZ", "1e3", "0.0000"]
 TARGETS = ["user@127.0.0.1:²", "user@127.0.0.1:0", "user@127.0.0.1:99999", "user@:22", "@",
            "u@h:-1", "u@h:65536", "a" * 300, "u@bad_host!", "u@127.0.0.1:22:22x", "../../x",
            "x;rm", "u@\x00h", "VM_NAME"]

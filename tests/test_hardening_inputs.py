@@ -230,3 +230,13 @@ def test_progress_on_100_lines_of_70_kb(write):
     result = invoke("progress", str(log))
     assert result.exit_code == 0, result.stderr
     assert time.monotonic() - started < 5
+
+
+def test_ssh_from_anywhere_flag_is_refused():
+    refused(invoke("up", "a100-spot", "--dry-run", "--ssh-from", "0.0.0.0"), "--ssh-from")
+
+
+def test_a_vm_name_gce_could_never_have_is_refused_before_credentials():
+    result = invoke("down", "x" * 300, "-y")
+    refused(result, "VM name")
+    assert "credentials" not in result.output

@@ -163,8 +163,10 @@ def test_ssh_rule_uses_the_given_address(ctx):
 
 
 def test_ssh_rule_refuses_a_wide_range(ctx):
-    with pytest.raises(RuleViolation, match="addresses"):
+    with pytest.raises(UsageError, match="any address"):
         plan_vm(ctx, UpOptions(profile="a100-spot", ssh_from="0.0.0.0/0"))
+    with pytest.raises(RuleViolation, match="256 addresses"):
+        plan_vm(ctx, UpOptions(profile="a100-spot", ssh_from="198.51.100.0/24"))
 
 
 def test_stop_at_alone_gets_a_run_limit_that_lets_the_stop_happen(ctx):

@@ -28,4 +28,7 @@ def price_cache_path() -> Path:
 
 
 def bundled_data(name: str) -> Path:
-    return Path(__file__).parent / "data" / name
+    """A data file shipped inside the package (profiles, prices, rates), wherever it is installed."""
+    from importlib.resources import files
+
+    return Path(str(files("gpuctl"))) / "data" / name

@@ -112,7 +112,7 @@ def _run_limit(options: UpOptions, ctx: Context, hourly: HourlyCost) -> tuple[in
     """Max run seconds from --budget or --ttl (or the config default), and the budget in USD."""
     if options.budget and options.ttl:
         raise UsageError("--budget and --ttl both set a run limit", "pass one of them")
-    if options.budget:
+    if options.budget is not None:
         budget_usd = budget_in_usd(options.budget, ctx.currency)
         seconds = int(budget_usd / hourly.running * 3600)
         if seconds < MIN_BUDGET_SECONDS:
@@ -245,7 +245,9 @@ def build_spec(ctx: Context, profile: Profile, options: UpOptions, zone: str,
 def _ssh_source(address: str | None) -> str:
     if not address:
         return CALLER_ADDRESS_PLACEHOLDER
-    return address if "/" in address else f"{address}/{128 if ':' in address else 32}"
+    from .validation import ssh_source
+
+    return ssh_source(address)  # never the whole internet; a CIDR either way
 
 
 def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) -> VmPlan:

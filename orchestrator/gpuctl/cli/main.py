@@ -132,8 +132,28 @@ def report_error(exc) -> None:
     click.secho(text, fg="red", err=True)
 
 
+DISTRIBUTION = "gpuctl-gcp"  # the name on PyPI (`gpuctl` there is another project)
+
+
+def print_version(ctx: click.Context, _param, value: bool) -> None:
+    """The version, the distribution it came from, and the date and source of the bundled price
+    snapshot every offline figure uses (read only when asked: --help stays fast)."""
+    if not value or ctx.resilient_parsing:
+        return
+    import json
+
+    from ..paths import bundled_data
+
+    snapshot = json.loads(bundled_data("prices.json").read_text())
+    source = snapshot.get("source", "").split(":")[0]
+    click.echo(f"gpuctl {__version__} ({DISTRIBUTION}); bundled prices as of {snapshot.get('as_of')}, "
+               f"from {source}; `gpuctl prices show` says which prices are in force")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="gpuctl")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version,
+              help="Show the version and where the bundled data comes from, then exit.")
 def cli() -> None:
     """gpuctl: spot GPU machines on Google Cloud that never leave a bill running.
 

@@ -8,6 +8,14 @@ import click
 from .options import json_option
 
 
+def _check_names(names) -> None:
+    """A name GCE could never have is refused before credentials or the network are asked."""
+    from ..validation import gce_name
+
+    for name in names:
+        gce_name(name, "VM name")
+
+
 def _deps(need_engine: bool = True):
     from ..context import load_context
     from ..lifecycle.deps import live_deps
@@ -87,6 +95,8 @@ def ssh(name: str, command: tuple[str, ...], print_only: bool) -> None:
 
     from ..lifecycle.access import ssh_command
 
+    _check_names([name])
+
     argv = ssh_command(name, list(command) or None)
     if print_only:
         click.echo(shlex.join(argv))
@@ -103,6 +113,7 @@ def extend(name: str, hours: float, as_json: bool) -> None:
     from ..lifecycle.extend import extend_vm
     from . import render
 
+    _check_names([name])
     _, deps = _deps(need_engine=False)
     result = extend_vm(name, hours, deps)
     if as_json:
@@ -129,6 +140,7 @@ def down(names: tuple[str, ...], all_vms: bool, yes: bool, as_json: bool) -> Non
 
     if all_vms == bool(names):
         raise UsageError("name the VMs to delete, or pass --all", "gpuctl status lists them")
+    _check_names(names)
     targets = [r.name for r in records.all_records()] if all_vms else list(names)
     if not targets:
         click.echo("no gpuctl VMs")

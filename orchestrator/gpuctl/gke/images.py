@@ -17,10 +17,14 @@ HELPER_IMAGE = "python:3.12-slim"  # runs the proxy and the idle rule (k8s/webui
 
 
 def images_toml() -> Path:
+    """$GPUCTL_IMAGES_TOML, else images.toml from the package data `gpuctl_images` (the
+    repository's images/ folder, installed with gpuctl)."""
     env = os.environ.get("GPUCTL_IMAGES_TOML")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "images" / "images.toml"
+    from importlib.resources import files
+
+    return Path(str(files("gpuctl_images"))) / "images.toml"
 
 
 def _table() -> dict:

@@ -75,7 +75,11 @@ def default_credentials():
 
 def caller_cidr(ctx: Context, explicit: str | None = None) -> str:
     """The one address SSH is opened to: --ssh-from, the config, or detected."""
-    address = explicit or ctx.config.ssh_from or detect_public_address()
+    if explicit:
+        from ..validation import ssh_source
+
+        return ssh_source(explicit)
+    address = ctx.config.ssh_from or detect_public_address()
     return address if "/" in address else f"{address}/{128 if ':' in address else 32}"
 
 
