@@ -62,3 +62,31 @@ def test_tiny_lora_really_trains(tmp_path):
     p = parse_text(done.stdout + done.stderr)
     assert p.finished and p.step == 40 and p.losses[-1][1] < p.losses[0][1]
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+
+def test_the_same_job_file_renders_for_gke_unchanged(monkeypatch):
+    """`gpuctl train --gke job.yaml --dry-run` and `gpuctl run --gke job.yaml --dry-run` take the
+    VM job file as it is (issue 14): the folder ships as a ConfigMap, requirements are
+    installed, the image and GPU default, and HF_TOKEN is a Secret read at submit (not now)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from gpuctl.cli.main import cli
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # a dry run reads no secret
+    for argv in (["train", "--gke"], ["run", "--gke"]):
+        result = CliRunner().invoke(cli, [*argv, str(LORA / "job.yaml"), "--dry-run"])
+        assert result.exit_code == 0, result.output
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        assert [d["kind"] for d in docs] == ["ConfigMap", "Job"]
+        container = docs[1]["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"].startswith("docker.io/pytorch/pytorch:")
+        assert "pip install --no-input -r requirements.txt" in container["command"][2]
+        assert "# note: workdir . is packed" in result.stdout
+    import base64
+    import io
+    import tarfile
+
+    code = base64.b64decode(docs[0]["binaryData"]["code.tar.gz"])
+    names = tarfile.open(fileobj=io.BytesIO(code), mode="r:gz").getnames()
+    assert "train_lora.py" in names and "requirements.txt" in names

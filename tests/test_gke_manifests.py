@@ -207,19 +207,16 @@ def test_multi_node_spec_that_sets_rendezvous_env_itself_is_refused():
 # --- errors ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("changes, message", [
-    ({"image": None}, "image is required on GKE"),
     ({"image": "Not An Image"}, "is not an image reference"),
-    ({"workdir": "."}, "workdir only applies to a VM"),
-    ({"requirements": "r.txt"}, "requirements only applies"),
-    ({"accelerator": None}, "gpus_per_node needs an accelerator"),
     ({"accelerator": "nvidia-rtx-9090"}, "is not a GPU gpuctl knows"),
-    ({"secrets": {"HF_TOKEN": "env:HF_TOKEN"}}, "env: secret reference only works on a VM"),
     ({"secrets": {"HF_TOKEN": "hunter2"}}, "is not a secret reference"),
     ({"nodes": 0}, "nodes"),
     ({"name": "Llama_LoRA"}, "must be 1-40 lowercase"),
     ({"gpus": 1}, "unknown key 'gpus'"),
 ])
 def test_invalid_specs_raise_job_spec_error(changes, message):
+    # Issue 14 made image, accelerator, workdir, requirements and env:/file: secrets work on
+    # GKE (they used to be refused here): see test_one_spec_* below.
     with pytest.raises(JobSpecError, match=re.escape(message)):
         render(**changes)
 
@@ -350,7 +347,10 @@ def test_webui_render_has_auth_proxy_in_front_of_a_loopback_ui_and_no_public_ser
     assert ui["resources"]["limits"][GPU_RESOURCE] == "1"
     assert env_of(proxy)["GPUCTL_WEBUI_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "gpuctl-webui-token", "key": "token"}
-    assert proxy["image"] == "python:3.12-slim"
+    # The proxy's image is the helper's from images.toml (Python with the kubernetes client).
+    assert proxy["image"] == "us-central1-docker.pkg.dev/YOUR_PROJECT/gpuctl/gpuctl-helper:0.1.0-py3.12.7-k8s37.0.2"
+    cron_image = objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert cron_image == proxy["image"]
     assert pod["automountServiceAccountToken"] is False  # only the proxy mounts a token
     assert "api-token" in {m["name"] for m in proxy["volumeMounts"]}
     assert "api-token" not in {m["name"] for m in ui.get("volumeMounts", [])}
@@ -545,6 +545,12 @@ def test_cli_webui_up_refuses_the_placeholder_image(tmp_path, monkeypatch):
     result = run("webui", "up", "--kubeconfig", str(config), "--context", "c", "-y")
     assert result.exit_code == 2
     assert "YOUR_PROJECT" in result.stderr and "images/images.toml" in result.stderr
+    # An image of one's own for the UI, but the proxy's helper image is still the template's.
+    result = run("webui", "up", "--image", "us-docker.pkg.dev/p/r/webui:1", "--kubeconfig", str(config),
+                 "--context", "c", "-y")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: the Web UI's helper image is not configured (us-central1-docker")
+    assert "push gpuctl-helper" in result.stderr
 
 
 def test_webui_image_comes_from_images_toml(tmp_path, monkeypatch):
@@ -557,3 +563,61 @@ def test_webui_image_comes_from_images_toml(tmp_path, monkeypatch):
     assert webui_image("other/ui:1") == "other/ui:1"
     (deployment,) = [o for o in webui_objects() if o["kind"] == "Deployment"]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "europe-docker.pkg.dev/acme/ml/ui:3"
+    # No [helper] table: the placeholder, which a live `webui up` refuses.
+    assert deployment["spec"]["template"]["spec"]["containers"][1]["image"] == "gpuctl-helper:placeholder"
+    toml.write_text(toml.read_text() + '[helper]\nrepository = "h"\ntag = "1"\n')
+    (deployment,) = [o for o in webui_objects() if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][1]["image"] == "europe-docker.pkg.dev/acme/ml/h:1"
+
+
+# --- one spec on both backends (issue 14) -----------------------------------------------------------
+
+def test_one_spec_defaults_image_and_accelerator_ships_code_and_installs_requirements():
+    from gpuctl.gke.manifests import CODE_KEY, code_configmap_name, secrets_name
+    from gpuctl.jobspec import DEFAULT_ACCELERATOR, DEFAULT_IMAGE
+
+    spec = parse_job_spec({"name": "lora", "command": ["python", "train.py"], "workdir": ".",
+                           "requirements": "requirements.txt",
+                           "secrets": {"HF_TOKEN": "env:HF_TOKEN"}})
+    objects = build_job_manifests(spec, namespace="ns", owner="bob", code=b"tgz",
+                                  secret_values={"HF_TOKEN": "s3cret"})
+    assert_invariants(objects)
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Secret", "Job"]
+    configmap, secret, job = objects
+    assert configmap["metadata"]["name"] == code_configmap_name("lora")
+    assert configmap["binaryData"][CODE_KEY] == "dGd6"
+    assert secret["metadata"]["name"] == secrets_name("lora") and secret["data"] == {"HF_TOKEN": "czNjcmV0"}
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == DEFAULT_IMAGE
+    assert pod["nodeSelector"][ACCELERATOR_LABEL] == DEFAULT_ACCELERATOR
+    assert container["workingDir"] == "/workspace"
+    script, name, *argv = container["command"][2:]
+    assert container["command"][:2] == ["/bin/sh", "-c"] and argv == ["python", "train.py"]
+    assert "tar -xzf /gpuctl/code/code.tar.gz" in script and "pip install" in script
+    assert script.endswith('exec "$@"')
+    assert env_of(container)["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "lora-secrets", "key": "HF_TOKEN"}
+    assert {"name": "code", "configMap": {"name": "lora-code"}} in pod["volumes"]
+    notes = job_notes(spec)
+    assert any("public" in n for n in notes) and any("ConfigMap" in n for n in notes)
+
+
+def test_code_too_big_for_a_configmap_is_refused_with_the_fix():
+    from gpuctl.gke.manifests import MAX_CODE_BYTES
+
+    spec = parse_job_spec({**BASE_SPEC, "workdir": "."})
+    with pytest.raises(JobSpecError, match="packs to") as err:
+        build_job_manifests(spec, namespace="ns", owner="bob", code=b"x" * (MAX_CODE_BYTES + 1))
+    assert ".gitignore" in err.value.hint
+
+
+def test_spec_errors_are_reported_all_at_once_each_with_key_and_fix(tmp_path):
+    result = run("run", "--gke", str(write_spec(tmp_path, accelerator="nvidia-rtx-9090", nodes=0,
+                                                gpus=1, timeout="soon")), "--dry-run")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "has 4 problems" in line
+    for key in ("accelerator:", "nodes:", "'gpus'", "timeout:"):
+        assert key in line
+    assert line.count("(fix: ") == 4

@@ -105,16 +105,29 @@ def test_vm_target_refuses_what_cannot_work_and_notes_what_it_ignores():
                                             "secrets": {"T": "env:T"}}), "vm") == []
 
 
-def test_gke_target_refuses_vm_only_keys():
+def test_gke_target_takes_what_a_vm_takes_and_says_how():
+    # Issue 14: workdir, requirements, env:/file: secrets, no image and no accelerator used to
+    # be refused on GKE; one spec now runs on both, and the notes say how each key is applied.
     base = {"name": "a", "command": ["python"], "image": "img:1", "accelerator": "nvidia-l4"}
     assert notes_for_target(parse_job_spec(base), "gke") == []
-    for extra, message in (({"workdir": "."}, "workdir only applies to a VM"),
-                           ({"requirements": "r.txt"}, "requirements only applies"),
-                           ({"secrets": {"T": "env:T"}}, "only works on a VM")):
-        with pytest.raises(JobSpecError, match=message):
-            notes_for_target(parse_job_spec({**base, **extra}), "gke")
-    with pytest.raises(JobSpecError, match="image is required"):
-        notes_for_target(parse_job_spec({"name": "a", "command": "x"}), "gke")
+    for extra, word in (({"workdir": "."}, "ConfigMap"), ({"requirements": "r.txt"}, "pip"),
+                        ({"secrets": {"T": "env:T"}}, "read here"),
+                        ({"image": None}, "public"), ({"accelerator": None}, "nvidia-l4")):
+        (note,) = notes_for_target(parse_job_spec({**base, **extra}), "gke")
+        assert word in note
+
+
+def test_every_problem_is_reported_at_once_with_its_key_and_fix():
+    with pytest.raises(JobSpecError) as err:
+        parse_job_spec({"name": "Bad_Name", "command": [], "accelerator": "x", "gpus": 1})
+    message = err.value.message
+    assert "has 4 problems" in message and message.count("(fix: ") == 4
+    for key in ("name:", "command:", "accelerator:", "'gpus'"):
+        assert key in message
+    with pytest.raises(JobSpecError) as err:  # target problems too
+        notes_for_target(parse_job_spec({"name": "a", "command": "x", "nodes": 2,
+                                         "secrets": {"T": "k8s:s/t"}}), "vm")
+    assert "has 2 problems" in err.value.message
 
 
 def test_load_reports_yaml_errors_with_a_line(tmp_path):

@@ -297,3 +297,24 @@ def test_cli_run_jobs_logs_plot_on_a_host(throwaway_host, project, tmp_path, mon
     unknown = runner.invoke(cli, ["logs", "no-such-run"])
     assert unknown.exit_code == 1 and unknown.stderr.startswith("error: gpuctl knows no run")
 
+
+
+def test_remote_host_put_get_and_exec_stream(throwaway_host):
+    from gpuctl import hosts
+
+    host = throwaway_host
+    remote, reached = hosts.connect(target_text(host), host.key_path, host.known_hosts_path)
+    with remote:
+        assert reached.vm is None and reached.target.port == host.port
+        data = bytes(range(256)) * 100 + b"\r\n"
+        remote.put(data, "/tmp/gpuctl-put/blob.bin", mode=0o600)
+        assert remote.get("/tmp/gpuctl-put/blob.bin") == data
+        seen = bytearray()
+        done = remote.exec_stream("cat; echo err >&2; exit 3", stdin=b"abc", on_stdout=seen.extend)
+        assert (done.exit_code, bytes(seen), done.stderr) == (3, b"abc", b"err\n")
+        import pytest as _pytest
+
+        from gpuctl.adapters.ssh import CommandFailed
+
+        with _pytest.raises(CommandFailed):
+            remote.get("/tmp/gpuctl-put/missing")

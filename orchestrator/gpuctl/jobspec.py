@@ -2,21 +2,22 @@
 
     name: llama-lora                 # required; becomes the run / Job name
     command: [python, train.py, --epochs, "3"]   # a list, or one string run by /bin/sh -c
-    image: us-docker.pkg.dev/p/r/train:1.0       # GKE only (a VM runs in its own virtualenv)
+    image: us-docker.pkg.dev/p/r/train:1.0       # GKE only; default: DEFAULT_IMAGE (public)
     nodes: 1                         # GKE: > 1 becomes an Indexed Job for torchrun/DeepSpeed
     gpus_per_node: 1
-    accelerator: nvidia-l4           # GKE accelerator name (a VM's GPU comes from its profile)
+    accelerator: nvidia-l4           # GKE (default nvidia-l4); a VM's GPU comes from its profile
     spot: true
     env: {WANDB_MODE: offline}
-    secrets: {HF_TOKEN: k8s:hf-token/token}      # by reference, never the value
-    workdir: .                       # VM only: code synced to the VM
-    requirements: requirements.txt   # VM only: installed into the VM's virtualenv
+    secrets: {HF_TOKEN: env:HF_TOKEN}            # by reference, never the value
+    workdir: .                       # shipped: synced to a VM; packed into a ConfigMap on GKE
+    requirements: requirements.txt   # pip-installed before the command, on both
     output_dir: /mnt/disks/nvme/out  # where the run writes checkpoints
     timeout: 12h                     # a hard limit on the run's wall time
     max_retries: 3                   # GKE: retries after spot disruptions (never code errors)
 
 Keys that do not apply to a target are rejected or reported, never silently misread:
-`notes_for_target` is the one place that decides which.
+`check_for_target` is the one place that decides which. Every problem of a spec is reported
+at once, each with its key and its fix, so a spec is mended in one round.
 """
 
 from __future__ import annotations
@@ -56,8 +57,13 @@ TOKEN_RE = re.compile(
     r"|AKIA[0-9A-Z]{16}|xox[abposr]-[-\w]{10,}|AIza[-\w]{30,}|-----BEGIN [A-Z ]*PRIVATE KEY"
     r"|^[0-9a-f]{40}$)", re.ASCII)
 # Names that say "secret": a plain value under one gets a note with the fix.
-SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY|CREDENTIAL",
-                            re.IGNORECASE)
+# Whole words of the name only: HF_TOKEN is one, TOKENIZERS_PARALLELISM is not.
+SECRET_NAME_RE = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_KEY"
+                            r"|CREDENTIALS?)(?:_|$)", re.IGNORECASE)
+# A public, pinned PyTorch image: a spec without `image:` runs on GKE without building one.
+DEFAULT_IMAGE = "docker.io/pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+# The GPU of the pool `gpuctl gke up` makes by default (--pools l4).
+DEFAULT_ACCELERATOR = "nvidia-l4"
 MAX_NODES = 64
 MAX_GPUS_PER_NODE = 8
 
@@ -207,7 +213,19 @@ def parse_job_spec(data: object, source: str = "job spec") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise JobSpecError(f"{source}: {_first_error(exc)}", _hint_for(exc)) from None
+        raise problems_error(source, [(_describe(err), _fix_for(err)) for err in exc.errors()]) \
+            from None
+
+
+def problems_error(source: str, problems: list[tuple[str, str]]) -> JobSpecError:
+    """One error for every problem found: a single one reads as before (problem, then its fix
+    as the hint); several are listed on the one line, each with its own fix."""
+    if len(problems) == 1:
+        problem, fix = problems[0]
+        return JobSpecError(f"{source}: {problem}", fix)
+    listed = "; ".join(f"{problem} (fix: {fix})" for problem, fix in problems)
+    return JobSpecError(f"{source} has {len(problems)} problems: {listed}",
+                        "fix them all, then rerun")
 
 
 def load_job_spec(path: str | Path) -> JobSpec:
@@ -217,20 +235,22 @@ def load_job_spec(path: str | Path) -> JobSpec:
     return parse_job_spec(data, str(path))
 
 
-def notes_for_target(spec: JobSpec, target: Target) -> list[str]:
-    """Raise for keys that cannot mean anything on `target`; return notes for ignored ones."""
+def check_for_target(spec: JobSpec, target: Target) -> tuple[list[tuple[str, str]], list[str]]:
+    """(problems, notes) of running `spec` on `target`: each problem is (what is wrong, naming
+    its key; how to fix it); notes say how keys are applied or ignored there."""
+    problems: list[tuple[str, str]] = []
     notes: list[str] = [f"env {key} is set as a plain value (shown in plans and manifests); "
-                         "if it is a secret, move it to `secrets:` as a reference (k8s:SECRET/KEY on GKE; "
-                         "env:NAME or file:PATH on a VM)"
-                         for key in sorted(spec.env) if SECRET_NAME_RE.search(key)]
+                        "if it is a secret, move it to `secrets:` as a reference (env:NAME or "
+                        "file:PATH on both; k8s:SECRET/KEY on GKE)"
+                        for key in sorted(spec.env) if SECRET_NAME_RE.search(key)]
+    schemes = {s for s, _ in spec.secret_refs().values()}
     if target == "vm":
         if spec.nodes > 1:
-            raise JobSpecError(f"nodes: {spec.nodes} needs a cluster; a VM runs one node",
-                               "use `gpuctl train --gke`, or set nodes: 1")
-        for scheme in {s for s, _ in spec.secret_refs().values()}:
-            if scheme == "k8s":
-                raise JobSpecError("a k8s: secret reference only works on GKE",
-                                   "on a VM use env:NAME or file:PATH")
+            problems.append((f"nodes: {spec.nodes} needs a cluster; a VM runs one node",
+                             "use `gpuctl run --gke`, or set nodes: 1"))
+        if "k8s" in schemes:
+            problems.append(("secrets: a k8s: secret reference only works on GKE",
+                             "on a VM use env:NAME or file:PATH"))
         if spec.image:
             notes.append("image is ignored on a VM: the run uses the VM's virtualenv")
         if spec.accelerator:
@@ -239,27 +259,55 @@ def notes_for_target(spec: JobSpec, target: Target) -> list[str]:
             notes.append("spot is ignored on a VM: it was set when the VM was created")
         if spec.max_retries != 3:
             notes.append("max_retries is ignored on a VM: a run is not restarted by itself")
-        return notes
+        return problems, notes
     if not spec.image:
-        raise JobSpecError("image is required on GKE", "add `image:` with a pinned tag or digest")
-    if spec.workdir:
-        raise JobSpecError("workdir only applies to a VM; a GKE Job runs what its image holds",
-                           "bake the code into the image (see images/), or remove workdir")
+        notes.append(f"image: not set, so the pods run the public {DEFAULT_IMAGE}")
+    if spec.workdir is not None:
+        notes.append(f"workdir {spec.workdir} is packed (honouring .gitignore) into a ConfigMap "
+                     "and unpacked into /workspace, where the command runs")
     if spec.requirements:
-        raise JobSpecError("requirements only applies to a VM; install them in the image",
-                           "add them to the image (see images/), or remove requirements")
+        notes.append(f"requirements {spec.requirements} are pip-installed in the pod before "
+                     "the command")
     if spec.gpus_per_node and not spec.accelerator:
-        raise JobSpecError("gpus_per_node needs an accelerator on GKE",
-                           f"add `accelerator:` (one of {', '.join(GKE_ACCELERATORS)})")
-    for scheme in {s for s, _ in spec.secret_refs().values()}:
-        if scheme != "k8s":
-            raise JobSpecError(f"a {scheme}: secret reference only works on a VM",
-                               "on GKE use k8s:SECRET/KEY (create it with kubectl create secret)")
+        notes.append(f"accelerator: not set, so the pods ask for {DEFAULT_ACCELERATOR} (the GPU "
+                     "of `gpuctl gke up`'s default pool)")
+    local = sorted(key for key, (scheme, _) in spec.secret_refs().items() if scheme != "k8s")
+    if local:
+        notes.append(f"secrets {', '.join(local)} are read here when the job is submitted and "
+                     "stored in a Secret deleted with the Job")
+    return problems, notes
+
+
+def notes_for_target(spec: JobSpec, target: Target, source: str = "job spec") -> list[str]:
+    """The notes of running `spec` on `target`; raises one JobSpecError naming every problem."""
+    problems, notes = check_for_target(spec, target)
+    if problems:
+        raise problems_error(source, problems)
     return notes
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+def read_local_secrets(spec: JobSpec, environ: dict | None = None) -> dict[str, str]:
+    """The values of the spec's env:/file: secrets, read on this machine (k8s: ones stay in the
+    cluster). Errors name the reference, never a value."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    values = {}
+    for key, (scheme, rest) in spec.secret_refs().items():
+        if scheme == "env":
+            if rest not in environ:
+                raise JobSpecError(f"secret {key} refers to env:{rest}, which is not set here",
+                                   f"export {rest}=... in this shell, then rerun")
+            values[key] = environ[rest]
+        elif scheme == "file":
+            from .safe_read import LIMITS, read_text
+
+            values[key] = read_text(Path(rest).expanduser(), f"secret {key} file", JobSpecError,
+                                    limit=LIMITS["secret"]).rstrip("\r\n")
+    return values
+
+
+def _describe(err) -> str:
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"unknown key '{where}'"
@@ -269,12 +317,31 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _hint_for(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+def _fix_for(err) -> str:
+    key = err["loc"][0] if err["loc"] else None
     if err["type"] == "extra_forbidden":
         return "known keys: " + ", ".join(JobSpec.model_fields)
-    if err["loc"] and err["loc"][0] == "secrets":
+    if err["type"] == "missing":
+        return {"name": "add `name:` (lowercase letters, digits, '-')",
+                "command": "add `command:` (a list, or one string run by /bin/sh -c)"}.get(
+                    key, f"add `{key}:`")
+    if key == "secrets":
         return SECRET_HINT
-    if err["loc"] and err["loc"][0] == "env" and "token" in err["msg"]:
+    if key == "env" and "token" in err["msg"]:
         return "move it to `secrets:` and " + SECRET_HINT
+    if key == "accelerator":
+        return f"pick one of those, or remove it for {DEFAULT_ACCELERATOR}"
+    if key == "name":
+        return "e.g. name: llama-lora"
+    if key == "command":
+        return "e.g. command: [python, train.py, --epochs, \"3\"]"
+    if key == "image":
+        return ("write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, or remove image: "
+                f"for {DEFAULT_IMAGE}")
+    if key == "timeout":
+        return "write a duration such as 30m or 12h"
+    if key in ("nodes", "gpus_per_node", "max_retries"):
+        limits = {"nodes": f"1-{MAX_NODES}", "gpus_per_node": f"0-{MAX_GPUS_PER_NODE}",
+                  "max_retries": "0-100"}
+        return f"write a whole number in {limits[key]}"
     return "see the job spec format in README.md (Training runs)"

@@ -15,7 +15,7 @@ def resolve_target(text: str, ssh_key: Path | None = None,
     reached with the key gpuctl generated for it and the host key pinned at creation."""
     from .provision.service import known_hosts_files
 
-    if "@" not in text and not _looks_like_address(text):
+    if is_vm_name(text):
         from .lifecycle.access import ssh_target_for_vm
         from .validation import gce_name
 
@@ -49,7 +49,12 @@ def checked_target(text: str) -> str:
     return text
 
 
-def _looks_like_address(text: str) -> bool:
+def is_vm_name(text: str) -> bool:
+    """A bare name (no user@, not an address) names a VM made by `gpuctl up`."""
+    return "@" not in text and not looks_like_address(text)
+
+
+def looks_like_address(text: str) -> bool:
     """10.0.0.5, 10.0.0.5:22, ::1 or a DNS name with a dot are hosts, not VM names."""
     host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
     return "." in host or ":" in host

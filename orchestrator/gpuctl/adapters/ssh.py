@@ -3,18 +3,28 @@
 Fabric trusts unknown host keys by default (AutoAddPolicy); gpuctl never does. The host key
 comes from gpuctl's own known_hosts (filled from the VM's guest attributes, or by the user for
 `gpuctl provision user@host`), and an unknown or changed key stops the connection.
+
+Every byte gpuctl sends to or reads from a host goes through RemoteHost: `run` (text in, text
+out), `exec_stream` (binary stdin, stdout handed on as it arrives), `open_reader` (a long
+stdout read as a file), `put` and `get`. Only this module touches paramiko.
 """
 
 from __future__ import annotations
 
+import json
+import select
 import shlex
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import GpuctlError
 
 CONNECT_TIMEOUT_S = 10
+OPEN_TIMEOUT_S = 15
+KEEPALIVE_S = 15
 
 
 class SshError(GpuctlError):
@@ -51,6 +61,36 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What exec_stream returns: bytes, because logs carry tqdm's \\r and tars are binary."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    def json(self):
+        return json.loads(self.stdout.decode() or "null")
+
+
+class RemoteReader:
+    """A command whose stdout is read as a file (a tar of outputs); `finish` waits for it and
+    returns (exit code, stderr)."""
+
+    def __init__(self, channel):
+        self._chan = channel
+        self.file = channel.makefile("rb")
+
+    def finish(self) -> tuple[int, bytes]:
+        code = self._chan.recv_exit_status()
+        errors = self._chan.makefile_stderr("rb").read()
+        self._chan.close()
+        return code, errors
+
+    def close(self) -> None:
+        self._chan.close()
 
 
 def parse_target(text: str, default_user: str) -> tuple[str, str, int]:
@@ -111,6 +151,138 @@ class RemoteHost:
         if check and not out.ok:
             raise CommandFailed(command, out.exit_code, out.stderr or out.stdout)
         return out
+
+    # --- byte streams on the same verified transport ------------------------------------------
+    # Fabric's run has no binary stdin and hands stdout over only at the end; runs need both
+    # (a tar of the code in, a log followed as it grows), so these open their own channel.
+
+    def _transport(self):
+        self.connect_if_needed()
+        transport = self._conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            self.close()
+            self.connect()
+            transport = self._conn.client.get_transport()
+        transport.set_keepalive(KEEPALIVE_S)
+        return transport
+
+    def _dropped(self, what: str) -> SshError:
+        return SshError(f"the connection to {self.target.label} dropped during {what}",
+                        "rerun the same command: work started on the host keeps going")
+
+    def _open_session(self, transport):
+        """A channel; when the connection turns out dead before anything ran on it (an idle
+        connection the network dropped), reconnect once: nothing can have run twice."""
+        try:
+            return transport.open_session(timeout=OPEN_TIMEOUT_S)
+        except Exception as exc:  # paramiko's SSHException, EOFError, socket errors
+            if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
+                raise
+            self.close()
+            return self._transport().open_session(timeout=OPEN_TIMEOUT_S)
+
+    def exec_stream(self, command: str, *, stdin: bytes | None = None,
+                    writer: Callable | None = None,
+                    on_stdout: Callable[[bytes], None] | None = None,
+                    idle_timeout: float | None = None, timeout: float | None = 600,
+                    what: str | None = None) -> StreamResult:
+        """Run `command` through the login shell; feed it `stdin` (or let `writer(file)` stream
+        into it); collect its stdout or hand it to `on_stdout` as it arrives. One round trip.
+        Raises SshError when the connection drops, goes quiet past `idle_timeout`, or the
+        command outlives `timeout`."""
+        what = what or f"`{command[:60]}`"
+        self.round_trips += 1
+        transport = self._transport()
+        try:
+            chan = self._open_session(transport)
+            transport = chan.get_transport()
+            chan.exec_command(command)
+            if writer is not None:
+                with chan.makefile("wb") as sink:
+                    writer(sink)
+            elif stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+        except SshError:
+            raise
+        except Exception as exc:
+            if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
+                raise  # our own bug or a local file problem, not the network
+            raise self._dropped(what) from exc
+        out, err = bytearray(), bytearray()
+        started = last = time.monotonic()
+        try:
+            while True:
+                select.select([chan], [], [], 0.5)
+                got = False
+                while chan.recv_ready():
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    got = True
+                    if on_stdout is not None:
+                        on_stdout(data)
+                    else:
+                        out += data
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    got = True
+                now = time.monotonic()
+                if got:
+                    last = now
+                if chan.exit_status_ready() and chan.eof_received and not chan.recv_ready() \
+                        and not chan.recv_stderr_ready():
+                    break
+                if chan.closed or not chan.get_transport().is_active():
+                    if chan.exit_status_ready():
+                        break
+                    raise self._dropped(what)
+                if idle_timeout is not None and now - last > idle_timeout:
+                    raise SshError(f"{self.target.label} sent nothing for {idle_timeout:.0f}s "
+                                   f"during {what}", "the connection is probably dead; rerun")
+                if timeout is not None and now - started > timeout:
+                    raise SshError(f"{what} on {self.target.host} timed out after {timeout:.0f}s",
+                                   "the host may be overloaded; rerun")
+        finally:
+            chan.close()
+        code = chan.recv_exit_status()
+        if code == -1 and not transport.is_active():
+            raise self._dropped(what)  # closed with the transport, not by the command's exit
+        return StreamResult(code, bytes(out), bytes(err))
+
+    def open_reader(self, command: str, stdin: bytes = b"") -> RemoteReader:
+        """Start `command` and return its stdout as a file to read at the caller's pace."""
+        self.round_trips += 1
+        try:
+            chan = self._transport().open_session(timeout=OPEN_TIMEOUT_S)
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+        except SshError:
+            raise
+        except Exception as exc:
+            raise self._dropped(f"`{command[:60]}`") from exc
+        return RemoteReader(chan)
+
+    def put(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
+        """Write `data` to `remote_path` (created with its directory; replaced atomically)."""
+        path = shlex.quote(remote_path)
+        tmp = shlex.quote(remote_path + ".gpuctl-tmp")
+        done = self.exec_stream(f"mkdir -p \"$(dirname {path})\" && cat > {tmp} && "
+                                f"chmod {mode:o} {tmp} && mv -f {tmp} {path}", stdin=data,
+                                what=f"writing {remote_path}")
+        if done.exit_code != 0:
+            raise CommandFailed(f"write {remote_path}", done.exit_code,
+                                done.stderr.decode(errors="replace"))
+
+    def get(self, remote_path: str) -> bytes:
+        """The bytes of `remote_path`."""
+        done = self.exec_stream(f"cat {shlex.quote(remote_path)}", what=f"reading {remote_path}")
+        if done.exit_code != 0:
+            raise CommandFailed(f"read {remote_path}", done.exit_code,
+                                done.stderr.decode(errors="replace"))
+        return done.stdout
 
     def reboot_and_wait(self, timeout_s: float = 600, poll_s: float = 5) -> None:
         """Reboot the host, then reconnect once sshd answers again (a driver install needs it)."""

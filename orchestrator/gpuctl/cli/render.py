@@ -16,8 +16,11 @@ from ..units import format_duration
 
 
 def console() -> Console:
-    # Piped output has no terminal width; rich would assume 80 and truncate wide tables.
-    width = None if sys.stdout.isatty() else 160
+    # Piped output has no terminal width; rich would assume 80 and truncate wide tables. A
+    # COLUMNS the user set wins (rich reads it itself when no width is forced).
+    import os
+
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
     return Console(highlight=False, soft_wrap=False, width=width)
 
 
@@ -180,3 +183,59 @@ def step_line(step: dict, check: bool) -> str:
     detail = step.get("error") or step.get("reason") or "; ".join(step.get("actions", []))[:100]
     style = STATUS_STYLE.get(step["status"], "")
     return f"[{style}]{status:>12}[/] {step['id']:<14} {step['seconds']:6.2f}s  {detail}"
+
+
+# --- jobs (both backends) -----------------------------------------------------------------------
+
+def warn_line(text: str, prefix: str = "warning: ", color: str = "yellow") -> None:
+    """A warning or note on stderr; plain when NO_COLOR is set (click.secho colours regardless)."""
+    click.secho(f"{prefix}{text}", err=True, fg=color if _colour() else None)
+
+
+def _colour() -> bool:
+    import os
+
+    return not os.environ.get("NO_COLOR")
+
+
+def next_steps(lines: list[str]) -> None:
+    if lines:
+        click.echo("next: " + "   ".join(lines))
+
+
+def preview(p) -> None:
+    """The confirmation summary of a GKE submit."""
+    click.echo(p.summary[0])
+    for line in p.summary[1:]:
+        click.echo(f"  {line}")
+    for warning in p.warnings:
+        warn_line(warning, prefix="  warning: ")
+    for note in p.notes:
+        warn_line(note, prefix="  note: ")
+
+
+def gke_submitted(s) -> None:
+    if s.dry_run and "manifests" in s.detail:
+        from ..gke.manifests import manifests_yaml
+
+        for note in s.notes:
+            click.echo(f"# note: {note}")
+        click.echo(manifests_yaml(s.detail["manifests"]), nl=False)
+        return
+    verb = "validated by the cluster; nothing was created" if s.dry_run else "submitted"
+    click.echo(f"{verb}: {', '.join(s.detail['objects'])} in namespace {s.where}")
+    next_steps(s.next_steps)
+
+
+def gke_jobs(rows: list[dict]) -> None:
+    table = Table(title="GKE jobs", title_justify="left")
+    for column in ("job", "status", "pods", "nodes", "GPUs", "age"):
+        table.add_column(column)
+    for r in rows:
+        pods = r["pods"]
+        gpus = (f"{r['gpus_per_node']}x {r['accelerator']}" if r["gpus_per_node"] else "-")
+        age = format_duration(r["age_seconds"]) if r["age_seconds"] is not None else "-"
+        table.add_row(r["name"], r["status"] + (f" ({r['reason']})" if r["reason"] else ""),
+                      f"{pods['active']} active, {pods['succeeded']}/{pods['completions']} done, "
+                      f"{pods['failed']} failed", ", ".join(r["nodes"]) or "-", gpus, age)
+    console().print(table)

@@ -1,8 +1,8 @@
-"""`gpuctl run | jobs | logs | cancel | fetch | progress | plot`: training runs on a VM or host.
+"""`gpuctl run | jobs | logs | cancel | fetch | progress | plot`: one command set for jobs on a
+VM or host (over SSH) and on GKE (`--gke`).
 
-Thin: each command parses options, calls one function of gpuctl.runs.service (or the pure
-parser for `progress`), and renders the result. Nothing here imports Fabric or paramiko at
-module level.
+Thin: each command parses options, picks a backend (gpuctl.backends), calls one of its
+methods and renders the typed result. Nothing here imports Fabric, paramiko or kubernetes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .kube_options import kube_options
 from .options import complete_profiles, json_option
 
 ssh_key_option = click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -70,8 +71,8 @@ def _currency():
     return load_context().currency
 
 
-def build_spec(args: tuple[str, ...], *, run_name, env_pairs, secret_pairs, timeout, requirements,
-               output_dir, workdir, no_sync):
+def build_spec(args: tuple[str, ...], *, run_name=None, env_pairs=(), secret_pairs=(),
+               timeout=None, requirements=None, output_dir=None, workdir=None, no_sync=False):
     """(spec, workdir to sync or None) from a job file or a command, with the flags applied."""
     import datetime as dt
 
@@ -108,65 +109,91 @@ def build_spec(args: tuple[str, ...], *, run_name, env_pairs, secret_pairs, time
     if workdir is not None:
         data["workdir"] = str(workdir)
     spec = parse_job_spec(data, "the run")
-    sync_dir = None
-    if not no_sync:
-        sync_dir = (base_dir / spec.workdir) if spec.workdir else base_dir
-    return spec, sync_dir
+    return spec, base_dir
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--gke", "on_gke", is_flag=True,
+              help="Run it as a Job on gpuctl's GKE cluster (then TARGET is the job file).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Local directory to sync (default: the job file's, or the current one).")
+              help="Local directory to ship (default: the job file's, or the current one).")
 @click.option("--cwd", default="", help="Subdirectory of the workdir to run in.")
 @click.option("--env", "env_pairs", multiple=True, metavar="K=V", help="Environment for the run.")
 @click.option("--secret", "secret_pairs", multiple=True, metavar="K=REF",
-              help="A secret by reference: env:NAME or file:PATH (read here, sent on stdin).")
+              help="A secret by reference: env:NAME or file:PATH (read here, never stored in the spec).")
 @click.option("--name", "run_name", help="Run name (default: the job's, or script-MMDD-HHMM).")
 @click.option("--timeout", help="Stop the run after this long, e.g. 12h.")
 @click.option("--requirements", help="pip install -r this file (relative to the workdir) first.")
 @click.option("--output-dir", help="Where the run writes checkpoints (checked: NVMe or boot disk).")
-@click.option("--no-sync", is_flag=True, help="Send no code; run in the login's home.")
+@click.option("--no-sync", is_flag=True, help="Send no code; run in the login's home (or the image's).")
 @click.option("--grace", default="30s", show_default=True, help="Time between SIGTERM and SIGKILL on cancel/timeout.")
 @click.option("--price-per-hour", type=float, help="USD per hour of the host (user@host targets).")
 @click.option("--profile", shell_complete=complete_profiles, help="Price the host as this profile.")
 @ssh_key_option
 @known_hosts_option
 @click.option("-f", "--follow", is_flag=True, help="Follow the log until the run ends; exit with its status.")
-@click.option("--dry-run", is_flag=True, help="Show what would be synced and started; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Show what would be shipped and started; change nothing "
+              "(GKE: print the manifests, contact nothing).")
+@click.option("--validate", is_flag=True, help="GKE: have the cluster admit the manifests; create nothing.")
+@click.option("-y", "--yes", is_flag=True, help="GKE: do not ask for confirmation.")
+@kube_options
 @json_option
-def run(target, args, workdir, cwd, env_pairs, secret_pairs, run_name, timeout, requirements,
-        output_dir, no_sync, grace, price_per_hour, profile, ssh_key, known_hosts, follow, dry_run,
-        as_json) -> None:
-    """Start a training run on TARGET (a gpuctl VM or user@host[:port]), detached.
+def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, timeout,
+        requirements, output_dir, no_sync, grace, price_per_hour, profile, ssh_key, known_hosts,
+        follow, dry_run, validate, yes, kubeconfig, context, namespace, as_json) -> None:
+    """Start a job on TARGET (a gpuctl VM or user@host[:port]), detached, or with --gke as a
+    Job on GKE (then TARGET is the job file).
 
     \b
       gpuctl run a100 -- python train.py --epochs 3
-      gpuctl run a100 job.yaml            (the same YAML job format as GKE training)
+      gpuctl run a100 job.yaml            the same job file runs on a VM...
+      gpuctl run --gke job.yaml           ...and on GKE (alias: gpuctl train --gke job.yaml)
 
-    Code is synced (incrementally, honouring .gitignore); the run survives SSH disconnects and
-    your laptop sleeping; stdout/stderr go to a log on the NVMe.
+    Code is shipped (honouring .gitignore): synced to the VM, or packed into a ConfigMap on
+    GKE. A VM run survives SSH disconnects and your laptop sleeping.
     """
-    from ..runs.service import RunRequest, start_run
+    from ..backends import SubmitRequest, backend_for
     from ..units import parse_duration
+
+    if on_gke:
+        target, args = None, (target, *args)
+    elif validate or yes:
+        from ..errors import UsageError
+
+        raise UsageError("--validate and -y apply to GKE jobs", "add --gke, or drop them")
+    spec, spec_dir = build_spec(args, run_name=run_name, env_pairs=env_pairs,
+                                secret_pairs=secret_pairs, timeout=timeout,
+                                requirements=requirements, output_dir=output_dir,
+                                workdir=workdir, no_sync=no_sync)
+    price, source = _price(price_per_hour, profile)
+    request = SubmitRequest(spec=spec, spec_dir=spec_dir, dry_run=dry_run, ship_code=not no_sync,
+                            target=target, cwd=cwd, ssh_key=ssh_key, known_hosts=known_hosts,
+                            price_per_hour=price, price_source=source,
+                            grace_seconds=parse_duration(grace), validate=validate)
+    backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    submit_and_render(backend, request, follow=follow, yes=yes, as_json=as_json)
+
+
+def submit_and_render(backend, request, *, follow: bool, yes: bool, as_json: bool) -> None:
+    """Shared by `run` and its alias `train --gke`: confirm what asks for it, submit, render."""
     from . import render
 
-    spec, sync_dir = build_spec(args, run_name=run_name, env_pairs=env_pairs,
-                                secret_pairs=secret_pairs, timeout=timeout,
-                                requirements=requirements, output_dir=output_dir, workdir=workdir,
-                                no_sync=no_sync)
-    price, source = _price(price_per_hour, profile)
-    req = RunRequest(target=target, spec=spec, workdir=sync_dir, cwd=cwd, ssh_key=ssh_key,
-                     known_hosts=known_hosts, price_per_hour=price, price_source=source,
-                     grace_seconds=parse_duration(grace), dry_run=dry_run)
-    report = start_run(req, on_notice=None if as_json else lambda t: click.echo(t, err=True))
+    if backend.name == "gke" and not (request.dry_run or request.validate or yes or as_json):
+        render.preview(backend.preview(request))
+        click.confirm("Submit it?", abort=True)
+    notice = None if as_json else (lambda t: click.echo(t, err=True))
+    submitted = backend.submit(request, on_notice=notice)
     if as_json:
-        render.print_json(report)
+        render.print_json(submitted.as_dict())
+    elif backend.name == "gke":
+        render.gke_submitted(submitted)
     else:
-        _render_started(report)
-    if follow and not dry_run:
-        _follow(report["name"], tail_lines=None, exit_with_status=True)
+        _render_started(submitted.detail)
+        render.next_steps(submitted.next_steps)
+    if follow and not submitted.dry_run:
+        _follow(backend, submitted.name, tail_lines=None, exit_with_status=True)
 
 
 def _render_started(report: dict) -> None:
@@ -190,13 +217,10 @@ def _render_started(report: dict) -> None:
         click.secho(f"note: {note}", fg="cyan", err=True)
     for warning in report["warnings"]:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    if not report["dry_run"]:
-        out(f"follow: gpuctl logs -f {report['name']}   progress: gpuctl jobs   "
-            f"stop: gpuctl cancel {report['name']}")
 
 
-def _follow(name: str, tail_lines: int | None, exit_with_status: bool) -> None:
-    from ..runs.service import follow_log
+def _follow(backend, name: str, tail_lines: int | None, exit_with_status: bool) -> None:
+    from . import render
 
     stdout = _stdout_bytes()
 
@@ -204,31 +228,39 @@ def _follow(name: str, tail_lines: int | None, exit_with_status: bool) -> None:
         stdout.write(data)
         stdout.flush()
 
-    final = follow_log(name, write, lambda t: click.secho(t, fg="yellow", err=True),
-                       tail_lines=tail_lines)
-    code = final.get("exit_code")
-    click.secho(f"\n{name}: {final.get('state')} (exit {code})", err=True,
-                fg="green" if final.get("state") == "succeeded" else "red")
+    end = backend.logs(name, write, follow=True, tail_lines=tail_lines,
+                       on_notice=lambda t: render.warn_line(t, prefix=""))
+    code = end.exit_code
+    click.secho(f"\n{name}: {end.state} (exit {code})", err=True,
+                fg="green" if end.state == "succeeded" else "red")
     if exit_with_status and isinstance(code, int) and code != 0:
         sys.exit(min(code, 255))
 
 
 @click.command()
 @click.argument("names", nargs=-1)
+@click.option("--gke", "on_gke", is_flag=True, help="Jobs on gpuctl's GKE cluster.")
+@kube_options
 @json_option
-def jobs(names, as_json) -> None:
-    """Runs with state, step, loss, eval loss, ETA, cost so far and to complete."""
-    from ..runs.service import list_runs
+def jobs(names, on_gke, kubeconfig, context, namespace, as_json) -> None:
+    """Jobs with their state; VM runs also with step, loss, eval loss, ETA, cost so far and to
+    complete."""
+    from ..backends import backend_for
     from . import render
 
-    views = list_runs(list(names) or None)
+    backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    views = backend.list(list(names) or None)
     if as_json:
-        render.print_json(views)
+        render.print_json([v.as_dict() for v in views])
         return
     if not views:
-        click.echo("no runs yet: gpuctl run VM -- python train.py")
+        click.echo("no jobs yet: gpuctl run --gke job.yaml" if on_gke
+                   else "no runs yet: gpuctl run VM -- python train.py")
         return
-    render_jobs(views, _currency())
+    if on_gke:
+        render.gke_jobs([v.detail for v in views])
+    else:
+        render_jobs([v.detail for v in views], _currency())
 
 
 STATE_STYLE = {"running": "green", "starting": "green", "succeeded": "bold green",
@@ -281,59 +313,73 @@ def render_jobs(views: list[dict], cur) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("-f", "--follow", is_flag=True, help="Keep following until the run ends (reconnects).")
+@click.option("-f", "--follow", is_flag=True, help="Keep following until the job ends (reconnects).")
 @click.option("--tail", "tail_lines", type=click.IntRange(1), help="Only the last N lines.")
-def logs(name: str, follow: bool, tail_lines: int | None) -> None:
-    """Show (or follow) a run's output."""
-    if follow:
-        _follow(name, tail_lines, exit_with_status=False)
-        return
-    from ..runs.service import read_log
+@click.option("--gke", "on_gke", is_flag=True, help="A Job on gpuctl's GKE cluster (rank 0's output).")
+@kube_options
+def logs(name: str, follow: bool, tail_lines: int | None, on_gke: bool, kubeconfig, context,
+         namespace) -> None:
+    """Show (or follow) a job's output."""
+    from ..backends import backend_for
 
+    backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    if follow:
+        _follow(backend, name, tail_lines, exit_with_status=False)
+        return
     stdout = _stdout_bytes()
-    status = read_log(name, stdout.write, tail_lines)
+    end = backend.logs(name, stdout.write, tail_lines=tail_lines)
     stdout.flush()
-    if status.get("state") not in ("running", "starting"):
-        click.secho(f"{name}: {status.get('state')} (exit {status.get('exit_code')})", err=True)
+    if end.state is not None:
+        click.secho(f"{name}: {end.state} (exit {end.exit_code})", err=True)
 
 
 @click.command()
 @click.argument("name")
 @click.option("--grace", default="30s", show_default=True, help="Wait this long after SIGTERM before SIGKILL.")
+@click.option("--gke", "on_gke", is_flag=True, help="A Job on gpuctl's GKE cluster.")
+@kube_options
 @json_option
-def cancel(name: str, grace: str, as_json: bool) -> None:
-    """Stop a run: SIGTERM to its process group, then SIGKILL after the grace period."""
-    from ..runs.service import cancel_run
+def cancel(name: str, grace: str, on_gke: bool, kubeconfig, context, namespace,
+           as_json: bool) -> None:
+    """Stop a job: SIGTERM (to its process group, or its pods), then SIGKILL after the grace
+    period."""
+    from ..backends import backend_for
     from ..units import parse_duration
     from . import render
 
-    result = cancel_run(name, parse_duration(grace))
+    backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    result = backend.cancel(name, parse_duration(grace))
     if as_json:
-        render.print_json(result)
-    elif result.get("already_ended"):
-        click.echo(f"{name} had already ended: {result['state']} (exit {result.get('exit_code')})")
+        render.print_json(result.as_dict())
+    elif on_gke:
+        left = result.detail["left"]
+        click.echo(f"{name}: deleted {', '.join(result.detail['deleted']) or 'nothing'}"
+                   + (f"; still going away: {', '.join(left)}" if left else ""))
+    elif result.already_ended:
+        click.echo(f"{name} had already ended: {result.state} (exit {result.detail.get('exit_code')})")
     else:
-        how = "killed after the grace period" if result.get("killed") else "stopped cleanly"
-        click.echo(f"{name}: {how}; {result['state']} (exit {result.get('exit_code')})")
+        how = "killed after the grace period" if result.detail.get("killed") else "stopped cleanly"
+        click.echo(f"{name}: {how}; {result.state} (exit {result.detail.get('exit_code')})")
 
 
 @click.command()
 @click.argument("name")
 @click.argument("path")
 @click.argument("dest", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--gke", "on_gke", is_flag=True, help="A Job on GKE (says where its outputs are).")
 @json_option
-def fetch(name: str, path: str, dest: Path | None, as_json: bool) -> None:
+def fetch(name: str, path: str, dest: Path | None, on_gke: bool, as_json: bool) -> None:
     """Copy PATH (relative to the run's directory, or absolute) from the host into DEST
     (default ./NAME/); files already there unchanged are skipped."""
-    from ..runs.service import fetch as fetch_outputs
+    from ..backends import backend_for
     from . import render
 
-    result = fetch_outputs(name, path, dest if dest is not None else Path(name))
+    result = backend_for(on_gke).fetch(name, path, dest if dest is not None else Path(name))
     if as_json:
-        render.print_json(result)
+        render.print_json(result.as_dict())
     else:
-        click.echo(f"fetched {result['files']} file(s), {format_size(result['bytes'])} into "
-                   f"{result['dest']} ({result['unchanged']} unchanged)")
+        click.echo(f"fetched {result.files} file(s), {format_size(result.bytes)} into "
+                   f"{result.dest} ({result.unchanged} unchanged)")
 
 
 @click.command()

@@ -1,7 +1,7 @@
 """Training Jobs on GKE: submit, list, stream logs, cancel.
 
-Library functions for `gpuctl train --gke` and for the `--gke` side of `gpuctl jobs`, `logs`
-and `cancel`. They take a Kube (adapters/kube.py `connect`), return dicts or exit codes,
+Library functions behind backends/gke.py (`gpuctl run --gke`, `jobs --gke`, `logs --gke`,
+`cancel --gke`). They take a Kube (adapters/kube.py `connect`), return dicts or exit codes,
 and never print: `stream_logs` hands text to the `write` callable it is given.
 """
 
@@ -176,7 +176,8 @@ def _started(pod: dict) -> bool:
 def stream_logs(kube: Kube, namespace: str, job: str, follow: bool,
                 write: Callable[[str], None], *, rank: int = 0,
                 notify: Callable[[str], None] | None = None, poll_seconds: float = 2.0,
-                timeout: float | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
+                timeout: float | None = None, sleep: Callable[[float], None] = time.sleep,
+                tail_lines: int | None = None) -> int:
     """Write the trainer's output of rank `rank` (node 0 by default) to `write`.
 
     Without `follow`: what the latest attempt has printed so far; returns 0.
@@ -199,7 +200,8 @@ def stream_logs(kube: Kube, namespace: str, job: str, follow: bool,
             name = pod["metadata"]["name"]
             if streamed:
                 tell(f"attempt {len(streamed) + 1}: pod {name}")
-            _copy(kube.pod_log(namespace, name, container=TRAINER, follow=follow), write)
+            _copy(kube.pod_log(namespace, name, container=TRAINER, follow=follow,
+                               tail_lines=None if streamed else tail_lines), write)
             if not follow:
                 return 0
             # The stream ends when the container does; never stream the same attempt twice.
@@ -263,9 +265,12 @@ def cancel_job(kube: Kube, namespace: str, job: str, grace_seconds: int | None =
         if kube.delete("v1", "Pod", pod["metadata"]["name"], namespace,
                        grace_seconds=grace_seconds):
             deleted.append(f"Pod/{pod['metadata']['name']}")
-    for svc in kube.list("v1", "Service", namespace, label_selector=f"{MANAGED}=true,{JOB}={job}"):
-        if kube.delete("v1", "Service", svc["metadata"]["name"], namespace):
-            deleted.append(f"Service/{svc['metadata']['name']}")
+    # The headless Service, the workdir's ConfigMap and the submitted secrets: owned by the Job
+    # (the garbage collector would get them), deleted now so nothing outlives the cancel.
+    for kind in ("Service", "ConfigMap", "Secret"):
+        for obj in kube.list("v1", kind, namespace, label_selector=f"{MANAGED}=true,{JOB}={job}"):
+            if kube.delete("v1", kind, obj["metadata"]["name"], namespace):
+                deleted.append(f"{kind}/{obj['metadata']['name']}")
     left = leftovers(kube, namespace, job)
     deadline = time.monotonic() + wait_seconds
     while left and time.monotonic() < deadline:
@@ -276,10 +281,11 @@ def cancel_job(kube: Kube, namespace: str, job: str, grace_seconds: int | None =
 
 
 def leftovers(kube: Kube, namespace: str, job: str) -> list[str]:
-    """What still carries the job's gpuctl labels (Job, pods, Service)."""
+    """What still carries the job's gpuctl labels (Job, pods, Service, ConfigMap, Secret)."""
     selector = f"{MANAGED}=true,{JOB}={job}"
     found = []
-    for api_version, kind in (("batch/v1", "Job"), ("v1", "Pod"), ("v1", "Service")):
+    for api_version, kind in (("batch/v1", "Job"), ("v1", "Pod"), ("v1", "Service"),
+                              ("v1", "ConfigMap"), ("v1", "Secret")):
         found += [f"{kind}/{o['metadata']['name']}"
                   for o in kube.list(api_version, kind, namespace, label_selector=selector)]
     return found

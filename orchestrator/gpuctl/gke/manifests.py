@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 
-from ..jobspec import JobSpec, JobSpecError, notes_for_target, parse_job_spec
+from ..jobspec import (DEFAULT_ACCELERATOR, DEFAULT_IMAGE, JobSpec, JobSpecError,
+                       notes_for_target, parse_job_spec)
 from ..validation import IMAGE_RE  # the one OCI reference grammar
 
 # Labels on everything gpuctl creates in a cluster: what `down` and sweeps select on.
@@ -40,6 +41,14 @@ DEFAULT_TTL_AFTER_FINISHED = 86400  # a finished Job (and its logs) stays one da
 DEFAULT_TIMEOUT = 86400  # a Job without `timeout:` is still stopped after a day
 # Spot VMs get about 30 s of notice; leave the trainer time to flush a checkpoint.
 TERMINATION_GRACE = 25
+
+# The workdir travels as a gzip'd tar in a ConfigMap (no registry, no build, no bucket): the
+# apiserver holds objects up to 1 MiB, so code, not data or weights, fits.
+WORKSPACE = "/workspace"
+CODE_MOUNT = "/gpuctl/code"
+CODE_KEY = "code.tar.gz"
+MAX_CODE_BYTES = 700 * 1024
+SYNC_META = ".gpuctl-sync.json"  # runs/sync's manifest member, not the user's file
 
 # Environment gpuctl sets for a multi-node job. A spec that sets one of these itself would
 # silently break the rendezvous, so it is refused.
@@ -93,15 +102,34 @@ def headless_service_name(job: str) -> str:
     return f"{job}-workers"
 
 
+def code_configmap_name(job: str) -> str:
+    return f"{job}-code"
+
+
+def secrets_name(job: str) -> str:
+    return f"{job}-secrets"
+
+
 def build_job_manifests(spec: JobSpec, *, namespace: str, owner: str,
                         ttl_after_finished: int = DEFAULT_TTL_AFTER_FINISHED,
-                        default_timeout: int = DEFAULT_TIMEOUT) -> list[dict]:
-    """[Job] for one node; [headless Service, Indexed Job] for several. Raises JobSpecError
-    for a spec that cannot run on GKE."""
+                        default_timeout: int = DEFAULT_TIMEOUT, code: bytes | None = None,
+                        secret_values: dict[str, str] | None = None) -> list[dict]:
+    """[Job] for one node; [headless Service, Indexed Job] for several; the workdir's ConfigMap
+    first when `code` (runs/sync.pack's tar) is given, and the Secret of env:/file: secrets
+    when their `secret_values` are (never in a dry run). Raises JobSpecError for a spec that
+    cannot run on GKE."""
     notes_for_target(spec, "gke")
     from ..validation import namespace as checked_namespace
 
     checked_namespace(namespace)  # rendered into every object's metadata
+    spec = spec.model_copy(update={
+        "image": spec.image or DEFAULT_IMAGE,
+        "accelerator": spec.accelerator or (DEFAULT_ACCELERATOR if spec.gpus_per_node else None)})
+    if code is not None and len(code) > MAX_CODE_BYTES:
+        raise JobSpecError(f"workdir {spec.workdir} packs to {len(code) / 1024:.0f} KiB; a "
+                           f"ConfigMap carries at most {MAX_CODE_BYTES // 1024} KiB of code",
+                           "list data, weights and outputs in .gitignore, or bake the code "
+                           "into an image (image:) and remove workdir")
     if not IMAGE_RE.fullmatch(spec.image or ""):
         raise JobSpecError(f"image: '{spec.image}' is not an image reference",
                            "write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, "
@@ -113,11 +141,16 @@ def build_job_manifests(spec: JobSpec, *, namespace: str, owner: str,
                                f"{spec.nodes}-node job", "remove it from env and secrets")
     labels = gpuctl_labels(owner, "train", **{JOB: spec.name})
     manifests: list[dict] = []
+    if code is not None:
+        manifests.append(_code_configmap(spec, namespace, labels, code))
+    if secret_values:
+        manifests.append(_local_secret(spec, namespace, labels, secret_values))
     service = None
     if spec.nodes > 1:
         service = _headless_service(spec, namespace, labels)
         manifests.append(service)
-    manifests.append(_job(spec, namespace, labels, service, ttl_after_finished, default_timeout))
+    manifests.append(_job(spec, namespace, labels, service, ttl_after_finished, default_timeout,
+                          code is not None))
     return manifests
 
 
@@ -146,6 +179,44 @@ def job_notes(spec: JobSpec) -> list[str]:
     return notes
 
 
+def _code_configmap(spec: JobSpec, namespace: str, labels: dict, code: bytes) -> dict:
+    import base64
+
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": code_configmap_name(spec.name), "namespace": namespace,
+                         "labels": dict(labels)},
+            "immutable": True,
+            "binaryData": {CODE_KEY: base64.b64encode(code).decode()}}
+
+
+def _local_secret(spec: JobSpec, namespace: str, labels: dict, values: dict[str, str]) -> dict:
+    import base64
+
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secrets_name(spec.name), "namespace": namespace,
+                         "labels": dict(labels)},
+            "immutable": True,
+            "data": {key: base64.b64encode(value.encode()).decode()
+                     for key, value in sorted(values.items())}}
+
+
+def _start_command(spec: JobSpec, code: bool) -> list[str]:
+    """The trainer's command; with shipped code or requirements, a shell first unpacks the code
+    into /workspace and pip-installs the requirements, then execs the command unchanged."""
+    if not code and not spec.requirements:
+        return spec.argv
+    import shlex
+
+    steps = ["set -e"]
+    if code:
+        steps += [f"mkdir -p {WORKSPACE}", f"cd {WORKSPACE}",
+                  f"tar -xzf {CODE_MOUNT}/{CODE_KEY}", f"rm -f {SYNC_META}"]
+    if spec.requirements:
+        steps.append(f"python -m pip install --no-input -r {shlex.quote(spec.requirements)}")
+    steps.append('exec "$@"')
+    return ["/bin/sh", "-c", "; ".join(steps), "gpuctl-start", *spec.argv]
+
+
 def _headless_service(spec: JobSpec, namespace: str, labels: dict) -> dict:
     return {
         "apiVersion": "v1",
@@ -166,8 +237,9 @@ def _headless_service(spec: JobSpec, namespace: str, labels: dict) -> dict:
 def _env(spec: JobSpec, service: dict | None) -> list[dict]:
     nproc = max(spec.gpus_per_node, 1)
     env: list[dict] = [{"name": key, "value": value} for key, value in spec.env.items()]
-    for key, (_, ref) in spec.secret_refs().items():
-        secret, item = ref.split("/", 1)
+    for key, (scheme, ref) in spec.secret_refs().items():
+        # env:/file: values are read on the submitting machine into the job's own Secret.
+        secret, item = ref.split("/", 1) if scheme == "k8s" else (secrets_name(spec.name), key)
         env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": item}}})
     ours = {
         "GPUCTL_JOB": spec.name,
@@ -204,19 +276,23 @@ def _env(spec: JobSpec, service: dict | None) -> list[dict]:
 
 
 def _job(spec: JobSpec, namespace: str, labels: dict, service: dict | None,
-         ttl_after_finished: int, default_timeout: int) -> dict:
+         ttl_after_finished: int, default_timeout: int, code: bool = False) -> dict:
     placement = gpu_placement(spec.accelerator if spec.gpus_per_node else None,
                               spec.gpus_per_node, spec.spot)
     container = {
         "name": TRAINER,
         "image": spec.image,
-        "command": spec.argv,
+        "command": _start_command(spec, code),
         "env": _env(spec, service),
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "scratch", "mountPath": SCRATCH},
         ],
     }
+    if code:
+        container["workingDir"] = WORKSPACE
+        container["volumeMounts"].append({"name": "code", "mountPath": CODE_MOUNT,
+                                          "readOnly": True})
     if placement["limits"]:
         container["resources"] = {"limits": placement["limits"]}
     if service is not None:
@@ -233,7 +309,8 @@ def _job(spec: JobSpec, namespace: str, labels: dict, service: dict | None,
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
             # GKE puts emptyDir on the node's local SSD when the pool has ephemeral local SSD.
             {"name": "scratch", "emptyDir": {}},
-        ],
+        ] + ([{"name": "code", "configMap": {"name": code_configmap_name(spec.name)}}]
+             if code else []),
     }
     if placement["nodeSelector"]:
         pod_spec["nodeSelector"] = placement["nodeSelector"]

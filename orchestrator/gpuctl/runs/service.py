@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..adapters.ssh import RemoteHost, SshError, SshTarget
 from ..errors import UsageError
-from ..jobspec import NAME_RE, JobSpec, JobSpecError, notes_for_target
+from ..jobspec import NAME_RE, JobSpec, notes_for_target
 from ..provision.settings import DEFAULT_MOUNT
 from . import registry
 from .estimate import figures, hours_text
@@ -93,21 +93,9 @@ def output_dirs(spec: JobSpec) -> list[str]:
 
 def resolve_secrets(spec: JobSpec, environ: dict | None = None) -> dict[str, str]:
     """Secret values, read on this machine at start; they travel only on the helper's stdin."""
-    environ = os.environ if environ is None else environ
-    values = {}
-    for key, (scheme, rest) in spec.secret_refs().items():
-        if scheme == "env":
-            if rest not in environ:
-                raise JobSpecError(f"secret {key} refers to env:{rest}, which is not set here",
-                                   f"export {rest}=... in this shell, then rerun")
-            values[key] = environ[rest]
-        elif scheme == "file":
-            from ..safe_read import LIMITS, read_text
+    from ..jobspec import read_local_secrets
 
-            # The reader's errors name the file, never its contents.
-            values[key] = read_text(Path(rest).expanduser(), f"secret {key} file", JobSpecError,
-                                    limit=LIMITS["secret"]).rstrip("\r\n")
-    return values
+    return read_local_secrets(spec, environ)
 
 
 def disk_warnings(facts: dict, spec: JobSpec, target: str) -> list[str]:
@@ -144,19 +132,13 @@ def guard_notes(econ: Economics, spec: JobSpec) -> tuple[list[str], list[str]]:
                 "`gpuctl jobs` warns if the run needs longer"]
 
 
-# --- connections -----------------------------------------------------------------------------
-
-def _open(target: SshTarget, known_hosts: list[Path]) -> RemoteHost:
-    from ..provision.service import open_host
-
-    return open_host(target, known_hosts)
-
+# --- connections (all through gpuctl.hosts) ------------------------------------------------
 
 def connect_request(req: RunRequest) -> tuple[RemoteHost, SshTarget, list[Path]]:
-    from ..targets import resolve_target
+    from .. import hosts
 
-    target, known = resolve_target(req.target, req.ssh_key, req.known_hosts)
-    return _open(target, known), target, known
+    host, reached = hosts.connect(req.target, req.ssh_key, req.known_hosts)
+    return host, reached.target, reached.known_hosts
 
 
 def record_target(record: RunRecord) -> tuple[SshTarget, list[Path]]:
@@ -164,23 +146,20 @@ def record_target(record: RunRecord) -> tuple[SshTarget, list[Path]]:
         from ..lifecycle import records as vm_records
 
         if vm_records.load(record.vm) is not None:
-            from ..targets import resolve_target
+            from .. import hosts
 
-            return resolve_target(record.vm)
+            reached = hosts.resolve(record.vm)
+            return reached.target, reached.known_hosts
     target = SshTarget(record.host, record.user, record.port,
                        Path(record.key_file) if record.key_file else None, None)
     return target, [Path(p) for p in record.known_hosts if Path(p).exists()]
 
 
 def connect_record(record: RunRecord) -> RemoteHost:
+    from ..hosts import open_host
+
     target, known = record_target(record)
-    return _open(target, known)
-
-
-def _is_vm_name(text: str) -> bool:
-    from ..targets import _looks_like_address
-
-    return "@" not in text and not _looks_like_address(text)
+    return open_host(target, known)
 
 
 # --- start -------------------------------------------------------------------------------------
@@ -190,7 +169,9 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
     spec = req.spec
     notes = list(req.notes) + notes_for_target(spec, "vm")
     secrets = resolve_secrets(spec)
-    vm = req.target if _is_vm_name(req.target) else None
+    from ..targets import is_vm_name
+
+    vm = req.target if is_vm_name(req.target) else None
     tree: LocalTree | None = scan(req.workdir) if req.workdir is not None else None
     if tree is not None and req.cwd and not (tree.root / req.cwd).is_dir():
         raise UsageError(f"{req.cwd} is not a directory inside {tree.root}", "check --cwd")
@@ -486,10 +467,10 @@ def fetch(name: str, path: str, dest: Path) -> dict:
     base = record.cwd or record.run_dir
     files = total = 0
     with connect_record(record) as host:
-        chan, stream = Helper(host).reader(
+        reader = Helper(host).reader(
             "pack", {"base": base, "path": path, "have": _local_have(dest, top)})
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
+            with tarfile.open(fileobj=reader.file, mode="r|") as tar:
                 for member in tar:
                     target = _safe_target(dest, member)
                     if target is None:
@@ -506,9 +487,8 @@ def fetch(name: str, path: str, dest: Path) -> dict:
                     files, total = files + 1, total + member.size
         except tarfile.ReadError:
             pass  # an empty stream: the helper refused before writing (reported below)
-        exit_code = chan.recv_exit_status()
-        errors = chan.makefile_stderr("rb").read().decode(errors="replace")
-        chan.close()
+        exit_code, stderr = reader.finish()
+        errors = stderr.decode(errors="replace")
     if exit_code != 0:
         from .remote import Exec, helper_error
 

@@ -179,3 +179,12 @@ def write_tar(sink, tree: LocalTree, plan: SyncPlan) -> None:
             info.uname = info.gname = ""
             with open(path, "rb") as f:
                 tar.addfile(info, f)
+
+
+def pack(root: Path) -> bytes:
+    """The whole tree of `root` (what a sync would send to an empty host) as one gzip'd tar:
+    how a workdir travels to GKE."""
+    tree = scan(root)
+    sink = io.BytesIO()
+    write_tar(sink, tree, plan_sync(tree, {}))
+    return sink.getvalue()
