@@ -355,3 +355,22 @@ def test_jobs_on_a_deleted_vm_answers_from_the_cache_without_connecting():
     assert time.monotonic() - started < 2
     assert view["state"] == "unreachable" and view["last_state"] == "running"
     assert "no longer exists" in view["error"] and view["step"] == 230
+
+
+def test_progress_at_a_terminal_with_no_log_says_how_instead_of_waiting():
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    gpuctl = Path(sys.executable).parent / "gpuctl"
+    leader, follower = pty.openpty()  # stdin is a terminal, as when a user types the command
+    try:
+        done = subprocess.run([str(gpuctl), "progress"], stdin=follower, capture_output=True,
+                              text=True, timeout=30)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode != 0
+    assert done.stderr.startswith("error: no log given") and "gpuctl progress train.log" in done.stderr

@@ -418,6 +418,9 @@ def _open_log(source: str):
     from ..safe_read import open_stream
 
     if source == "-":
+        if sys.stdin.isatty():  # nothing piped in: say how, instead of waiting on the keyboard
+            raise UsageError("no log given", "pass a log file (gpuctl progress train.log) or pipe one "
+                                              "in (tail -f train.log | gpuctl progress -)")
         return contextlib.nullcontext(getattr(sys.stdin, "buffer", sys.stdin))
     return open_stream(source, "log", UsageError, "check the path, or pipe the log in with -")
 

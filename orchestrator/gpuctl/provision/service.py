@@ -7,7 +7,8 @@ from typing import Callable
 
 from gpuctl_infra.spec import DailyStop
 
-from ..adapters.ssh import RemoteHost, SshTarget
+from ..adapters.ssh import SshTarget
+from ..hosts import open_host
 from ..context import Context
 from ..errors import UsageError
 from ..paths import gpuctl_home
@@ -50,14 +51,6 @@ def settings_for(ctx: Context, login_user: str, profile_name: str | None = None,
         requirements=requirements,
         format_in_use=format_in_use,
     )
-
-
-def open_host(target: SshTarget, extra_known_hosts: list[Path]) -> RemoteHost:
-    host = RemoteHost(target)
-    for path in extra_known_hosts:
-        host.load_known_hosts(path)
-    host.connect()
-    return host
 
 
 def provision_host(target: SshTarget, settings: ProvisionSettings, *, check: bool = False,
