@@ -6,7 +6,7 @@ import asyncio
 import threading
 from contextlib import contextmanager
 
-from gpuctl.gke.authproxy import Proxy
+from gpuctl.gke.incluster_scripts.authproxy import Proxy
 
 
 @contextmanager

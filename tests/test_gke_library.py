@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 from gpuctl.adapters import kube as kube_adapter
 from gpuctl.gke import jobs
-from gpuctl.gke.authproxy import (COOKIE, HEALTH_PATH, ActivityRecorder, Proxy, credential,
-                                  parse_head, strip_credentials, without_query_token)
 from gpuctl.gke.forward import LocalForward, inject_token
-from gpuctl.gke.idle import Decision, decide, last_activity
-from gpuctl.gke.incluster import micro_time, parse_time
+from gpuctl.gke.incluster_scripts.authproxy import (COOKIE, HEALTH_PATH, ActivityRecorder, Proxy,
+                                                    credential, parse_head, strip_credentials,
+                                                    without_query_token)
+from gpuctl.gke.incluster_scripts.idle import Decision, decide, last_activity
+from gpuctl.gke.incluster_scripts.incluster import micro_time, parse_time
 from tests.gke_helpers import running_proxy
 
 NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)
@@ -218,8 +219,8 @@ def test_activity_recorder_writes_at_most_once_per_interval():
     writes = []
 
     class FakeApi:
-        def merge_patch(self, path, patch):
-            writes.append((path, patch))
+        def patch_lease(self, namespace, name, patch):
+            writes.append((namespace, name, patch))
 
     recorder = ActivityRecorder(FakeApi(), "ns", "lease", "pod-1", interval=30, clock=lambda: clock[0])
     recorder._write = lambda now: writes.append(now)  # run inline instead of a thread

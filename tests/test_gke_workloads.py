@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from gpuctl.adapters.kube import (Kube, KubeConfigError, KubeConflict, KubeError, KubeInvalid,
                                   KubeNotFound, KubeUnreachable, connect)
 from gpuctl.cli.main import cli
-from gpuctl.gke import idle, jobs
-from gpuctl.gke.authproxy import ActivityRecorder
-from gpuctl.gke.incluster import Api, ApiError, parse_time
+from gpuctl.gke import jobs
+from gpuctl.gke.incluster_scripts import idle
+from gpuctl.gke.incluster_scripts.authproxy import ActivityRecorder
+from gpuctl.gke.incluster_scripts.incluster import Api, ApiError, parse_time
 from gpuctl.gke.manifests import COMPLETION_INDEX, build_job_manifests, headless_service_name
 from gpuctl.gke.webui import (IDLER, LEASE, NAME, WebuiSettings, render_webui, token_secret,
                               webui_down, webui_status, webui_up, wait_ready)
@@ -109,14 +110,28 @@ def labelled_objects(kube, namespace) -> list[str]:
             for o in kube.list(api, kind, namespace, label_selector=MANAGED)]
 
 
-def sa_api(kube, namespace, service_account, ca_file) -> Api:
-    """The stdlib client the in-cluster scripts use, with a token the apiserver issues to
-    `service_account` (as the kubelet would project it into the pod)."""
+def sa_files(kube, namespace, service_account, ca_file, folder) -> dict:
+    """What the kubelet projects into a pod of `service_account` (a token the apiserver issues
+    to it, the CA, the namespace) written to `folder`; returns the pod's environment for the
+    apiserver's address."""
     path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
     issued = kube.request("POST", path, body={"apiVersion": "authentication.k8s.io/v1",
                                               "kind": "TokenRequest",
                                               "spec": {"expirationSeconds": 600}})
-    return Api(kube.server, token=issued["status"]["token"], ca_file=ca_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "token").write_text(issued["status"]["token"])
+    (folder / "ca.crt").write_bytes(open(ca_file, "rb").read())
+    (folder / "namespace").write_text(namespace)
+    host, port = kube.server.removeprefix("https://").rsplit(":", 1)
+    return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+
+
+def sa_api(kube, namespace, service_account, ca_file, tmp_path) -> Api:
+    """The client the in-cluster scripts use, configured the way a pod configures it
+    (Api.in_cluster), as `service_account`."""
+    folder = tmp_path / f"sa-{service_account}"
+    environ = sa_files(kube, namespace, service_account, ca_file, folder)
+    return Api.in_cluster(str(folder), environ)
 
 
 # --- every manifest, validated by the apiserver ----------------------------------------------
@@ -409,7 +424,7 @@ def webui_settings(namespace, **changes):
                             "image": "us-docker.pkg.dev/p/r/webui:1", **changes})
 
 
-def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, ca_file):
+def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, ca_file, tmp_path):
     settings_ = webui_settings(k8s_namespace)
     for obj in render_webui(settings_, replicas=0):  # what the base holds: zero replicas
         kube.apply(obj)
@@ -428,14 +443,14 @@ def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, 
     assert abs((upped_at - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 60
 
     # The idle rule, run as its CronJob runs it: with the idler ServiceAccount's own token.
-    idler = sa_api(kube, k8s_namespace, IDLER, ca_file)
+    idler = sa_api(kube, k8s_namespace, IDLER, ca_file, tmp_path)
     early = idle.run_once(idler, k8s_namespace, NAME, LEASE, 30, now=upped_at + dt.timedelta(minutes=29))
     assert early.action == "keep"
     assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 1
 
     # A request through the proxy renews the Lease (with the proxy's ServiceAccount token).
     used_at = upped_at + dt.timedelta(minutes=20)
-    recorder = ActivityRecorder(sa_api(kube, k8s_namespace, NAME, ca_file), k8s_namespace, LEASE,
+    recorder = ActivityRecorder(sa_api(kube, k8s_namespace, NAME, ca_file, tmp_path), k8s_namespace, LEASE,
                                 "proxy-pod", clock=lambda: used_at.timestamp())
     recorder._write(used_at.timestamp())
     assert recorder.errors == 0
@@ -462,26 +477,33 @@ def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, 
     assert labelled_objects(kube, k8s_namespace) == []
 
 
-def test_webui_service_accounts_can_do_only_their_one_thing(kube, k8s_namespace, ca_file):
+def test_webui_service_accounts_can_do_only_their_one_thing(kube, k8s_namespace, ca_file, tmp_path):
+    from kubernetes import client
+
     webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
-    idler = sa_api(kube, k8s_namespace, IDLER, ca_file)
-    proxy = sa_api(kube, k8s_namespace, NAME, ca_file)
-    lease = f"/apis/coordination.k8s.io/v1/namespaces/{k8s_namespace}/leases/{LEASE}"
-    scale = f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/{NAME}/scale"
-    secret = f"/api/v1/namespaces/{k8s_namespace}/secrets/gpuctl-webui-token"
-    forbidden = [
-        (idler, "PATCH", lease), (idler, "GET", secret), (idler, "GET", f"/api/v1/namespaces/{k8s_namespace}/pods"),
-        (idler, "PATCH", f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/{NAME}"),
-        (proxy, "GET", scale), (proxy, "PATCH", scale), (proxy, "GET", secret),
-    ]
-    for api, method, path in forbidden:
+    idler = sa_api(kube, k8s_namespace, IDLER, ca_file, tmp_path)
+    proxy = sa_api(kube, k8s_namespace, NAME, ca_file, tmp_path)
+    ns = k8s_namespace
+    forbidden = {
+        "idler patches the Lease": lambda: idler.patch_lease(ns, LEASE, {"spec": {}}),
+        "idler reads the token": lambda: idler.call(
+            client.CoreV1Api(idler.client).read_namespaced_secret, "gpuctl-webui-token", ns),
+        "idler lists pods": lambda: idler.call(client.CoreV1Api(idler.client).list_namespaced_pod, ns),
+        "idler patches the Deployment": lambda: idler.call(
+            client.AppsV1Api(idler.client).patch_namespaced_deployment, NAME, ns, {"spec": {}},
+            _content_type="application/merge-patch+json"),
+        "proxy reads the scale": lambda: proxy.read_scale(ns, NAME),
+        "proxy patches the scale": lambda: proxy.patch_scale(ns, NAME, {"spec": {}}),
+        "proxy reads the token": lambda: proxy.call(
+            client.CoreV1Api(proxy.client).read_namespaced_secret, "gpuctl-webui-token", ns),
+    }
+    for what, call in forbidden.items():
         with pytest.raises(ApiError) as err:
-            api.request(method, path, {"spec": {}} if method == "PATCH" else None,
-                        "application/merge-patch+json")
-        assert err.value.status == 403, (method, path)
-    assert idler.get(lease)["metadata"]["name"] == LEASE
-    assert idler.get(scale)["spec"]["replicas"] == 1
-    assert proxy.merge_patch(lease, {"spec": {"holderIdentity": "p"}})["spec"]["holderIdentity"] == "p"
+            call()
+        assert err.value.status == 403, what
+    assert idler.read_lease(ns, LEASE)["metadata"]["name"] == LEASE
+    assert idler.read_scale(ns, NAME)["spec"]["replicas"] == 1
+    assert proxy.patch_lease(ns, LEASE, {"spec": {"holderIdentity": "p"}})["spec"]["holderIdentity"] == "p"
     assert webui_down(kube, k8s_namespace)["left"] == []
 
 
@@ -535,16 +557,9 @@ def test_wrong_credentials_unreachable_cluster_and_unknown_context_have_hints(k8
     assert k8s_cluster.context in err.value.hint
 
 
-def test_forbidden_is_reported_with_what_was_refused(kube, k8s_namespace, ca_file):
+def test_forbidden_is_reported_with_what_was_refused(kube, k8s_namespace, ca_file, tmp_path):
     webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
-    idler = sa_api(kube, k8s_namespace, IDLER, ca_file)
-    from kubernetes import client as k8s
-
-    configuration = k8s.Configuration()
-    configuration.host = kube.server
-    configuration.ssl_ca_cert = ca_file
-    configuration.api_key = {"authorization": f"Bearer {idler.token()}"}
-    as_idler = Kube(k8s.ApiClient(configuration))
+    as_idler = Kube(sa_api(kube, k8s_namespace, IDLER, ca_file, tmp_path).client)
     with pytest.raises(KubeError, match=r"not allowed: .*jobs.* \(403\)"):
         jobs.list_jobs(as_idler, k8s_namespace)
     webui_down(kube, k8s_namespace)
@@ -591,13 +606,8 @@ def script_dir(kube, namespace, tmp_path, service_account, ca_file) -> tuple:
     for name, text in configmap["data"].items():
         (scripts / name).write_text(text)
     sa_dir = tmp_path / f"sa-{service_account}"
-    sa_dir.mkdir()
-    (sa_dir / "token").write_text(sa_api(kube, namespace, service_account, ca_file).token())
-    (sa_dir / "ca.crt").write_bytes(open(ca_file, "rb").read())
-    (sa_dir / "namespace").write_text(namespace)
-    host, port = kube.server.removeprefix("https://").rsplit(":", 1)
-    env = {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
-           "GPUCTL_SA_DIR": str(sa_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    environ = sa_files(kube, namespace, service_account, ca_file, sa_dir)
+    env = {"PATH": "/usr/bin:/bin", **environ, "GPUCTL_SA_DIR": str(sa_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     return scripts, env
 
 
@@ -607,7 +617,7 @@ def test_idle_script_from_the_configmap_scales_down_with_its_own_token(kube, k8s
 
     webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
     scripts, env = script_dir(kube, k8s_namespace, tmp_path, IDLER, ca_file)
-    run = lambda minutes: subprocess.run(  # noqa: E731 - `python -I`: nothing but the stdlib
+    run = lambda minutes: subprocess.run(  # noqa: E731 - `python -I`: no gpuctl, as in the pod
         [sys.executable, "-I", str(scripts / "idle.py")], env={**env, "IDLE_MINUTES": minutes},
         capture_output=True, text=True, timeout=30, cwd=tmp_path)
     kept = run("30")
@@ -701,7 +711,11 @@ def test_proxy_script_refuses_to_start_without_a_token(tmp_path):
     assert result.returncode == 2 and "refusing to start" in result.stderr
 
 
-def test_cli_webui_up_status_down(k8s_cluster, k8s_namespace):
+def test_cli_webui_up_status_down(k8s_cluster, k8s_namespace, tmp_path, monkeypatch):
+    # A registry of one's own in images.toml: the proxy's helper image comes from there.
+    toml = tmp_path / "images.toml"
+    toml.write_text('registry = "us-docker.pkg.dev/p/r"\n[helper]\nrepository = "gpuctl-helper"\ntag = "1"\n')
+    monkeypatch.setenv("GPUCTL_IMAGES_TOML", str(toml))
     where = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--context", k8s_cluster.context,
              "-n", k8s_namespace]
     runner = CliRunner()
@@ -734,7 +748,7 @@ def test_open_forwards_to_the_ready_pod_with_the_clusters_token(kube, k8s_namesp
     import socket
     import threading
 
-    from gpuctl.gke.authproxy import Proxy
+    from gpuctl.gke.incluster_scripts.authproxy import Proxy
     from gpuctl.gke.webui import PROXY_PORT, open_local, read_token
     from tests.gke_helpers import running_proxy
 

@@ -79,7 +79,7 @@ def test_offline_commands_work_from_the_wheel(installed, outside, args, expect):
     assert "Traceback" not in done.stderr
 
 
-def test_train_on_gke_and_plot_from_the_wheel(installed, outside):
+def test_train_on_gke_from_the_wheel(installed, outside):
     work, _ = outside
     (work / "train.py").write_text("print('step 1')\n")
     (work / "job.yaml").write_text(textwrap.dedent("""\
@@ -91,7 +91,17 @@ def test_train_on_gke_and_plot_from_the_wheel(installed, outside):
     train = gpuctl(installed, outside, "train", "--gke", "job.yaml", "--dry-run")
     assert train.returncode == 0, train.stdout[-1500:] + train.stderr[-1500:]
     assert "kind: Job" in train.stdout
-    plot = gpuctl(installed, outside, "plot", str(LOG), "-o", "loss.png")
-    assert plot.returncode == 0, plot.stdout + plot.stderr
-    assert (work / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not any(p.name == "k8s" for p in work.iterdir()) and os.listdir(work)
+
+
+def test_plot_without_the_extra_names_it_in_one_line(installed, outside):
+    # This venv has the wheel without extras, as `pipx install gpuctl-gcp` gives it: matplotlib
+    # is the `plot` extra, so `plot` must say how to add it (tests/test_runs_plot.py draws).
+    work, env = outside
+    plot = gpuctl(installed, outside, "plot", str(LOG), "-o", "loss.png")
+    assert plot.returncode == 1 and not (work / "loss.png").exists()
+    assert plot.stderr.startswith("error: plotting needs matplotlib") and plot.stderr.count("\n") == 1
+    assert "(hint: pipx inject gpuctl-gcp matplotlib, or pip install 'gpuctl-gcp[plot]')" in plot.stderr
+    extras = run([str(installed.parent / "python"), "-c", "import importlib.metadata as m; "
+                  "print(m.metadata('gpuctl-gcp').get_all('Provides-Extra'))"], cwd=str(work), env=env)
+    assert "'plot'" in extras.stdout, extras.stdout + extras.stderr  # the hint names a real extra

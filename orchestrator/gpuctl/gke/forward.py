@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from .authproxy import MAX_HEAD, BadRequest, build_head, parse_head
+from .incluster_scripts.authproxy import MAX_HEAD, BadRequest, build_head, parse_head
 
 LOOPBACK = "127.0.0.1"
 

@@ -2,7 +2,10 @@
 
 The Web UI image comes from images/images.toml ("{registry}/{repository}:{tag}", built and
 pushed by the images/ recipes). While its registry is still the YOUR_PROJECT template (or the
-file is missing), dry runs show that reference and a live `webui up` refuses it. The proxy and the idle rule run stdlib scripts in a stock Python image.
+file is missing), dry runs show that reference and a live `webui up` refuses it. The proxy and
+the idle rule run their scripts (gke/incluster_scripts/) in the helper image from the same
+file (images/helper/: Python with the official `kubernetes` client, pinned), so that the client
+they are tested with is the one in the pod.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 from ..errors import UsageError
 
 WEBUI_PLACEHOLDER = "gpuctl-webui:placeholder"
-HELPER_IMAGE = "python:3.12-slim"  # runs the proxy and the idle rule (k8s/webui/)
+HELPER = "gpuctl-helper"  # the name k8s/webui/ gives the image of the proxy and the idle rule
+HELPER_PLACEHOLDER = f"{HELPER}:placeholder"
 
 
 def images_toml() -> Path:
@@ -64,10 +68,21 @@ def webui_image(explicit: str | None = None) -> str:
     return image_ref("webui") or WEBUI_PLACEHOLDER
 
 
+def helper_image() -> str:
+    """images.toml's helper image (the proxy's and the idle rule's), else the placeholder."""
+    return image_ref("helper") or HELPER_PLACEHOLDER
+
+
 def require_real_image(image: str) -> str:
-    """Refuse what cannot be pulled: the placeholder, or images.toml's unset registry."""
+    """Refuse what cannot be pulled: the placeholder, or images.toml's unset registry, for the
+    UI image and for the helper image beside it."""
     if image == WEBUI_PLACEHOLDER or NOT_CONFIGURED in image:
         raise UsageError(f"the Web UI image is not configured ({image})",
                          "set `registry` in images/images.toml to your Artifact Registry path "
                          "and push the image (see images/), or pass --image REF")
+    helper = helper_image()
+    if helper == HELPER_PLACEHOLDER or NOT_CONFIGURED in helper:
+        raise UsageError(f"the Web UI's helper image is not configured ({helper})",
+                         "set `registry` in images/images.toml to your Artifact Registry path "
+                         "and push gpuctl-helper there (see images/README.md)")
     return image

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from ..adapters.kube import Kube, KubeConflict, KubeError, KubeNotFound
-from .incluster import parse_time
+from .incluster_scripts.incluster import parse_time
 from .manifests import (ACCELERATOR_LABEL, COMPLETION_INDEX, COMPONENT, GPU_RESOURCE, JOB,
                         JOB_NAME_LABEL, MANAGED, OWNER, SPOT_LABEL, TRAINER)
 

@@ -17,9 +17,9 @@ from importlib import resources as importlib_resources
 from ..adapters.kube import Kube, KubeError, KubeNotFound
 from ..jobspec import GKE_ACCELERATORS
 from ..errors import UsageError
-from . import idle
-from .images import HELPER_IMAGE, webui_image
-from .incluster import micro_time, parse_time
+from .images import HELPER, helper_image, webui_image
+from .incluster_scripts import idle
+from .incluster_scripts.incluster import micro_time
 from .kubeconfig import DEFAULT_NAMESPACE
 from .kustomize import build, k8s_dir, split_image
 from .manifests import COMPONENT, GPU_RESOURCE, MANAGED, OWNER, gpu_placement
@@ -64,25 +64,19 @@ class WebuiSettings:
 
 
 def script_sources() -> dict[str, str]:
-    """The stdlib scripts the proxy and the idle rule run, as shipped in the ConfigMap."""
-    package = importlib_resources.files(__package__)
+    """The scripts the proxy and the idle rule run (gke/incluster_scripts/), as shipped in the
+    ConfigMap: single files, so the helper image needs no gpuctl, only `kubernetes`."""
+    package = importlib_resources.files(f"{__package__}.incluster_scripts")
     return {f"{name}.py": (package / f"{name}.py").read_text() for name in SCRIPT_MODULES}
 
 
 def render_webui(settings: WebuiSettings, *, replicas: int = 1,
                  now: dt.datetime | None = None) -> list[dict]:
     """The base with gpuctl's settings: what `up` applies (`now` marks the Lease as a use)."""
-    image_name, tag, digest = split_image(webui_image(settings.image))
-    image_rule = {"newName": image_name}
-    if digest:
-        image_rule["digest"] = digest
-    else:
-        image_rule["newTag"] = tag or "latest"
-    helper_name, helper_tag, _ = split_image(HELPER_IMAGE)
     objects = build(k8s_dir() / "webui", namespace=settings.namespace,
                     labels={OWNER: settings.owner},
-                    images={"gpuctl-webui": image_rule,
-                            helper_name: {"newName": helper_name, "newTag": helper_tag}},
+                    images={"gpuctl-webui": _image_rule(webui_image(settings.image)),
+                            HELPER: _image_rule(helper_image())},
                     replicas={NAME: replicas})
     sources = script_sources()
     for obj in objects:
@@ -97,6 +91,12 @@ def render_webui(settings: WebuiSettings, *, replicas: int = 1,
         elif kind == "Lease" and name == LEASE and now is not None:
             obj["spec"]["renewTime"] = micro_time(now)
     return objects
+
+
+def _image_rule(ref: str) -> dict:
+    """kustomize's `images` entry that puts `ref` where the base names its placeholder."""
+    name, tag, digest = split_image(ref)
+    return {"newName": name, **({"digest": digest} if digest else {"newTag": tag or "latest"})}
 
 
 def token_secret(settings: WebuiSettings, token: str) -> dict:

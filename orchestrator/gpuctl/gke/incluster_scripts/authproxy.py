@@ -1,4 +1,5 @@
-"""The Web UI's authenticating proxy (a sidecar; standard library only).
+"""The Web UI's authenticating proxy (a sidecar in the helper image; the standard library, and
+`kubernetes` through incluster.py to renew the Lease).
 
 The UI listens on 127.0.0.1 inside the pod, so this proxy is the only way in. Every TCP
 connection must open with a request that carries the token from the Secret
@@ -29,10 +30,10 @@ import urllib.parse
 from collections.abc import Callable
 
 try:  # inside the gpuctl package
-    from .incluster import Api, ApiError, in_cluster_namespace, lease_path, micro_time
+    from .incluster import Api, ApiError, in_cluster_namespace, micro_time
 except ImportError:  # run as a script next to incluster.py (the ConfigMap)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from incluster import Api, ApiError, in_cluster_namespace, lease_path, micro_time
+    from incluster import Api, ApiError, in_cluster_namespace, micro_time
 
 TOKEN_ENV = "GPUCTL_WEBUI_TOKEN"
 COOKIE = "gpuctl_webui_token"
@@ -163,7 +164,7 @@ class ActivityRecorder:
     def _write(self, now: float) -> None:
         when = dt.datetime.fromtimestamp(now, dt.timezone.utc)
         try:
-            self.api.merge_patch(lease_path(self.namespace, self.lease),
+            self.api.patch_lease(self.namespace, self.lease,
                                  {"spec": {"renewTime": micro_time(when),
                                            "holderIdentity": self.holder}})
         except ApiError as exc:
@@ -295,7 +296,14 @@ def main() -> int:
     lease = os.environ.get("ACTIVITY_LEASE")
     recorder = None
     if lease:
-        recorder = ActivityRecorder(Api.in_cluster(), in_cluster_namespace(), lease,
+        try:
+            api = Api.in_cluster()
+        except ApiError as exc:
+            # Fail closed here too: unrecorded use would let the idle rule stop a busy UI.
+            print(f"authproxy: cannot record activity on {lease}: {exc.message}; refusing to start",
+                  file=sys.stderr, flush=True)
+            return 2
+        recorder = ActivityRecorder(api, in_cluster_namespace(), lease,
                                     os.environ.get("POD_NAME", "gpuctl-webui-proxy"))
     proxy = Proxy(token, os.environ.get("UPSTREAM_HOST", "127.0.0.1"),
                   int(os.environ.get("UPSTREAM_PORT", "7860")), recorder,

@@ -4,7 +4,7 @@
 Lease whose renewTime the proxy moves on each request, and the Deployment's scale) and
 applies the decision. Run as a script (`python idle.py`, from the CronJob in
 k8s/webui/idler-cronjob.yaml) it does one round with the pod's service account and prints one
-JSON line. Standard library only: the CronJob runs it in a stock Python image.
+JSON line. The CronJob runs it in the helper image (the standard library and `kubernetes`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 from dataclasses import asdict, dataclass
 
 try:  # inside the gpuctl package
-    from .incluster import Api, ApiError, in_cluster_namespace, lease_path, parse_time, scale_path
+    from .incluster import Api, ApiError, in_cluster_namespace, parse_time
 except ImportError:  # run as a script next to incluster.py (the ConfigMap)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from incluster import Api, ApiError, in_cluster_namespace, lease_path, parse_time, scale_path
+    from incluster import Api, ApiError, in_cluster_namespace, parse_time
 
 DEFAULT_IDLE_MINUTES = 30.0
 
@@ -75,21 +75,15 @@ def run_once(api: Api, namespace: str, deployment: str, lease: str, idle_minutes
     that lands in between wins (the patch fails with 409 and the next round decides again).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    scale = api.get(scale_path(namespace, deployment))
+    scale = api.read_scale(namespace, deployment)
     replicas = int((scale.get("spec") or {}).get("replicas") or 0)
-    try:
-        lease_obj = api.get(lease_path(namespace, lease))
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        lease_obj = None
-    decision = decide(last_activity(lease_obj), now, idle_minutes, replicas)
+    decision = decide(last_activity(api.read_lease(namespace, lease)), now, idle_minutes, replicas)
     if decision.scale_down:
         version = (scale.get("metadata") or {}).get("resourceVersion")
         patch: dict = {"spec": {"replicas": 0}}
         if version:
             patch["metadata"] = {"resourceVersion": version}
-        api.merge_patch(scale_path(namespace, deployment), patch)
+        api.patch_scale(namespace, deployment, patch)
     return decision
 
 
