@@ -374,3 +374,16 @@ def test_progress_at_a_terminal_with_no_log_says_how_instead_of_waiting():
         os.close(follower)
     assert done.returncode != 0
     assert done.stderr.startswith("error: no log given") and "gpuctl progress train.log" in done.stderr
+
+
+def test_plot_of_a_log_with_no_loss_exits_non_zero_and_writes_nothing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gpuctl.cli.main import cli
+
+    log = tmp_path / "setup.log"
+    log.write_text("Downloading model...\nLoading checkpoint shards: 100%|##########| 2/2\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["plot", str(log)])
+    assert result.exit_code != 0 and "no loss logged yet" in result.stderr
+    assert not list(tmp_path.glob("*.png"))

@@ -490,6 +490,11 @@ def plot(run_or_log: str, output: Path | None, as_json: bool) -> None:
         title = run_or_log
         if view.get("error"):
             click.secho(f"{run_or_log}: {view['error']}; plotting what was read before", fg="yellow", err=True)
+    if not p.losses and not p.eval_losses:  # an empty chart would look like a result
+        from ..errors import UsageError
+
+        raise UsageError(f"{run_or_log} has no loss logged yet, so there is nothing to plot",
+                         f"check the log (gpuctl progress {run_or_log}), or plot again later")
     output = output or Path(f"{title}-loss.png")
     _write_png(output, render_png(p.losses, p.eval_losses, f"{title}: loss"))
     train, evals = [pt[1] for pt in p.losses], [pt[1] for pt in p.eval_losses]
