@@ -175,3 +175,15 @@ def test_installed_console_script_runs_the_plan(tmp_path):
     assert json.loads(out.stdout)["profile"] == "a100-spot"
     version = subprocess.run([GPUCTL, "--version"], capture_output=True, text=True, env=env)
     assert version.stdout.startswith("gpuctl 0.1.0 (gpuctl-gcp); bundled prices as of 2026-11-01")
+
+
+def test_error_lines_follow_no_color():
+    from click.testing import CliRunner
+
+    from gpuctl.cli.main import cli
+
+    coloured = CliRunner().invoke(cli, ["cost", "no-such-profile"], color=True)
+    plain = CliRunner().invoke(cli, ["cost", "no-such-profile"], color=True, env={"NO_COLOR": "1"})
+    assert coloured.exit_code == plain.exit_code != 0
+    assert "\x1b[" in coloured.stderr and "\x1b[" not in plain.stderr
+    assert plain.stderr.startswith("error: ")

@@ -129,7 +129,10 @@ def quiet_libraries() -> None:
 def report_error(exc) -> None:
     hint = f" (hint: {exc.hint})" if exc.hint else ""
     text = f"error: {exc.message}{hint}".replace("\n", " ")
-    click.secho(text, fg="red", err=True)
+    if os.environ.get("NO_COLOR"):  # no-color.org: not even a reset sequence
+        click.echo(text, err=True)
+    else:
+        click.secho(text, fg="red", err=True)
 
 
 DISTRIBUTION = "gpuctl-gcp"  # the name on PyPI (`gpuctl` there is another project)

@@ -189,7 +189,10 @@ def step_line(step: dict, check: bool) -> str:
 
 def warn_line(text: str, prefix: str = "warning: ", color: str = "yellow") -> None:
     """A warning or note on stderr; plain when NO_COLOR is set (click.secho colours regardless)."""
-    click.secho(f"{prefix}{text}", err=True, fg=color if _colour() else None)
+    if _colour():
+        click.secho(f"{prefix}{text}", err=True, fg=color)
+    else:  # secho would still end the line with a reset sequence
+        click.echo(f"{prefix}{text}", err=True)
 
 
 def _colour() -> bool:

@@ -197,6 +197,8 @@ def submit_and_render(backend, request, *, follow: bool, yes: bool, as_json: boo
 
 
 def _render_started(report: dict) -> None:
+    from . import render
+
     out = click.echo
     sync = report.get("sync")
     if report["dry_run"]:
@@ -214,9 +216,9 @@ def _render_started(report: dict) -> None:
     if report.get("state") not in (None, "running", "starting"):
         out(f"  already {report['state']} (exit {report.get('exit_code')}): `gpuctl logs {report['name']}`")
     for note in report["notes"]:
-        click.secho(f"note: {note}", fg="cyan", err=True)
+        render.warn_line(note, prefix="note: ", color="cyan")
     for warning in report["warnings"]:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+        render.warn_line(warning)
 
 
 def _follow(backend, name: str, tail_lines: int | None, exit_with_status: bool) -> None:
@@ -459,7 +461,7 @@ def render_figures(fig: dict, cur, losses: list[float]) -> None:
     for label, value in rows:
         click.echo(f"{label:>{width}}: {value}")
     for warning in fig["warnings"]:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+        render.warn_line(warning)
 
 
 @click.command()
@@ -489,7 +491,7 @@ def plot(run_or_log: str, output: Path | None, as_json: bool) -> None:
         _, p, view = run_progress(run_or_log)
         title = run_or_log
         if view.get("error"):
-            click.secho(f"{run_or_log}: {view['error']}; plotting what was read before", fg="yellow", err=True)
+            render.warn_line(f"{run_or_log}: {view['error']}; plotting what was read before", prefix="")
     if not p.losses and not p.eval_losses:  # an empty chart would look like a result
         from ..errors import UsageError
 
