@@ -226,7 +226,7 @@ def test_guest_attributes_give_host_keys_once_the_guest_wrote_them(standin, api)
     (vm("no-action", spot=False, max_run=3600), ZONE, gexc.BadRequest, "termination action must be specified"),
     (vm("ssd", machine="a2-ultragpu-1g", gpu=None, scratch=1), ZONE, gexc.BadRequest, "comes with 1 local SSD"),
     (vm("h100-od", machine="a3-highgpu-1g", gpu=None, scratch=0, spot=False, max_run=None), ZONE, gexc.BadRequest,
-     "a3-highgpu-1g is only available with the SPOT or FLEX_START provisioning model"),
+     "a3-highgpu-1g is not available with the STANDARD provisioning model"),
     (vm("zone-typo", zone="us-central1-z"), "us-central1-z", gexc.BadRequest,
      "Invalid value for field 'zone': 'us-central1-z'. Unknown zone."),
     (vm("policy", policies=["regions/us-central1/resourcePolicies/nope"]), ZONE, gexc.NotFound,
@@ -249,11 +249,37 @@ def test_machine_shapes_follow_the_zone_catalog(standin, api):
     with pytest.raises(gexc.NotFound):
         api.machine_types.get(project=P, zone="asia-northeast1-a", machine_type="a3-highgpu-1g")
     accelerators = lambda z: sorted(a.name for a in api.accelerator_types.list(project=P, zone=z))  # noqa: E731
-    assert accelerators("us-central1-f") == ["nvidia-tesla-a100", "nvidia-tesla-t4"]
-    assert accelerators("asia-northeast1-b") == ["nvidia-h100-80gb", "nvidia-l4"]
+    assert accelerators("us-central1-f") == ["nvidia-tesla-a100", "nvidia-tesla-p100",
+                                             "nvidia-tesla-t4", "nvidia-tesla-v100"]
+    assert accelerators("asia-northeast1-b") == ["nvidia-b200", "nvidia-h100-80gb",
+                                                 "nvidia-h100-mega-80gb", "nvidia-l4"]
     standin.remove_from_zone(ZONE, machine_type="g2-standard-8")
     with pytest.raises(gexc.BadRequest, match="'g2-standard-8' does not exist in zone 'us-central1-a'"):
         create(api, vm("l4", machine="g2-standard-8", gpu=None))
+
+
+def test_flex_start_is_refused_where_google_refuses_it(standin, api):
+    """GOOGLE_RULES.md, flex-start rows: accelerator-optimized types only, a run duration of at
+    most seven days, never stopped by the user."""
+    def flex(name, machine="a2-highgpu-1g", seconds=3600, gpu=None, scratch=0):
+        body = vm(name, machine=machine, gpu=gpu, scratch=scratch)
+        body.scheduling = compute_v1.Scheduling(
+            provisioning_model="FLEX_START", automatic_restart=False,
+            on_host_maintenance="TERMINATE", instance_termination_action="DELETE",
+            **({"max_run_duration": compute_v1.Duration(seconds=seconds)} if seconds else {}))
+        return body
+
+    with pytest.raises(gexc.BadRequest, match="n1-highmem-8 is not available with the FLEX_START"):
+        api.instances.insert(project=P, zone=ZONE, instance_resource=flex(
+            "n1", machine="n1-highmem-8", gpu="nvidia-tesla-t4", scratch=1))
+    with pytest.raises(gexc.BadRequest, match="needs a max run duration"):
+        api.instances.insert(project=P, zone=ZONE, instance_resource=flex("forever", seconds=0))
+    with pytest.raises(gexc.BadRequest, match="at most 7 days"):
+        api.instances.insert(project=P, zone=ZONE, instance_resource=flex("long", seconds=8 * 86400))
+    assert standin.instances() == []
+    create(api, flex("ok", seconds=7 * 86400))
+    with pytest.raises(gexc.BadRequest, match="cannot be stopped"):
+        api.instances.stop(project=P, zone=ZONE, instance="ok")
 
 
 # ------------------------------------------------------------------ operations
@@ -326,7 +352,9 @@ def test_aggregated_list_pages_across_zones_with_warnings_for_empty_scopes(stand
     seen = [(scope, i.name) for page in pages for scope, scoped in page.items.items() for i in scoped.instances]
     assert sorted(seen) == sorted((f"zones/{z}", f"{z}-{i}") for z, n in placements.items() for i in range(n))
     first = pages[0].items
-    assert len(first) == 7  # every known zone appears on every page
+    from tests.standins.compute_catalog import ZONES
+
+    assert len(first) == len(ZONES) > 90  # every known zone appears on every page
     assert first["zones/us-central1-f"].warning.code == "NO_RESULTS_ON_PAGE"
     assert not first["zones/us-central1-f"].instances
     calls = standin.calls("instances.aggregatedList")

@@ -90,7 +90,7 @@ def test_default_zone_offers_every_gpu_asked_for():
     assert default_zone("us-central1", parse_pools("l4")) == "us-central1-a"
     assert default_zone("asia-northeast1", parse_pools("t4,l4,a100")) == "asia-northeast1-a"
     with pytest.raises(UsageError) as err:
-        default_zone("europe-west4", parse_pools("l4"))
+        default_zone("europe-west1", parse_pools("a100"))  # no A100 there
     assert "--zone" in err.value.hint
 
 
@@ -147,14 +147,39 @@ def test_gpu_node_cost_is_host_gpu_local_ssd_and_disk_at_spot_rates(ctx):
     region = "us-central1"
     ssd = 375 * book.disk_gb_month(region, "local-ssd", True) / HOURS_PER_MONTH
     boot = 100 * book.disk_gb_month(region, "pd-balanced", False) / HOURS_PER_MONTH
+    ip = book.network_hourly(region, "external-ipv4", True)  # a node VM has an external IPv4
     assert l4.usd_per_hour == pytest.approx(book.machine_hourly(region, "g2-standard-8", True)
-                                            + book.gpu_hourly(region, "nvidia-l4", True) + ssd + boot)
+                                            + book.gpu_hourly(region, "nvidia-l4", True) + ssd + boot + ip)
     assert t4.usd_per_hour == pytest.approx(book.machine_hourly(region, "n1-standard-8", True)
-                                            + book.gpu_hourly(region, "nvidia-tesla-t4", True) + ssd + boot)
-    assert book.gpu_hourly(region, "nvidia-l4", True) == 0.2862  # GCP_FACTS spot L4
+                                            + book.gpu_hourly(region, "nvidia-tesla-t4", True) + ssd + boot + ip)
+    assert book.gpu_hourly(region, "nvidia-l4", True) == 0.2231  # the snapshot's spot L4
     assert (l4_max, t4_max) == (3, 2)
     assert cost.max_hourly == pytest.approx(
         0.10 + 2 * cost.system.usd_per_hour + 3 * l4.usd_per_hour + 2 * t4.usd_per_hour)
+
+
+def test_one_node_has_one_price_whichever_module_asks(ctx):
+    """gke/pricing (a pod's node) and gke/costs (a pool's node) price the same spot L4 node the
+    same: both call cost.node_hourly (issue 14: they said $0.4362/h and $0.4746/h)."""
+    from gpuctl.cost import node_hourly
+    from gpuctl.gke.pricing import gpu_node_hourly
+
+    (pool_node, _), = cluster_cost(build_spec(ctx, GkeOptions(pools="l4:1")), ctx.prices).gpu
+    pod_node = gpu_node_hourly(ctx.prices, "us-central1", "nvidia-l4", 1, True)
+    vm = node_hourly(ctx.prices, "us-central1", "g2-standard-8", gpu="nvidia-l4", gpus=1,
+                     local_ssds=1, model="SPOT", disk_type="pd-balanced", disk_gb=100)
+    assert pod_node["usd_per_hour"] == pytest.approx(pool_node.usd_per_hour, abs=1e-4)
+    assert vm.running == pytest.approx(pool_node.usd_per_hour)
+
+
+def test_the_system_pool_is_priced_from_the_price_book(ctx):
+    from gpuctl.errors import PriceError
+    from gpuctl.gke.costs import system_machine_hourly
+
+    assert system_machine_hourly("us-central1", "e2-standard-2", ctx.prices) == \
+        ctx.prices.machine_hourly("us-central1", "e2-standard-2", False) == 0.067006
+    with pytest.raises(PriceError):  # no E2 figure read for this region: said, not guessed
+        system_machine_hourly("europe-west4", "e2-standard-2", ctx.prices)
 
 
 def test_a100_node_on_two_gpu_machine_pays_for_two_gpus(ctx):

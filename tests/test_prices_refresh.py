@@ -110,8 +110,10 @@ def test_irrelevant_skus_are_ignored(catalog):
     # Not the commitment (0.22, 0.16), Virtual Workstation (0.55) or EMEA (0.39) T4 SKUs.
     assert us.gpus["nvidia-tesla-t4"].ondemand == 0.35
     assert us.gpus["nvidia-h100-80gb"].ondemand == pytest.approx(11.06)  # not "H100 80GB Mega"
+    # H100 Mega and V100 are GPUs of the catalog now: each gets its own SKU, never another's.
+    assert us.gpus["nvidia-h100-mega-80gb"].ondemand != us.gpus["nvidia-h100-80gb"].ondemand
     assert set(us.gpus) == {"nvidia-tesla-t4", "nvidia-l4", "nvidia-tesla-a100", "nvidia-a100-80gb",
-                            "nvidia-h100-80gb"}  # no V100
+                            "nvidia-h100-80gb", "nvidia-h100-mega-80gb", "nvidia-tesla-v100"}
     assert "nvidia-a100-80gb" not in tokyo.gpus and "a2-ultragpu-1g" not in tokyo.machines
     assert us.disks["pd-balanced"].ondemand == 0.1  # not the hourly-priced SKU, not regional PD
     assert us.disks["pd-ssd"].ondemand == 0.17

@@ -12,6 +12,9 @@ from gpuctl_infra.catalog import GPUS, MACHINES
 
 SPOT = ["t4-spot", "l4-spot", "a100-spot", "a100-80-spot", "h100-spot", "a100x4-spot"]
 ON_DEMAND = ["t4-ondemand", "l4-ondemand", "a100-ondemand", "a100-80-ondemand", "a100x4-ondemand"]
+# Added with the full catalog; Blackwell and big boxes pin their own drivers and disks.
+NEW_SPOT = ["l4x4-spot", "rtxpro-spot", "h100x8-spot", "h200x8-spot", "b200x8-spot"]
+NEW_ON_DEMAND = ["l4x4-ondemand", "rtxpro-ondemand", "h100x8-ondemand"]
 FIELD_NAMES = sorted(set(Profile.model_fields) - {"name"})
 
 
@@ -23,8 +26,25 @@ def bundled():
 # --- bundled profiles -------------------------------------------------------------------------
 
 def test_bundled_names(bundled):
-    assert set(bundled) == set(SPOT) | set(ON_DEMAND)
-    assert "h100-ondemand" not in bundled  # a3-highgpu-1g is spot-only
+    assert set(bundled) == set(SPOT) | set(ON_DEMAND) | set(NEW_SPOT) | set(NEW_ON_DEMAND)
+    # Sold only as spot or flex-start capacity: no on-demand twin.
+    for name in ("h100-ondemand", "h200x8-ondemand", "b200x8-ondemand"):
+        assert name not in bundled
+
+
+@pytest.mark.parametrize("name,machine,gpu,gpus,ssds", [
+    ("l4x4-spot", "g2-standard-48", "nvidia-l4", 4, 4),
+    ("rtxpro-spot", "g4-standard-48", "nvidia-rtx-pro-6000", 1, 4),
+    ("h100x8-spot", "a3-highgpu-8g", "nvidia-h100-80gb", 8, 16),
+    ("h200x8-spot", "a3-ultragpu-8g", "nvidia-h200-141gb", 8, 32),
+    ("b200x8-spot", "a4-highgpu-8g", "nvidia-b200", 8, 32),
+])
+def test_new_profiles_carry_their_shapes(bundled, name, machine, gpu, gpus, ssds):
+    profile = bundled[name]
+    assert (profile.machine_type, profile.gpu_type, profile.gpu_total, profile.local_ssd_total) \
+        == (machine, gpu, gpus, ssds)
+    if gpu in ("nvidia-b200", "nvidia-rtx-pro-6000"):  # Blackwell: R570+ and CUDA 12.8+
+        assert int(profile.driver) >= 570 and profile.cuda == "12.8"
 
 
 def test_every_bundled_profile_is_valid_against_the_catalog(bundled):
@@ -300,3 +320,64 @@ def test_get_profile_random_name(bundled, name):
     with pytest.raises(ProfileError) as info:
         get_profile(bundled, name)
     assert info.value.hint
+
+
+# --- `gpuctl profiles`: offers in every region, readable at 80 columns -------------------------
+
+def _profiles_cli(*args, currency: str | None = None, tmp_path=None):
+    from click.testing import CliRunner
+
+    from gpuctl.cli.main import cli
+
+    env = {"COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"}
+    return CliRunner().invoke(cli, ["profiles", *args], env=env)
+
+
+@pytest.mark.parametrize("currency", [None, 'currency = "JPY"\nfx_rate = 150\n'])
+def test_profiles_fit_80_columns_and_never_cut_names_or_prices(config_file, currency):
+    if currency:
+        config_file(currency)
+    result = _profiles_cli()
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in build_profiles():
+        row = next((line for line in lines if line.split() and line.split()[0] == name), None)
+        assert row is not None, f"{name} is cut or missing"
+        if name != "rtxpro-spot" and name != "rtxpro-ondemand":
+            assert "$" in row and (("¥" in row) == bool(currency)), row
+
+
+def test_profiles_json_lists_every_region_of_the_catalog_with_a_price_per_offer():
+    import json
+
+    from gpuctl_infra.catalog import REGIONS
+
+    result = _profiles_cli("--json")
+    data = json.loads(result.output)
+    regions = {r for p in data["profiles"] for r in p["regions"]}
+    assert regions == set(REGIONS) - {"asia-south2"}  # only spot-less H200 there (see test_plan)
+    assert all(o["hourly_usd"] > 0 for o in data["offers"])
+    assert "as of 2026-12-01" in data["price_note"] and "SkyPilot" in data["price_note"]
+    a100 = {p["name"]: p for p in data["profiles"]}["a100-spot"]["regions"]
+    assert a100["asia-northeast1"]["zones"] == ["asia-northeast1-a", "asia-northeast1-c"]
+
+
+def test_profiles_filters_by_gpu_and_region_pattern_and_sorts_by_price():
+    import json
+
+    data = json.loads(_profiles_cli("--gpu", "l4", "--region", "europe-*", "--sort", "price",
+                                    "--json").output)
+    assert {o["profile"] for o in data["offers"]} == {"l4-spot", "l4-ondemand", "l4x4-spot",
+                                                      "l4x4-ondemand"}
+    assert all(o["region"].startswith("europe-") for o in data["offers"])
+    prices = [o["hourly_usd"] for o in data["offers"]]
+    assert prices == sorted(prices)
+
+
+@pytest.mark.parametrize("args,words", [(["--gpu", "X9000"], "not a GPU"),
+                                        (["--region", "europe-wst4"], "no GPU data")])
+def test_profiles_refuses_unknown_gpus_and_regions_in_one_line(args, words):
+    result = _profiles_cli(*args)
+    assert result.exit_code != 0
+    assert words in result.output and "hint" in result.output

@@ -50,7 +50,8 @@ def builtin(machine_type: str, **overrides) -> VmSpec:
     """A valid spec for a machine type whose GPU is built in."""
     machine = MACHINES[machine_type]
     fields = dict(machine_type=machine_type, accelerator_type=None, accelerator_count=0,
-                  local_ssd_count=0 if machine.bundled_local_ssd else machine.local_ssd_counts[0])
+                  local_ssd_count=0 if machine.bundled_local_ssd or not machine.local_ssd_counts
+                  else machine.local_ssd_counts[0])
     fields.update(overrides)
     return valid_spec(**fields)
 
@@ -66,11 +67,38 @@ def test_valid_spec_has_no_violations():
     rules.check(valid_spec())  # does not raise
 
 
-@pytest.mark.parametrize("machine_type", sorted(m for m in MACHINES if MACHINES[m].builtin_gpu))
-def test_every_builtin_gpu_machine_is_valid_in_us_central1(machine_type):
-    gpu = MACHINES[machine_type].builtin_gpu
-    zone = GPUS[gpu].zones_in("us-central1")[0]
-    assert rule_ids(builtin(machine_type, zone=zone)) == []
+def catalog_rows():
+    """(machine type, zone, model) for every zone the catalog lists each GPU machine in."""
+    for name, machine in sorted(MACHINES.items()):
+        if not machine.builtin_gpu:
+            continue
+        for region in machine.regions:
+            for model in machine.models:
+                for zone in machine.zones_in(region, model):
+                    yield name, zone, model
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(list(catalog_rows())))
+def test_every_catalog_row_is_a_valid_spec_under_each_model_it_takes(row):
+    machine_type, zone, model = row
+    spec = builtin(machine_type, zone=zone, spot=model == "SPOT", flex_start=model == "FLEX_START")
+    assert rule_ids(spec) == []
+
+
+def test_the_catalog_rows_cover_every_gpu_machine_with_zones():
+    covered = {name for name, _, _ in catalog_rows()}
+    with_zones = {n for n, m in MACHINES.items() if m.builtin_gpu and m.zones}
+    assert covered == with_zones, with_zones ^ covered
+    assert len(covered) >= 25
+    assert {n for n, m in MACHINES.items() if m.builtin_gpu and not m.zones} \
+        == {f"g4-standard-{n}" for n in (48, 96, 192, 384)}  # G4: not in the snapshot
+
+
+@pytest.mark.parametrize("machine_type", sorted(m for m in MACHINES if MACHINES[m].builtin_gpu
+                                                and not MACHINES[m].zones))
+def test_a_machine_in_no_zone_of_the_data_is_refused(machine_type):
+    assert rule_ids(builtin(machine_type, zone="us-central1-a")) == ["machine-zone"]
 
 
 @pytest.mark.parametrize("spec", [
@@ -110,7 +138,15 @@ BROKEN = {
     "gpu-count": valid_spec(accelerator_count=3),
     "gpu-zone": builtin("a2-ultragpu-1g", zone="asia-northeast1-a"),  # no A100 80GB in Tokyo
     "zone-format": valid_spec(zone="uscentral1a"),
-    "region-known": valid_spec(zone="europe-west4-a"),
+    "region-known": valid_spec(zone="mars-north9-a"),
+    "spot-zone": builtin("a4-highgpu-8g", zone="us-central1-b"),  # B200 there: no spot price
+    "machine-zone": builtin("g4-standard-48", zone="us-central1-a"),
+    "one-model": builtin("a2-highgpu-1g", zone="us-central1-a", flex_start=True),
+    "flex-start-machine": valid_spec(spot=False, flex_start=True),
+    "flex-start-duration": builtin("a2-highgpu-1g", zone="us-central1-a", spot=False,
+                                   flex_start=True, max_run_seconds=8 * 86400),
+    "flex-start-stop": builtin("a2-highgpu-1g", zone="us-central1-a", spot=False, flex_start=True,
+                               daily_stop=DailyStop(6, 0, "UTC")),
     "local-ssd-bundled": builtin("a2-ultragpu-1g", zone="us-central1-a", local_ssd_count=1),
     "local-ssd-count": valid_spec(local_ssd_count=9),
     "spot-only": builtin("a3-highgpu-1g", zone="us-central1-a", spot=False),
@@ -350,7 +386,10 @@ def test_random_specs_never_crash_and_check_agrees(spec):
         machine = MACHINES[spec.machine_type]
         gpu = machine.builtin_gpu or spec.accelerator_type
         assert gpu in GPUS
-        assert spec.zone in GPUS[gpu].zones_in(spec.region)
+        zones = machine.zones_in(spec.region, "SPOT" if spec.spot else "STANDARD") \
+            if machine.builtin_gpu else (GPUS[gpu].spot_zones_in(spec.region) if spec.spot
+                                         else GPUS[gpu].zones_in(spec.region))
+        assert spec.zone in zones
         assert spot_ok(machine, spec)
         assert spec.local_ssd_count == 0 or spec.local_ssd_count in machine.local_ssd_counts
 
@@ -375,7 +414,8 @@ def test_catalog_combinations(machine_type, accelerator_type, accelerator_count,
     machine = MACHINES[machine_type]
     # Everything but the machine shape is valid, so only shape rules can fire.
     assert set(ids) <= {"gpu-builtin", "gpu-missing", "gpu-pair", "gpu-count", "gpu-zone",
-                        "local-ssd-bundled", "local-ssd-count", "spot-only"}
+                        "local-ssd-bundled", "local-ssd-count", "spot-only", "spot-zone",
+                        "machine-zone"}
     assert ("spot-only" in ids) == (machine.spot_only and not spot)
     if machine.builtin_gpu:
         assert ("gpu-builtin" in ids) == bool(accelerator_type or accelerator_count)

@@ -154,3 +154,39 @@ def test_component_registers_firewall_policy_and_instance():
     assert {r.type for r in found[1:]} == {"gcp:compute/firewall:Firewall",
                                            "gcp:compute/resourcePolicy:ResourcePolicy",
                                            "gcp:compute/instance:Instance"}
+
+
+def test_flex_start_instance_has_the_documented_scheduling():
+    inputs = instance_inputs(spec(spot=False, flex_start=True, max_run_seconds=3 * 86400))
+    sched = inputs["scheduling"]
+    assert sched["provisioningModel"] == "FLEX_START"
+    assert sched["preemptible"] is False and sched["automaticRestart"] is False
+    assert sched["maxRunDuration"] == {"seconds": 3 * 86400}
+    assert sched["instanceTerminationAction"] == "DELETE"
+    assert sched["onHostMaintenance"] == "TERMINATE"
+
+
+@pytest.mark.parametrize("changes", [
+    dict(max_run_seconds=8 * 86400),  # more than seven days
+    dict(max_run_seconds=None, termination_time="2026-11-24T06:00:00Z"),
+    dict(daily_stop=DailyStop(6, 0, "UTC")),  # a schedule would stop it
+])
+def test_flex_start_rules_stop_the_program_before_any_resource(changes):
+    with pytest.raises(RuleViolation, match="flex-start"):
+        resources(spec(spot=False, flex_start=True, **changes))
+
+
+@pytest.mark.parametrize("machine,gpus,ssds", [("g2-standard-48", 4, 4), ("a3-highgpu-8g", 8, 16),
+                                               ("a3-ultragpu-8g", 8, 32), ("a4-highgpu-8g", 8, 32)])
+def test_big_shapes_get_no_accelerators_and_their_bundled_or_scratch_disks(machine, gpus, ssds):
+    from gpuctl_infra.catalog import MACHINES
+
+    zone = next(z for r in MACHINES[machine].regions for z in MACHINES[machine].zones_in(r, "SPOT"))
+    inputs = instance_inputs(spec(machine_type=machine, zone=zone, accelerator_type=None,
+                                  accelerator_count=0,
+                                  local_ssd_count=0 if MACHINES[machine].bundled_local_ssd else ssds))
+    assert not inputs.get("guestAccelerators")
+    scratch = inputs.get("scratchDisks") or []
+    assert len(scratch) == (0 if MACHINES[machine].bundled_local_ssd else ssds)
+    assert MACHINES[machine].builtin_gpu_count == gpus
+    assert inputs["networkInterfaces"][0].get("nicType") == "GVNIC" or machine.startswith("g2")

@@ -25,16 +25,20 @@ def labels_as_description(labels: dict[str, str]) -> str:
 
 
 def scheduling_args(spec: VmSpec) -> dict:
-    """Scheduling that GCE accepts for GPUs: no live migration, and for spot no restart."""
+    """Scheduling that GCE accepts for GPUs: no live migration, and for spot no restart.
+
+    Flex-start (about-flex-start-vms): a run duration of at most seven days and a termination
+    action that stops or deletes the VM then; it never restarts by itself."""
     machine = MACHINES[spec.machine_type]
     has_local_ssd = bool(spec.local_ssd_count or machine.bundled_local_ssd)
+    restarts = not (spec.spot or spec.flex_start)
     args: dict = {
         "on_host_maintenance": "TERMINATE",  # the only choice with GPUs
-        "automatic_restart": not spec.spot,  # spot must not restart by itself
-        "provisioning_model": "SPOT" if spec.spot else "STANDARD",
+        "automatic_restart": restarts,  # spot and flex-start must not restart by themselves
+        "provisioning_model": spec.provisioning_model,
         "preemptible": spec.spot,
     }
-    if spec.spot or spec.max_run_seconds or spec.termination_time:
+    if spec.spot or spec.flex_start or spec.max_run_seconds or spec.termination_time:
         args["instance_termination_action"] = spec.termination_action
     if spec.max_run_seconds:
         args["max_run_duration"] = {"seconds": spec.max_run_seconds}

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpuctl.errors import RuleViolation
 
-from .catalog import GPUS, MACHINES, REGIONS
+from .catalog import FLEX_START_MAX_SECONDS, GPUS, MACHINES, REGIONS
 from .spec import CALLER_ADDRESS_PLACEHOLDER, VmSpec
 
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -55,15 +55,40 @@ def _zone_violations(spec: VmSpec, gpu: str | None) -> list[Violation]:
                           f"use a zone in one of: {', '.join(REGIONS)}")]
     if gpu is None or gpu not in GPUS:
         return []
-    offered = GPUS[gpu].zones_in(spec.region)
+    machine = MACHINES[spec.machine_type]
+    # A built-in GPU's type lives where the snapshot lists the type; an attached one, where the GPU is.
+    offered = machine.zones_in(spec.region) if machine.builtin_gpu else GPUS[gpu].zones_in(spec.region)
     if spec.zone in offered:
+        if spec.spot and spec.zone not in (machine.zones_in(spec.region, "SPOT") if machine.builtin_gpu
+                                           else GPUS[gpu].spot_zones_in(spec.region)):
+            spot_zones = (machine.zones_in(spec.region, "SPOT") if machine.builtin_gpu
+                          else GPUS[gpu].spot_zones_in(spec.region))
+            return [Violation("spot-zone", f"the price data has no spot offer of {machine.name} "
+                              f"in {spec.zone}",
+                              f"use one of: {', '.join(spot_zones)}" if spot_zones
+                              else "use on-demand or another region")]
         return []
+    if machine.builtin_gpu and not machine.zones:
+        return [Violation("machine-zone", f"{machine.name} is in no zone of gpuctl's price data",
+                          "its zones are not in the bundled snapshot (unverified); "
+                          "pick another machine type")]
+    if machine.builtin_gpu:
+        what = f"{machine.name} ({GPUS[gpu].display})"
+        if not offered:
+            return [Violation("gpu-zone", f"{what} is not offered in {spec.region}",
+                              f"pick a zone in {_few(machine.regions)}")]
+        return [Violation("gpu-zone", f"{what} is not offered in {spec.zone}",
+                          f"use one of: {', '.join(offered)}")]
     if not offered:
-        elsewhere = ", ".join(GPUS[gpu].regions)
         return [Violation("gpu-zone", f"{GPUS[gpu].display} is not offered in {spec.region}",
-                          f"pick a zone in {elsewhere}")]
+                          f"pick a zone in {_few(GPUS[gpu].regions)}")]
     return [Violation("gpu-zone", f"{GPUS[gpu].display} is not offered in {spec.zone}",
                       f"use one of: {', '.join(offered)}")]
+
+
+def _few(regions: list[str], shown: int = 8) -> str:
+    more = len(regions) - shown
+    return ", ".join(regions[:shown]) + (f" (and {more} more)" if more > 0 else "")
 
 
 def _gpu_violations(spec: VmSpec) -> tuple[list[Violation], str | None]:
@@ -112,9 +137,13 @@ def _local_ssd_violations(spec: VmSpec) -> list[Violation]:
 def _scheduling_violations(spec: VmSpec) -> list[Violation]:
     out: list[Violation] = []
     machine = MACHINES[spec.machine_type]
-    if machine.spot_only and not spec.spot:
+    if machine.spot_only and not (spec.spot or spec.flex_start):
         out.append(Violation("spot-only", f"{machine.name} is offered only as spot (or flex-start)",
-                             "use the -spot profile"))
+                             "use the -spot profile, or --flex-start"))
+    if spec.spot and spec.flex_start:
+        out.append(Violation("one-model", "spot and flex-start are two provisioning models",
+                             "pick one of them"))
+    out += _flex_start_violations(spec)
     if spec.max_run_seconds is not None and spec.termination_time is not None:
         out.append(Violation("run-limit-exclusive",
                              "max run duration and termination time cannot both be set",
@@ -128,6 +157,34 @@ def _scheduling_violations(spec: VmSpec) -> list[Violation]:
         out.append(Violation("termination-action",
                              f"termination action {spec.termination_action!r} is unknown",
                              "use DELETE or STOP"))
+    return out
+
+
+def _flex_start_violations(spec: VmSpec) -> list[Violation]:
+    """about-flex-start-vms: 'Flex-start VMs support all accelerator-optimized machine types
+    (except A4X and G4)'; they 'run for up to seven days', then are stopped or deleted by their
+    termination action; the user cannot stop or suspend them (so no instance schedule)."""
+    if not spec.flex_start:
+        return []
+    machine = MACHINES[spec.machine_type]
+    out: list[Violation] = []
+    if not machine.flex_start:
+        out.append(Violation("flex-start-machine", f"{machine.name} takes no flex-start VMs",
+                             "flex-start is for accelerator-optimized types (A2, A3, A4, G2), "
+                             "not N1 or G4"))
+    if spec.max_run_seconds is None:
+        out.append(Violation("flex-start-duration", "a flex-start VM needs a run duration",
+                             "pass --ttl (at most 7d)"))
+    elif spec.max_run_seconds > FLEX_START_MAX_SECONDS:
+        out.append(Violation("flex-start-duration",
+                             f"a flex-start VM runs at most 7 days, not {spec.max_run_seconds}s",
+                             "pass --ttl 7d or less"))
+    if spec.termination_time is not None:
+        out.append(Violation("flex-start-duration", "a flex-start VM takes a run duration, "
+                             "not a termination time", "pass --ttl instead of --until"))
+    if spec.daily_stop is not None:
+        out.append(Violation("flex-start-stop", "a flex-start VM cannot be stopped by a schedule",
+                             "drop --stop-at (flex-start VMs cannot be stopped or suspended)"))
     return out
 
 

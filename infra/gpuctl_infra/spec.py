@@ -54,6 +54,12 @@ class VmSpec:
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "default"
     project: str | None = None
+    # Dynamic Workload Scheduler flex-start capacity (provisioning model FLEX_START); spot False.
+    flex_start: bool = False
+
+    @property
+    def provisioning_model(self) -> str:
+        return "FLEX_START" if self.flex_start else "SPOT" if self.spot else "STANDARD"
 
     @property
     def region(self) -> str:

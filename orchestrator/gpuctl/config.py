@@ -46,6 +46,9 @@ class Config(BaseModel):
     owner: str | None = None  # default: the local user name, sanitised for labels
     project: str | None = None  # default: gcloud's default project at apply time
     region: str = "us-central1"
+    # Regions `up` may use, cheapest zone first (names or patterns such as "europe-*");
+    # None: `region` only.
+    regions: list[str] | None = None
     currency: str = "USD"  # display currency next to USD
     # USD -> currency, overrides the snapshot. Bounded: a rate of 1e-300 makes every budget
     # infinite once divided by it (the strongest currency per USD is ~0.3, the weakest ~1e5).
@@ -76,6 +79,23 @@ class Config(BaseModel):
         if value not in REGIONS:
             raise ValueError(f"'{value[:80]}' is not a region gpuctl knows (known: "
                              f"{', '.join(REGIONS)})")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        import fnmatch
+
+        from gpuctl_infra.catalog import REGIONS
+
+        if not value:
+            raise ValueError("list at least one region, or leave regions out")
+        for word in value:
+            if not any(fnmatch.fnmatchcase(r, word) for r in REGIONS):
+                raise ValueError(f"'{word[:80]}' matches no region gpuctl knows "
+                                 "(`gpuctl profiles --json` lists them)")
         return value
 
     @field_validator("ssh_from")

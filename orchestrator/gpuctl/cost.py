@@ -1,6 +1,6 @@
 """What a profile costs: an hourly breakdown, and what forgetting it costs over time.
 
-Pure functions over a Profile and a PriceBook. A running VM bills host, GPUs, local SSD and
+Pure functions over a Profile and a PriceBook; node_hourly is the one price of a machine. A running VM bills host, GPUs, local SSD and
 boot disk; a stopped one (spot VMs stop on preemption, guest shutdown or a schedule) still
 bills its boot disk. Local SSD is discarded on stop, so it stops billing.
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gpuctl_infra.catalog import GPUS, LOCAL_SSD_GB, MACHINES
 
+from .errors import PriceError
 from .prices.model import HOURS_PER_MONTH, PriceBook
 from .profiles import Profile
 
@@ -20,14 +21,22 @@ FORGOTTEN_PERIODS: tuple[tuple[str, float], ...] = (("1 day", 24.0), ("1 week", 
 
 @dataclass(frozen=True)
 class CostLine:
-    item: str  # "host", "gpu", "local-ssd", "boot-disk"
+    item: str  # "host", "gpu", "local-ssd", "boot-disk", "external-ip"
     detail: str  # what a person reads: "a2-highgpu-1g (12 vCPU, 85 GB)"
-    usd_per_hour: float
+    usd_per_hour: float | None  # None: the price book has no price for it (said, never guessed)
     bills_when_stopped: bool
+    note: str = ""  # why the figure is what it is, when it is not the plain list price
 
     def as_dict(self) -> dict:
-        return {"item": self.item, "detail": self.detail, "usd_per_hour": round(self.usd_per_hour, 4),
-                "bills_when_stopped": self.bills_when_stopped}
+        out = {"item": self.item, "detail": self.detail,
+               "usd_per_hour": None if self.usd_per_hour is None else round(self.usd_per_hour, 4),
+               "bills_when_stopped": self.bills_when_stopped}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+MODELS = ("SPOT", "STANDARD", "FLEX_START")  # GCE's provisioning models
 
 
 @dataclass(frozen=True)
@@ -35,34 +44,80 @@ class HourlyCost:
     region: str
     spot: bool
     lines: tuple[CostLine, ...]
+    model: str = "SPOT"  # SPOT, STANDARD or FLEX_START
 
     @property
     def running(self) -> float:
-        return sum(line.usd_per_hour for line in self.lines)
+        """What the priced items cost per hour (see `unknown` for the ones without a price)."""
+        return sum(line.usd_per_hour for line in self.lines if line.usd_per_hour is not None)
 
     @property
     def stopped(self) -> float:
-        return sum(line.usd_per_hour for line in self.lines if line.bills_when_stopped)
+        return sum(line.usd_per_hour for line in self.lines
+                   if line.bills_when_stopped and line.usd_per_hour is not None)
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(line.item for line in self.lines if line.usd_per_hour is None)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(line.note for line in self.lines if line.note))
+
+
+def _priced(lookup, *args) -> tuple[float | None, str]:
+    try:
+        return lookup(*args), ""
+    except PriceError as exc:
+        return None, exc.message
+
+
+def node_hourly(book: PriceBook, region: str, machine_type: str, *, gpu: str | None, gpus: int,
+                local_ssds: int, model: str, disk_type: str, disk_gb: int,
+                external_ip: bool = True) -> HourlyCost:
+    """What one VM (or one GKE node, which GCE bills as a VM) costs per hour: host, GPUs, local
+    SSD, boot disk and its external IPv4 address, each priced from the book in force.
+
+    The one price function: VM plans, `gpuctl cost`, `gpuctl profiles` and every GKE figure call
+    it. An item the book has no price for is kept with usd_per_hour None and said, never guessed.
+    Flex-start: the snapshot has no flex-start rates, so the on-demand rate stands in as an upper
+    bound (flex-start is discounted against on demand) and each line says so.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown provisioning model {model}")
+    spot = model == "SPOT"
+    note = ("flex-start rate not in the price data: on-demand rate shown (an upper bound)"
+            if model == "FLEX_START" else "")
+    machine = MACHINES.get(machine_type)
+    detail = (f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gb:g} GB)" if machine
+              else machine_type)
+    usd, why = _priced(book.machine_hourly, region, machine_type, spot)
+    lines = [CostLine("host", detail, usd, False, why or note)]
+    if gpu and gpus:
+        per_gpu, why = _priced(book.gpu_hourly, region, gpu, spot)
+        display = GPUS[gpu].display if gpu in GPUS else gpu
+        lines.append(CostLine("gpu", f"{gpus}x {display}",
+                              None if per_gpu is None else per_gpu * gpus, False, why or note))
+    if local_ssds:
+        per_gb, why = _priced(book.disk_gb_month, region, "local-ssd", spot)
+        lines.append(CostLine("local-ssd", f"{local_ssds}x {LOCAL_SSD_GB} GB local NVMe",
+                              None if per_gb is None else
+                              local_ssds * LOCAL_SSD_GB * per_gb / HOURS_PER_MONTH, False,
+                              why or note))
+    boot, why = _priced(book.disk_gb_month, region, disk_type, False)
+    lines.append(CostLine("boot-disk", f"{disk_gb} GB {disk_type}",
+                          None if boot is None else disk_gb * boot / HOURS_PER_MONTH, True, why))
+    if external_ip:
+        ip, why = _priced(book.network_hourly, region, "external-ipv4", spot)
+        lines.append(CostLine("external-ip", "external IPv4 address (in use)", ip, False, why))
+    return HourlyCost(region, spot, tuple(lines), model)
 
 
 def hourly_cost(profile: Profile, region: str, book: PriceBook) -> HourlyCost:
-    machine = MACHINES[profile.machine_type]
-    spot = profile.spot
-    lines = [CostLine("host", f"{machine.name} ({machine.vcpus} vCPU, {machine.memory_gb:g} GB)",
-                      book.machine_hourly(region, machine.name, spot), False)]
-    if profile.gpu_type and profile.gpu_total:
-        per_gpu = book.gpu_hourly(region, profile.gpu_type, spot)
-        lines.append(CostLine("gpu", f"{profile.gpu_total}x {GPUS[profile.gpu_type].display}",
-                              per_gpu * profile.gpu_total, False))
-    if profile.local_ssd_total:
-        gb = profile.local_ssd_total * LOCAL_SSD_GB
-        per_gb_month = book.disk_gb_month(region, "local-ssd", spot)
-        lines.append(CostLine("local-ssd", f"{profile.local_ssd_total}x 375 GB local NVMe",
-                              gb * per_gb_month / HOURS_PER_MONTH, False))
-    boot_rate = book.disk_gb_month(region, profile.boot_disk_type, False)
-    lines.append(CostLine("boot-disk", f"{profile.boot_disk_gb} GB {profile.boot_disk_type}",
-                          profile.boot_disk_gb * boot_rate / HOURS_PER_MONTH, True))
-    return HourlyCost(region, spot, tuple(lines))
+    return node_hourly(book, region, profile.machine_type, gpu=profile.gpu_type,
+                       gpus=profile.gpu_total, local_ssds=profile.local_ssd_total,
+                       model=profile.model, disk_type=profile.boot_disk_type,
+                       disk_gb=profile.boot_disk_gb)
 
 
 @dataclass(frozen=True)
@@ -105,4 +160,13 @@ def forgotten_table(hourly: HourlyCost, exposure: Exposure | None = None) -> lis
 
 
 def hours_for_budget(budget_usd: float, hourly: HourlyCost) -> float:
+    require_complete(hourly, "a budget")
     return budget_usd / hourly.running
+
+
+def require_complete(hourly: HourlyCost, what: str) -> None:
+    """A run limit computed from a partial price would let the VM run longer than paid for."""
+    if hourly.unknown:
+        raise PriceError(f"{what} needs the full hourly price, and {', '.join(hourly.unknown)} "
+                         f"has no price in {hourly.region}",
+                         "use --ttl instead, or run `gpuctl prices refresh`")

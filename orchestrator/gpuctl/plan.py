@@ -8,6 +8,7 @@ cannot drift from what apply would create.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 from dataclasses import dataclass, field, replace
 
 from gpuctl_infra import rules
@@ -16,7 +17,7 @@ from gpuctl_infra.spec import CALLER_ADDRESS_PLACEHOLDER, DailyStop, VmSpec
 
 from .config import label_safe
 from .context import Context
-from .cost import ForgottenRow, HourlyCost, forgotten_table, hourly_cost
+from .cost import ForgottenRow, HourlyCost, forgotten_table, hourly_cost, require_complete
 from .errors import RuleViolation, UsageError
 from .guards import GuardPlan, plan_guards, seconds_until_clock
 from .money import budget_in_usd
@@ -46,6 +47,32 @@ class UpOptions:
     idle_minutes: int | None = None
     ssh_from: str | None = None
     unguarded: bool = False
+    any_region: bool = False  # every region of the catalog, cheapest zone first
+    flex_start: bool = False  # provisioning model FLEX_START instead of the profile's
+    fallback: str | None = None  # e.g. "spot,flex-start,on-demand": models tried in this order
+
+
+# What users write -> GCE's provisioning model.
+MODEL_WORDS = {"spot": "SPOT", "flex-start": "FLEX_START", "flex": "FLEX_START",
+               "on-demand": "STANDARD", "ondemand": "STANDARD", "standard": "STANDARD"}
+MODEL_NAMES = {"SPOT": "spot", "FLEX_START": "flex-start", "STANDARD": "on-demand"}
+
+
+@dataclass(frozen=True)
+class ZoneChoice:
+    """One place (and provisioning model) `up` may try, with what it costs there."""
+
+    zone: str
+    model: str  # SPOT, STANDARD or FLEX_START
+    hourly_usd: float
+
+    @property
+    def region(self) -> str:
+        return region_of(self.zone)
+
+    def as_dict(self) -> dict:
+        return {"zone": self.zone, "model": MODEL_NAMES[self.model],
+                "hourly_usd": round(self.hourly_usd, 4)}
 
 
 @dataclass
@@ -60,6 +87,10 @@ class VmPlan:
     resources: list = field(default_factory=list)  # PlannedResource from the mocked program
     budget_usd: float | None = None
     warnings: list[str] = field(default_factory=list)  # guards that disagree, each with its fix
+    choices: list[ZoneChoice] = field(default_factory=list)  # every zone to try, in order
+    region_reason: str = ""  # why this region: a sentence for the plan
+
+    currency: object = None  # the DisplayCurrency money is shown in (money.DisplayCurrency)
 
     @property
     def worst_case(self) -> dict:
@@ -68,44 +99,186 @@ class VmPlan:
             return {"bounded": False, "summary": "no server-side guard: bills until deleted"}
         running_usd = exposure.running_hours * self.hourly.running
         after_per_day = 24 * self.hourly.stopped if exposure.after == "stopped" else 0.0
+        summary = worst_case_sentence(exposure.running_hours, running_usd, exposure.after,
+                                      after_per_day, self.currency)
+        if self.hourly.unknown:
+            summary += f" (plus {', '.join(self.hourly.unknown)}: no price in the data)"
         return {"bounded": exposure.after == "deleted", "running_hours": round(exposure.running_hours, 3),
                 "running_usd": round(running_usd, 2), "then": exposure.after,
-                "then_usd_per_day": round(after_per_day, 2),
-                "summary": worst_case_sentence(exposure.running_hours, running_usd, exposure.after,
-                                               after_per_day)}
+                "then_usd_per_day": round(after_per_day, 2), "summary": summary}
 
 
-def worst_case_sentence(hours: float, usd: float, after: str, per_day: float) -> str:
-    head = f"at most {format_duration(hours * 3600)} running, ${usd:,.2f}"
+def show_money(usd: float, currency=None) -> str:
+    """'$12.34', or in another display currency '¥1,851 ($12.34)': every money figure names it."""
+    if currency is None or currency.is_usd:
+        return f"${usd:,.2f}"
+    return f"{currency.format(usd)} (${usd:,.2f})"
+
+
+def worst_case_sentence(hours: float, usd: float, after: str, per_day: float, currency=None) -> str:
+    head = f"at most {format_duration(hours * 3600)} running, {show_money(usd, currency)}"
     if after == "deleted":
         return head + ", then the VM is deleted and billing ends"
-    return head + f", then stopped: the boot disk bills ${per_day:,.2f}/day until `gpuctl down`"
+    return (head + f", then stopped: the boot disk bills {show_money(per_day, currency)}/day "
+            "until `gpuctl down`")
 
 
 def require_known_region(region: str, hint: str = "use one of") -> str:
     if region not in REGIONS:
+        import difflib
+
+        close = difflib.get_close_matches(region, REGIONS, n=3)
         raise UsageError(f"gpuctl has no GPU data for region {region}",
-                         f"{hint}: {', '.join(REGIONS)}")
+                         f"{hint}: {', '.join(close)}; `gpuctl profiles --json` lists all "
+                         f"{len(REGIONS)}" if close else
+                         f"`gpuctl profiles --json` lists the {len(REGIONS)} regions with GPUs")
     return region
 
 
-def resolve_region_and_zones(profile: Profile, options: UpOptions, default_region: str) -> tuple[str, list[str]]:
-    gpu = profile.gpu_type
+def region_patterns(text: str | list[str]) -> list[str]:
+    """'us-central1', 'europe-*' or 'us-east1,us-west*' -> the catalog's regions that match.
+    A name that matches nothing is refused (never silently dropped)."""
+    words = [w.strip() for w in (text.split(",") if isinstance(text, str) else text) if w.strip()]
+    if not words:
+        raise UsageError("no region given", f"use one of: {', '.join(REGIONS)}")
+    found: list[str] = []
+    for word in words:
+        matches = [r for r in REGIONS if fnmatch.fnmatchcase(r, word)]
+        if not matches:
+            import difflib
+
+            close = difflib.get_close_matches(word, REGIONS, n=1)
+            raise UsageError(f"gpuctl has no GPU data for region {word}",
+                             (f"did you mean {close[0]}? " if close else "")
+                             + "`gpuctl profiles --json` lists every region")
+        found += [m for m in matches if m not in found]
+    return found
+
+
+def allowed_regions(profile: Profile, options: UpOptions, ctx: Context) -> tuple[list[str], str]:
+    """The regions `up` may use, and where that list came from (for the plan's sentence)."""
+    if options.any_region:
+        return list(REGIONS), "--any-region: every region of the catalog"
+    if options.region:
+        return region_patterns(options.region), f"--region {options.region}"
+    if profile.region:
+        return [require_known_region(profile.region)], f"profile {profile.name} pins {profile.region}"
+    configured = getattr(ctx.config, "regions", None)
+    if configured:
+        return region_patterns(configured), "config regions"
+    return [require_known_region(ctx.config.region)], "config region"
+
+
+def _models(profile: Profile, options: UpOptions) -> list[str]:
+    if options.fallback:
+        models = []
+        for word in options.fallback.split(","):
+            model = MODEL_WORDS.get(word.strip().lower())
+            if model is None:
+                raise UsageError(f"'{word.strip()}' is not a provisioning model",
+                                 "use --fallback with spot, flex-start and on-demand, e.g. "
+                                 "--fallback spot,flex-start,on-demand")
+            if model not in models:
+                models.append(model)
+        if options.flex_start and models[0] != "FLEX_START":
+            raise UsageError("--flex-start and --fallback disagree on what to try first",
+                             "put flex-start first in --fallback, or drop --flex-start")
+        return models
+    return ["FLEX_START"] if options.flex_start else [profile.model]
+
+
+def _with_model(profile: Profile, model: str) -> Profile:
+    if model == profile.model:
+        return profile
+    return profile.model_copy(update={"spot": model == "SPOT", "flex_start": model == "FLEX_START"})
+
+
+def zones_for(profile: Profile, region: str, model: str) -> list[str]:
+    """Zones of `region` where the profile's machine (and attached GPU) exist under `model`
+    (spot: where the price data has a spot offer)."""
+    machine = MACHINES[profile.machine_type]
+    if machine.builtin_gpu:
+        return machine.zones_in(region, model)
+    gpu = GPUS.get(profile.gpu_type or "")
+    if gpu is None:
+        return []
+    zones = gpu.spot_zones_in(region) if model == "SPOT" else gpu.zones_in(region)
+    return [z for z in zones if z.rsplit("-", 1)[-1] in machine.zones.get(region, ())]
+
+
+def choose_zones(profile: Profile, options: UpOptions, ctx: Context) -> tuple[list[ZoneChoice], str]:
+    """Every zone to try, cheapest first within each provisioning model (in the fallback order),
+    and a sentence saying which region was chosen and why."""
+    machine = MACHINES[profile.machine_type]
+    models = _models(profile, options)
     if options.zone:
         if not rules.ZONE_RE.fullmatch(options.zone):
             raise UsageError(f"'{options.zone}' is not a zone name",
                              "zones look like us-central1-a or asia-northeast1-c")
         region = require_known_region(region_of(options.zone), "use a zone in one of")
-        return region, [options.zone]
-    if profile.zones and not options.region:
-        return region_of(profile.zones[0]), list(profile.zones)
-    region = require_known_region(options.region or profile.region or default_region)
-    zones = GPUS[gpu].zones_in(region) if gpu in GPUS else []
-    if not zones:
-        elsewhere = ", ".join(GPUS[gpu].regions) if gpu in GPUS else "none"
-        raise RuleViolation(f"{GPUS[gpu].display if gpu in GPUS else gpu} is not offered in {region}",
-                            f"pass --region with one of: {elsewhere}")
-    return region, zones
+        pinned = [(region, [options.zone])]
+        source = f"--zone {options.zone}"
+    elif profile.zones and not options.region and not options.any_region:
+        pinned = [(region_of(z), [z]) for z in profile.zones]
+        source = f"profile {profile.name} lists its zones"
+    else:
+        regions, source = allowed_regions(profile, options, ctx)
+        pinned = [(r, None) for r in regions]
+    choices: list[ZoneChoice] = []
+    for model in models:
+        if model == "SPOT" and "SPOT" not in machine.models:
+            continue
+        if model == "STANDARD" and machine.spot_only:
+            continue
+        if model == "FLEX_START" and not machine.flex_start:
+            continue
+        variant = _with_model(profile, model)
+        found: list[ZoneChoice] = []
+        for region, zones in pinned:
+            offered = zones_for(variant, region, model)
+            zones = [z for z in zones if z in offered or options.zone] if zones else offered
+            if not zones:
+                continue
+            price = hourly_cost(variant, region, ctx.prices).running
+            found += [ZoneChoice(z, model, price) for z in zones]
+        indexed = list(enumerate(found))
+        choices += [c for _, c in sorted(indexed, key=lambda p: (round(p[1].hourly_usd, 6), p[0]))]
+    if not choices:
+        raise _nowhere(profile, machine, models, [r for r, _ in pinned])
+    first = choices[0]
+    regions_seen = sorted({c.region for c in choices})
+    if len(regions_seen) == 1:
+        why = f"{first.region} ({source}): {len(choices)} zone(s) to try"
+    else:
+        why = (f"{first.region}: the cheapest of {len(regions_seen)} regions with "
+               f"{machine.name} ({source}) at {show_money(first.hourly_usd)}/h "
+               f"{MODEL_NAMES[first.model]}; {len(choices)} zones to try, cheapest first")
+    return choices, why
+
+
+def _nowhere(profile: Profile, machine, models: list[str], regions: list[str]) -> RuleViolation:
+    what = GPUS[profile.gpu_type].display if profile.gpu_type in GPUS else machine.name
+    kinds = "/".join(MODEL_NAMES[m] for m in models)
+    if not any(m in machine.models for m in models):
+        flex = "; flex-start is for accelerator-optimized types (A2, A3, A4, G2)" \
+            if "FLEX_START" in models else ""
+        return RuleViolation(f"{machine.name} takes no {kinds} VMs",
+                             f"use {' or '.join(MODEL_NAMES[m] for m in machine.models)}{flex}")
+    offered = sorted({r for r in REGIONS for m in models if zones_for(_with_model(profile, m), r, m)})
+    if not machine.zones and machine.builtin_gpu:
+        return RuleViolation(f"{machine.name} ({what}) is in no zone of gpuctl's price data",
+                             "its zones are not in the bundled snapshot; pick another profile")
+    where = regions[0] if len(regions) == 1 else f"{len(regions)} regions"
+    hint = (f"pass --region with one of: {', '.join(offered[:8])}"
+            + (f" (and {len(offered) - 8} more; --any-region tries all)" if len(offered) > 8 else "")
+            if offered else "no region of the catalog has it this way; try another model")
+    return RuleViolation(f"{what} ({kinds}) is not offered in {where}", hint)
+
+
+def resolve_region_and_zones(profile: Profile, options: UpOptions, ctx: Context) -> tuple[str, list[str]]:
+    """(the chosen region, the zones to try in order): a shortcut over choose_zones."""
+    choices, _ = choose_zones(profile, options, ctx)
+    return choices[0].region, [c.zone for c in choices]
 
 
 def _run_limit(options: UpOptions, ctx: Context, hourly: HourlyCost) -> tuple[int | None, float | None]:
@@ -114,10 +287,12 @@ def _run_limit(options: UpOptions, ctx: Context, hourly: HourlyCost) -> tuple[in
         raise UsageError("--budget and --ttl both set a run limit", "pass one of them")
     if options.budget is not None:
         budget_usd = budget_in_usd(options.budget, ctx.currency)
+        require_complete(hourly, "--budget")
         seconds = int(budget_usd / hourly.running * 3600)
         if seconds < MIN_BUDGET_SECONDS:
-            raise UsageError(f"a budget of ${budget_usd:.2f} buys less than a minute at "
-                             f"${hourly.running:.2f}/hour", "raise --budget")
+            raise UsageError(f"a budget of {show_money(budget_usd, ctx.currency)} buys less than a "
+                             f"minute at {show_money(hourly.running, ctx.currency)}/hour",
+                             "raise --budget")
         return min(seconds, MAX_RUN_SECONDS), budget_usd
     ttl = options.ttl if options.ttl is not None else ctx.config.ttl
     if ttl is None or str(ttl).strip().lower() in ("none", "off", "0"):
@@ -230,6 +405,7 @@ def build_spec(ctx: Context, profile: Profile, options: UpOptions, zone: str,
         boot_disk_gb=profile.boot_disk_gb, boot_disk_type=profile.boot_disk_type, spot=profile.spot,
         accelerator_type=None if MACHINES[profile.machine_type].builtin_gpu else profile.gpu,
         accelerator_count=0 if MACHINES[profile.machine_type].builtin_gpu else profile.gpu_count,
+        flex_start=profile.flex_start,
         local_ssd_count=profile.nvme_count,
         termination_action=guards.termination_action,
         max_run_seconds=guards.max_run_seconds,
@@ -255,7 +431,9 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
     if profile.machine_type not in MACHINES:
         raise RuleViolation(f"profile {profile.name}: machine type {profile.machine_type} is not "
                             "known to gpuctl", f"use one of: {', '.join(sorted(MACHINES))}")
-    region, zones = resolve_region_and_zones(profile, options, ctx.config.region)
+    choices, region_reason = choose_zones(profile, options, ctx)
+    profile = _with_model(profile, choices[0].model)
+    region = choices[0].region
     hourly = hourly_cost(profile, region, ctx.prices)
     max_run_seconds, budget_usd = _run_limit(options, ctx, hourly)
     max_run_seconds, deadline_seconds = _cap_and_deadline(max_run_seconds, options, ctx)
@@ -278,14 +456,25 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
                          termination_time=termination_time,
                          termination_action=action, daily_stop=daily_stop,
                          idle_minutes=idle, unguarded=options.unguarded, now=ctx.now)
-    spec = build_spec(ctx, profile, options, zones[0], guards)
-    for zone in zones:  # every zone failover may try must pass the rules too
-        rules.check(_with_zone(spec, zone))
+    spec = build_spec(ctx, profile, options, choices[0].zone, guards)
+    rules.check(spec)
+    kept = []
+    for choice in choices:  # every zone failover may try must pass the rules too
+        problems = rules.violations(choice_spec(spec, choice))
+        if not problems:
+            kept.append(choice)
+        elif choice.model == spec.provisioning_model:
+            rules.check_failed(problems)
+        else:  # a fallback model these guards do not fit (flex-start: at most 7 days, no stop)
+            warnings.append(f"{MODEL_NAMES[choice.model]} in {choice.zone} left out: "
+                            f"{problems[0].message} ({problems[0].hint})")
+    warnings = list(dict.fromkeys(warnings))
     plan = VmPlan(
-        profile=profile, spec=spec, zones=zones, guards=guards, hourly=hourly,
+        profile=profile, spec=spec, zones=[c.zone for c in kept], guards=guards, hourly=hourly,
         forgotten=forgotten_table(hourly, guards.exposure()),
         steps=provisioning_steps(profile, guards, ctx.config.time_zone, idle),
-        budget_usd=budget_usd, warnings=warnings,
+        budget_usd=budget_usd, warnings=warnings, choices=kept, region_reason=region_reason,
+        currency=ctx.currency,
     )
     if with_resources:
         plan.resources = planned_resources(spec)
@@ -294,6 +483,12 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
 
 def _with_zone(spec: VmSpec, zone: str) -> VmSpec:
     return replace(spec, zone=zone)
+
+
+def choice_spec(spec: VmSpec, choice: ZoneChoice) -> VmSpec:
+    """The spec `up` applies for one zone choice (its zone and provisioning model)."""
+    return replace(spec, zone=choice.zone, spot=choice.model == "SPOT",
+                   flex_start=choice.model == "FLEX_START")
 
 
 def planned_resources(spec: VmSpec) -> list:
@@ -313,7 +508,10 @@ def plan_to_dict(plan: VmPlan, ctx: Context) -> dict:
         "region": plan.spec.region,
         "zone": plan.spec.zone,
         "zones_to_try": plan.zones,
+        "choices": [c.as_dict() for c in plan.choices],
+        "region_reason": plan.region_reason,
         "spot": plan.profile.spot,
+        "provisioning_model": MODEL_NAMES[plan.spec.provisioning_model],
         "resources": [{"type": r.type, "name": r.name, "inputs": r.inputs} for r in plan.resources],
         "provisioning": [s.as_dict() for s in plan.steps],
         "guards": [g.as_dict() for g in plan.guards.guards],
@@ -322,7 +520,8 @@ def plan_to_dict(plan: VmPlan, ctx: Context) -> dict:
         "cost": cost_dict(plan.hourly, plan.forgotten, ctx),
         "versions": {"os": plan.profile.os, "driver": plan.profile.driver,
                      "cuda": plan.profile.cuda, "python": plan.profile.python},
-        **({"budget_usd": round(plan.budget_usd, 2)} if plan.budget_usd is not None else {}),
+        **({"budget_usd": round(plan.budget_usd, 2),
+            "budget": show_money(plan.budget_usd, cur)} if plan.budget_usd is not None else {}),
         "currency": cur.as_dict(),
     }
 
@@ -332,6 +531,9 @@ def cost_dict(hourly: HourlyCost, forgotten: list[ForgottenRow], ctx: Context) -
         "region": hourly.region,
         "spot": hourly.spot,
         "hourly_usd": round(hourly.running, 4),
+        "model": MODEL_NAMES[hourly.model],
+        "unpriced": list(hourly.unknown),
+        "price_notes": list(hourly.notes),
         "stopped_hourly_usd": round(hourly.stopped, 4),
         "breakdown": [line.as_dict() for line in hourly.lines],
         "forgotten": [row.as_dict() for row in forgotten],

@@ -35,6 +35,7 @@ class Profile(BaseModel):
     gpu_count: int = Field(default=0, ge=0, le=8)
     nvme_count: int = Field(default=0, ge=0, le=24)  # scratch NVMe disks to add
     spot: bool = True
+    flex_start: bool = False  # provisioning model FLEX_START (DWS): at most 7 days, no stop
     region: str | None = None  # None: the config's region
     zones: list[str] | None = None  # preference order; None: every zone with the GPU
     boot_disk_gb: int = Field(default=100, ge=10, le=65536)
@@ -84,6 +85,17 @@ class Profile(BaseModel):
                                  f" ({machine.builtin_gpu_count} built in)")
         return self
 
+    @model_validator(mode="after")
+    def _one_model(self):
+        if self.flex_start and self.spot:
+            raise ValueError("flex_start and spot are two provisioning models: set spot = false")
+        return self
+
+    @property
+    def model(self) -> str:
+        """GCE's provisioning model: SPOT, STANDARD (on demand) or FLEX_START."""
+        return "FLEX_START" if self.flex_start else "SPOT" if self.spot else "STANDARD"
+
     @property
     def gpu_type(self) -> str | None:
         machine = MACHINES.get(self.machine_type)
@@ -112,9 +124,10 @@ def _on_demand_twin(name: str, fields: dict[str, Any]) -> tuple[str, dict[str, A
 
 
 def bundled_profile_fields() -> dict[str, dict[str, Any]]:
-    import tomllib
+    from .safe_read import load_toml
 
-    raw = tomllib.loads(bundled_data("profiles.toml").read_text())
+    raw = load_toml(bundled_data("profiles.toml"), "bundled profiles", ProfileError,
+                    "reinstall gpuctl: its bundled profiles.toml is damaged")
     out: dict[str, dict[str, Any]] = {}
     for name, fields in raw.items():
         out[name] = fields

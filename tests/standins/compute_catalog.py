@@ -1,11 +1,10 @@
 """What the Compute Engine stand-in knows of the world: zones, machine types, accelerator types.
 
-Zones and GPUs follow /work/shared/GCP_FACTS.md, kept apart from gpuctl's own catalog on
-purpose: were the stand-in built from gpuctl's tables, a wrong table could never fail a test.
-
-    Tokyo (asia-northeast1): T4 and A100 40GB in -a and -c, L4 in -a/-b/-c, H100 in -b only,
-    no A100 80GB. us-central1: T4/A100 in -a/-b/-c/-f, A100 80GB in -a/-c, L4 and H100 in
-    -a/-b/-c.
+Zones, machine shapes and GPUs come from the generated catalog data
+(infra/gpuctl_infra/catalog_data.py, built by scripts/build-catalog.py from the dated CSV
+snapshot and Google's documents), read as plain data: not from gpuctl's Python tables, and
+never a second hand-written list. tests/test_price_snapshot.py holds that data to the CSV row
+by row, so a wrong table fails there. E2 and N1 host shapes (no GPU) exist in every zone.
 """
 
 from __future__ import annotations
@@ -13,43 +12,41 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from gpuctl_infra import catalog_data
+
 BASE = "https://www.googleapis.com/compute/v1/"  # what GCE writes into selfLink and friends
 
-ZONES = {
-    "us-central1-a": "us-central1", "us-central1-b": "us-central1", "us-central1-c": "us-central1",
-    "us-central1-f": "us-central1",
-    "asia-northeast1-a": "asia-northeast1", "asia-northeast1-b": "asia-northeast1",
-    "asia-northeast1-c": "asia-northeast1",
-}
+
+def _zone_list(compact: dict[str, str]) -> list[str]:
+    return [f"{region}-{suffix}" for region, suffixes in sorted(compact.items()) for suffix in suffixes]
+
+
+GPU_ZONES = {name: _zone_list(g["zones"]) for name, g in catalog_data.GPUS.items()}
+ZONES = {zone: zone.rsplit("-", 1)[0]
+         for zones in [*GPU_ZONES.values(), *(_zone_list(m["zones"]) for m in catalog_data.MACHINES.values())]
+         for zone in zones}
+ZONES = dict(sorted(ZONES.items()))
 REGIONS = sorted(set(ZONES.values()))
 
-# Default subnet ranges of the auto-mode "default" network, for networkIP.
+# Default subnet ranges of the auto-mode "default" network, for networkIP: the two Google
+# documents for regions gpuctl's tests name, a distinct made-up /20 for every other region.
 SUBNETS = {"us-central1": "10.128.0.", "asia-northeast1": "10.146.0."}
+for _i, _region in enumerate(r for r in REGIONS if r not in SUBNETS):
+    SUBNETS[_region] = f"10.{200 + _i}.0."
 
-GPU_DESCRIPTIONS = {
-    "nvidia-tesla-t4": "NVIDIA T4",
-    "nvidia-l4": "NVIDIA L4",
-    "nvidia-tesla-a100": "NVIDIA A100 40GB",
-    "nvidia-a100-80gb": "NVIDIA A100 80GB",
-    "nvidia-h100-80gb": "NVIDIA H100 80GB",
-}
+GPU_DESCRIPTIONS = {name: f"NVIDIA {g['display']}" for name, g in catalog_data.GPUS.items()}
 
-# The quota metric a GPU draws on (spot VMs draw on the PREEMPTIBLE_ twin when it is set).
+# The quota metric a GPU draws on (spot VMs draw on the PREEMPTIBLE_ twin when it is set); the
+# names compute.v1.json's Quota.metric enum lists. GPUs it has no metric for draw on none here.
 GPU_QUOTA_METRICS = {
     "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
     "nvidia-l4": "NVIDIA_L4_GPUS",
     "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
     "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
     "nvidia-h100-80gb": "NVIDIA_H100_GPUS",
-}
-
-_US = ["us-central1-a", "us-central1-b", "us-central1-c"]
-GPU_ZONES = {
-    "nvidia-tesla-t4": ["asia-northeast1-a", "asia-northeast1-c", *_US, "us-central1-f"],
-    "nvidia-tesla-a100": ["asia-northeast1-a", "asia-northeast1-c", *_US, "us-central1-f"],
-    "nvidia-l4": ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c", *_US],
-    "nvidia-h100-80gb": ["asia-northeast1-b", *_US],
-    "nvidia-a100-80gb": ["us-central1-a", "us-central1-c"],
+    "nvidia-tesla-p4": "NVIDIA_P4_GPUS",
+    "nvidia-tesla-p100": "NVIDIA_P100_GPUS",
+    "nvidia-tesla-v100": "NVIDIA_V100_GPUS",
 }
 
 
@@ -58,37 +55,26 @@ class MachineShape:
     name: str
     cpus: int
     memory_mb: int
-    gpu: str | None = None  # built-in accelerator (A2, A3, G2); None for N1/E2
+    gpu: str | None = None  # built-in accelerator (A2, A3, A4, G2, G4); None for N1/E2
     gpu_count: int = 0
     bundled_ssds: int = 0  # local SSDs that come with the type (375 GB each)
     gpu_zones_of: str | None = None  # the GPU whose zones this type lives in
     zones: list[str] = field(default_factory=lambda: list(ZONES))
+    models: tuple[str, ...] = ("FLEX_START", "SPOT", "STANDARD")  # provisioning models it takes
 
 
 def _shapes() -> list[MachineShape]:
     gb = 1024
     shapes = [MachineShape("e2-small", 2, 2 * gb), MachineShape("e2-medium", 2, 4 * gb),
               MachineShape("e2-standard-2", 2, 8 * gb), MachineShape("e2-standard-4", 4, 16 * gb)]
-    for n in (1, 2, 4, 8, 16, 32):
-        shapes.append(MachineShape(f"n1-standard-{n}", n, int(n * 3.75 * gb)))
-    for n in (2, 4, 8, 16, 32):
-        shapes.append(MachineShape(f"n1-highmem-{n}", n, int(n * 6.5 * gb)))
-    for n, gpus in ((4, 1), (8, 1), (12, 1), (16, 1), (24, 2), (32, 1), (48, 4), (96, 8)):
-        shapes.append(MachineShape(f"g2-standard-{n}", n, n * 4 * gb, "nvidia-l4", gpus))
-    for gpus in (1, 2, 4, 8):
-        shapes.append(MachineShape(f"a2-highgpu-{gpus}g", 12 * gpus, 85 * gpus * gb,
-                                   "nvidia-tesla-a100", gpus))
-        shapes.append(MachineShape(f"a2-ultragpu-{gpus}g", 12 * gpus, 170 * gpus * gb,
-                                   "nvidia-a100-80gb", gpus, bundled_ssds=gpus))
-        # a3-highgpu-1g: 750 GiB of bundled local SSD, i.e. two 375 GB partitions (unverified count).
-        shapes.append(MachineShape(f"a3-highgpu-{gpus}g", 26 * gpus, 234 * gpus * gb,
-                                   "nvidia-h100-80gb", gpus, bundled_ssds=2 * gpus))
-    out = []
-    for s in shapes:
-        zones = GPU_ZONES[s.gpu] if s.gpu else list(ZONES)
-        out.append(MachineShape(s.name, s.cpus, s.memory_mb, s.gpu, s.gpu_count, s.bundled_ssds,
-                                s.gpu, list(zones)))
-    return out
+    for name, m in sorted(catalog_data.MACHINES.items()):
+        memory = int(m["memory_gb"] * gb)
+        if m["gpu"] is None:  # N1: GPUs are attached; the host exists wherever GPUs may be
+            shapes.append(MachineShape(name, m["vcpus"], memory, models=tuple(m["models"])))
+            continue
+        shapes.append(MachineShape(name, m["vcpus"], memory, m["gpu"], m["gpus"], m["bundled_ssd"],
+                                   m["gpu"], _zone_list(m["zones"]), tuple(m["models"])))
+    return shapes
 
 
 MACHINE_SHAPES = {s.name: s for s in _shapes()}

@@ -16,7 +16,7 @@ LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 DISK_TYPES = {"pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced", "local-ssd"}
 MAX_RUN_SECONDS = 120 * 86400
-SPOT_OR_FLEX_ONLY = {"a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"}
+FLEX_START_MAX_SECONDS = 7 * 86400  # about-flex-start-vms: "run for up to seven days"
 
 @dataclass
 class Vm:
@@ -95,6 +95,7 @@ class InstanceRulesMixin(BaseMixin):
         if model not in ("STANDARD", "SPOT", "FLEX_START"):
             raise invalid(f"{field_name}.provisioningModel", model, "Unsupported provisioning model.")
         spot, preemptible = model == "SPOT", bool(s.get("preemptible", False))
+        flex = model == "FLEX_START"
         s["automaticRestart"] = s.get("automaticRestart", True)  # GCE's default when unset
         if preemptible and s["automaticRestart"]:
             raise invalid(f"{field_name}.preemptible", "true",
@@ -130,6 +131,20 @@ class InstanceRulesMixin(BaseMixin):
             if when.tzinfo is None or when <= self.now():
                 raise invalid(f"{field_name}.terminationTime", until, "Termination time must be in the "
                               "future. (stand-in wording)")
+        if flex:
+            # about-flex-start-vms: flex-start VMs "run for up to seven days. After that time,
+            # Compute Engine automatically stops or deletes the VMs based on the termination
+            # action that is specified in the VM properties."
+            if not duration:
+                raise invalid(f"{field_name}.maxRunDuration", "", "A FLEX_START instance needs a max "
+                              "run duration of at most 7 days. (stand-in wording)")
+            if int(duration.get("seconds", 0)) > FLEX_START_MAX_SECONDS:
+                raise invalid(f"{field_name}.maxRunDuration.seconds", duration.get("seconds"),
+                              "Max run duration of a FLEX_START instance must be at most 7 days. "
+                              "(stand-in wording)")
+            if preemptible:
+                raise invalid(f"{field_name}.preemptible", "true", "A FLEX_START instance cannot be "
+                              "preemptible. (stand-in wording)")
         if (duration or until) and action is None:
             raise invalid(f"{field_name}.instanceTerminationAction", "", "Instance termination action must "
                           "be specified when a time limit is set. (stand-in wording)")
@@ -238,7 +253,9 @@ class InstanceRulesMixin(BaseMixin):
     def _quota_refusal(self, region: str, gpu: str | None, count: int, spot: bool, sync: bool):
         if not gpu or not count:
             return None
-        base = GPU_QUOTA_METRICS[gpu]
+        base = GPU_QUOTA_METRICS.get(gpu)
+        if base is None:  # compute.v1.json names no quota metric for it
+            return None
         metric = f"PREEMPTIBLE_{base}" if spot and (region, f"PREEMPTIBLE_{base}") in self._quotas else base
         for scope, name in ((region, metric), ("global", "GPUS_ALL_REGIONS")):
             if (scope, name) not in self._quotas:
@@ -263,7 +280,7 @@ class InstanceRulesMixin(BaseMixin):
         shape = MACHINE_SHAPES[vm.doc["machineType"].rsplit("/", 1)[-1]]
         gpu = shape.gpu or next((a["acceleratorType"].rsplit("/", 1)[-1]
                                  for a in vm.doc.get("guestAccelerators", [])), None)
-        if gpu is None:
+        if gpu is None or gpu not in GPU_QUOTA_METRICS:
             return None
         base = GPU_QUOTA_METRICS[gpu]
         spot = vm.doc["scheduling"].get("provisioningModel") == "SPOT"

@@ -9,7 +9,7 @@ import datetime as dt
 from tests.standins.compute_base import Req, fingerprint, parse_ref, parse_timestamp, public, timestamp
 from tests.standins.compute_catalog import SUBNETS, ZONES, numeric_id
 from tests.standins.compute_errors import already_exists, http_error, in_use, invalid, not_found, precondition
-from tests.standins.compute_instance_rules import SPOT_OR_FLEX_ONLY, InstanceRulesMixin, Vm, check_labels
+from tests.standins.compute_instance_rules import InstanceRulesMixin, Vm, check_labels
 
 
 class InstancesMixin(InstanceRulesMixin):
@@ -103,9 +103,12 @@ class InstancesMixin(InstanceRulesMixin):
         shape = self._machine_shape(project, zone, body.get("machineType"))
         gpu, gpu_count, accelerators = self._accelerators(project, zone, shape, body.get("guestAccelerators") or [])
         scheduling = self.checked_scheduling(body.get("scheduling") or {}, has_gpu=bool(gpu))
-        if shape.name in SPOT_OR_FLEX_ONLY and scheduling["provisioningModel"] == "STANDARD":
-            raise invalid("resource.scheduling.provisioningModel", "STANDARD", f"Machine type {shape.name} is "
-                          "only available with the SPOT or FLEX_START provisioning model. (stand-in wording)")
+        model = scheduling["provisioningModel"]
+        if model not in shape.models:
+            # about-flex-start-vms: "Flex-start VMs support all accelerator-optimized machine types
+            # (except A4X and G4)"; a3-highgpu-1g/2g/4g: spot or flex-start only (GOOGLE_RULES.md).
+            raise invalid("resource.scheduling.provisioningModel", model, f"Machine type {shape.name} "
+                          f"is not available with the {model} provisioning model. (stand-in wording)")
         labels = check_labels(body.get("labels") or {}, "resource.labels")
         policies = self._policy_urls(project, region, body.get("resourcePolicies") or [])
         disks = self._plan_disks(project, zone, name, shape, body.get("disks") or [])
@@ -213,6 +216,12 @@ class InstancesMixin(InstanceRulesMixin):
 
     def _h_instances_stop(self, req: Req) -> dict:
         vm = self.vm(req)
+        if vm.doc["scheduling"].get("provisioningModel") == "FLEX_START":
+            # about-flex-start-vms, Limitations: a flex-start VM cannot be stopped or suspended
+            # by the user; it runs until its run duration ends or it is deleted.
+            raise http_error(400, f"Invalid resource usage: 'Instance {vm.name} uses the FLEX_START "
+                                  "provisioning model and cannot be stopped.' (stand-in wording)",
+                             "unsupportedOperation")
         on_done = None
         if vm.doc["status"] not in ("TERMINATED", "STOPPING"):
             vm.doc["status"] = "STOPPING"

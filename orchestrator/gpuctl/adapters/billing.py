@@ -41,6 +41,16 @@ _GPU_SKUS = {
     "nvidia tesla a100 gpu": "nvidia-tesla-a100",
     "nvidia a100 80gb gpu": "nvidia-a100-80gb",
     "nvidia h100 80gb gpu": "nvidia-h100-80gb",
+    "nvidia tesla p4 gpu": "nvidia-tesla-p4",
+    "nvidia tesla p100 gpu": "nvidia-tesla-p100",
+    "nvidia tesla v100 gpu": "nvidia-tesla-v100",
+    # Descriptions of the newer GPUs' SKUs as SkyPilot's catalog generator reads them
+    # (unverified against a live catalog answer): an unmatched SKU only leaves the snapshot's
+    # price in force.
+    "nvidia h100 80gb mega gpu": "nvidia-h100-mega-80gb",
+    "nvidia h200 141gb gpu": "nvidia-h200-141gb",
+    "nvidia b200 gpu": "nvidia-b200",
+    "nvidia rtx pro 6000 gpu": "nvidia-rtx-pro-6000",
 }
 _CORE_RAM_SKUS = {
     "n1 predefined instance core": ("n1", "core"),
@@ -51,6 +61,10 @@ _CORE_RAM_SKUS = {
     "g2 instance ram": ("g2", "ram"),
     "a3 instance core": ("a3", "core"),
     "a3 instance ram": ("a3", "ram"),
+    "a4 instance core": ("a4", "core"),
+    "a4 instance ram": ("a4", "ram"),
+    "g4 instance core": ("g4", "core"),
+    "g4 instance ram": ("g4", "ram"),
 }
 _DISK_SKUS = {
     "ssd backed local storage": "local-ssd",

@@ -137,7 +137,18 @@ def token() -> None:
 
 
 def _usd(value: float | None, digits: int = 4) -> str:
-    return "?" if value is None else f"${value:,.{digits}f}"
+    """'$0.1234', with the display currency beside it when one is set ('$0.1234 / ¥19')."""
+    from . import render
+
+    return render.money(value, _display_currency(), digits)
+
+
+def _display_currency():
+    from ..config import load_config
+    from ..money import display_currency
+
+    config = load_config()  # small TOML read; not cached: one process may see several configs
+    return display_currency(config.currency, config.fx_rate)
 
 
 def _render_plan(report: dict) -> None:

@@ -9,7 +9,8 @@ from .options import json_option, profile_argument
 @profile_argument
 @click.option("--name", help="VM name (default: OWNER-PROFILE).")
 @click.option("--zone", help="Zone to use (default: every zone with the GPU, in order).")
-@click.option("--region", help="Region (default: the profile's or your config's).")
+@click.option("--region", help="Region(s) to choose from, cheapest zone first: a name, a pattern "
+              "such as 'europe-*', or a comma list (default: the profile's or your config's).")
 @click.option("--ttl", help="Server-side run limit, e.g. 6h or 1d12h; 'none' to omit (config: ttl).")
 @click.option("--budget", help="Run limit from money: stop spending at 20, $20 or 3000JPY.")
 @click.option("--cap", help="Hard cap above --ttl, e.g. 24h: the ttl becomes a deadline that "
@@ -25,7 +26,12 @@ from .options import json_option, profile_argument
 @click.option("--unguarded", is_flag=True,
               help="Allow a VM with no server-side guard (it bills until deleted).")
 @click.option("--any-region", is_flag=True,
-              help="On stockout, also try other regions (cheapest first).")
+              help="Choose from every region of the catalog (cheapest zone first).")
+@click.option("--flex-start", is_flag=True,
+              help="Dynamic Workload Scheduler flex-start VM (FLEX_START): needs --ttl of at "
+              "most 7d; cannot be stopped or scheduled.")
+@click.option("--fallback", help="Provisioning models to try in order, e.g. "
+              "spot,flex-start,on-demand (default: the profile's).")
 @click.option("--no-provision", "skip_provision", is_flag=True,
               help="Create and reach the VM, but do not provision it.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; create nothing. No credentials needed.")
@@ -39,19 +45,45 @@ def up(profile: str, dry_run: bool, yes: bool, as_json: bool, any_region: bool,
     from . import render
 
     ctx = load_context()
-    plan = plan_vm(ctx, UpOptions(profile=profile, **options))
+    plan = plan_vm(ctx, UpOptions(profile=profile, any_region=any_region, **options))
     report = plan_to_dict(plan, ctx)
     if dry_run:
-        render.print_json(report) if as_json else render.render_plan(report)
+        if as_json:
+            render.print_json(report)
+        else:
+            render.render_plan(report)
+            _choice_lines(report)
         return
     from ..lifecycle.deps import live_deps
 
     deps = live_deps(ctx, ssh_from=options.get("ssh_from"))  # fails fast, naming what is missing
     if not as_json:
         render.render_plan(report)
+        _choice_lines(report)
     if not yes and not click.confirm(f"create {plan.spec.name}?", default=False):
         raise click.Abort()
     _apply(ctx, plan, deps, any_region, skip_provision, as_json)
+
+
+def _choice_lines(report: dict) -> None:
+    """Where and why, the fallback order, the budget in the user's currency, unpriced items."""
+    from . import render
+
+    out = render.console()
+    out.print(f"region: {report['region_reason']}")
+    models = list(dict.fromkeys(c["model"] for c in report["choices"]))
+    if len(models) > 1:
+        out.print(f"fallback: {' → '.join(models)}")
+    if "budget" in report:
+        out.print(f"budget: {report['budget']}")
+    cost = report["cost"]
+    if cost["unpriced"]:
+        out.print(f"[yellow]no price in the data for: {', '.join(cost['unpriced'])} "
+                  "(not in the totals above)[/]")
+    for note in cost["price_notes"]:
+        out.print(f"[dim]{note}[/]")
+    for warning in report["warnings"]:
+        render.warn_line(warning)
 
 
 def _apply(ctx, plan, deps, any_region: bool, skip_provision: bool, as_json: bool) -> None:

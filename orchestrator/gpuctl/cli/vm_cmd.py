@@ -139,7 +139,7 @@ def down(names: tuple[str, ...], all_vms: bool, yes: bool, as_json: bool) -> Non
     from . import render
 
     if all_vms == bool(names):
-        raise UsageError("name the VMs to delete, or pass --all", "gpuctl status lists them")
+        raise UsageError("name the VMs to delete, or pass --all", "`gpuctl status` lists them")
     _check_names(names)
     targets = [r.name for r in records.all_records()] if all_vms else list(names)
     if not targets:

@@ -10,25 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpuctl_infra import gke_rules
-from gpuctl_infra.catalog import GPUS, LOCAL_SSD_GB, MACHINES
+from gpuctl_infra.catalog import GPUS, MACHINES
 from gpuctl_infra.gke_spec import GkeSpec, GpuPoolSpec
 
+from ..cost import node_hourly
 from ..errors import PriceError
 from ..prices.model import HOURS_PER_MONTH, PriceBook
 
 # GCP_FACTS.md: 0.10 USD per cluster-hour. The free tier credit covers one zonal cluster per
 # billing account; we count the fee anyway, since it may already be used by another cluster.
 CLUSTER_FEE_USD_PER_HOUR = 0.10
-
-# E2 on-demand list prices, USD/hour. The price book covers GPU machine types only (catalog.py),
-# so the system pool's shapes are priced here. us-central1: Google's published E2 rates
-# (0.021811/vCPU-h + 0.002923/GB-h; e2-medium bills 1 vCPU of its 2 shared). asia-northeast1:
-# ESTIMATED at about 1.29x us-central1 as other Tokyo E2 figures are (unverified).
-SYSTEM_MACHINE_USD_PER_HOUR: dict[str, dict[str, float]] = {
-    "us-central1": {"e2-medium": 0.033503, "e2-standard-2": 0.067006, "e2-standard-4": 0.134012},
-    "asia-northeast1": {"e2-medium": 0.04327, "e2-standard-2": 0.08654, "e2-standard-4": 0.17308},
-}
-
 
 @dataclass(frozen=True)
 class NodeCost:
@@ -76,24 +67,28 @@ def disk_hourly(book: PriceBook, region: str, disk_type: str, size_gb: int) -> f
     return size_gb * book.disk_gb_month(region, disk_type, False) / HOURS_PER_MONTH
 
 
-def system_machine_hourly(region: str, machine_type: str) -> float:
-    try:
-        return SYSTEM_MACHINE_USD_PER_HOUR[region][machine_type]
-    except KeyError:
-        raise PriceError(f"no price for system machine {machine_type} in {region}",
-                         "use e2-medium, e2-standard-2 or e2-standard-4 in us-central1 or "
-                         "asia-northeast1") from None
+def system_machine_hourly(region: str, machine_type: str, book: PriceBook | None = None) -> float:
+    """An E2 system node's host, on demand, from the price book (E2 rates are in it where
+    Google's pages were read; elsewhere the book says it has none)."""
+    if book is None:
+        from ..prices.store import active_price_book
+
+        book = active_price_book()
+    return book.machine_hourly(region, machine_type, False)
 
 
 def gpu_node_hourly(book: PriceBook, region: str, machine_type: str, accelerator: str,
                     gpus: int, local_ssds: int, spot: bool, disk_type: str, disk_gb: int) -> float:
-    """One GPU node: host + GPUs + local SSD + boot disk (GKE bills the node VM like any VM)."""
-    total = book.machine_hourly(region, machine_type, spot)
-    total += gpus * book.gpu_hourly(region, accelerator, spot)
-    if local_ssds:
-        total += (local_ssds * LOCAL_SSD_GB * book.disk_gb_month(region, "local-ssd", spot)
-                  / HOURS_PER_MONTH)
-    return total + disk_hourly(book, region, disk_type, disk_gb)
+    """One GPU node, priced by the one price function (cost.node_hourly): host + GPUs + local
+    SSD + boot disk + its external IPv4 address. Raises PriceError when an item has no price."""
+    hourly = node_hourly(book, region, machine_type, gpu=accelerator, gpus=gpus,
+                         local_ssds=local_ssds, model="SPOT" if spot else "STANDARD",
+                         disk_type=disk_type, disk_gb=disk_gb)
+    if hourly.unknown:
+        line = next(line for line in hourly.lines if line.usd_per_hour is None)
+        raise PriceError(line.note or f"no price for {line.item} in {region}",
+                         "run `gpuctl prices refresh` with Google Cloud credentials")
+    return hourly.running
 
 
 def pool_node_cost(book: PriceBook, region: str, pool: GpuPoolSpec) -> NodeCost:
@@ -110,7 +105,7 @@ def pool_node_cost(book: PriceBook, region: str, pool: GpuPoolSpec) -> NodeCost:
 def system_node_cost(book: PriceBook, spec: GkeSpec) -> NodeCost:
     # Spot system nodes are priced at the on-demand rate: an upper bound, as no E2 spot rate
     # is in the book.
-    usd = (system_machine_hourly(spec.region, spec.system_machine_type)
+    usd = (system_machine_hourly(spec.region, spec.system_machine_type, book)
            + disk_hourly(book, spec.region, spec.system_disk_type, spec.system_disk_size_gb))
     return NodeCost("system", f"{spec.system_machine_type}, on-demand", usd)
 

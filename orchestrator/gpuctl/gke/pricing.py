@@ -12,9 +12,7 @@ from ..prices.model import PriceBook
 
 
 def _gpus_on(machine) -> tuple[int, ...]:
-    if machine.builtin_gpu:
-        return (machine.builtin_gpu_count,)
-    return tuple(c for counts in machine.attachable_gpus.values() for c in counts)
+    return machine.gpu_counts
 
 
 def node_machine(accelerator: str, gpus: int = 1) -> tuple[str | None, str]:
@@ -49,14 +47,23 @@ def gpu_node_hourly(prices: PriceBook, region: str, accelerator: str, gpus: int,
     fits = machine is not None and why.startswith("the default")
     if machine is None:
         return {"usd_per_hour": None, "machine": None, "detail": why, "fits_default_pool": False}
+    from gpuctl_infra import gke_rules
+    from gpuctl_infra.gke_spec import GpuPoolSpec
+
+    from .costs import gpu_node_hourly as node_price
+
+    # The node a pool of this machine makes (its local SSD and boot disk as the GKE program
+    # sets them), priced like every other node: one price for one node.
+    pool = GpuPoolSpec(accelerator=accelerator, machine_type=machine, max_nodes=1, spot=spot,
+                       gpus_per_node=gpus)
     try:
-        host = prices.machine_hourly(region, machine, spot)
-        gpu = prices.gpu_hourly(region, accelerator, spot)
+        usd = node_price(prices, region, machine, accelerator, gke_rules.gpus_per_node(pool),
+                         gke_rules.local_ssds(pool), spot, pool.disk_type, pool.disk_size_gb)
     except PriceError as exc:
         return {"usd_per_hour": None, "machine": machine, "detail": exc.message,
                 "fits_default_pool": fits}
     detail = f"{machine} + {gpus}x {accelerator}, {model}, {region}"
     if not fits:
         detail += f"; {why}"
-    return {"usd_per_hour": round(host + gpus * gpu, 4), "machine": machine, "detail": detail,
+    return {"usd_per_hour": round(usd, 4), "machine": machine, "detail": detail,
             "fits_default_pool": fits}

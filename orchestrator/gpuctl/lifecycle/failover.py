@@ -85,6 +85,7 @@ _VERB = re.compile(r"^Error (waiting for [\w ]+?|creating [\w ]+?|deleting [\w ]
 class Candidate:
     zone: str
     hourly_usd: float
+    model: str = ""  # SPOT, STANDARD or FLEX_START; "" keeps the plan's
 
     @property
     def region(self) -> str:

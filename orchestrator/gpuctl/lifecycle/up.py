@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from gpuctl_infra import rules
-from gpuctl_infra.catalog import GPUS, REGIONS, region_of
+from gpuctl_infra.catalog import REGIONS, region_of
 from gpuctl_infra.spec import VmSpec
 
 from ..adapters.pulumi_engine import StackError
 from ..adapters.ssh import RemoteHost, SshError, SshTarget
 from ..context import Context
 from ..cost import hourly_cost
-from ..errors import GpuctlError, PriceError
-from ..plan import VmPlan
+from ..errors import GpuctlError
+from ..plan import MODEL_NAMES, VmPlan, zones_for
 from . import hostkeys, keys, records
 from .deps import LiveDeps
 from .failover import Candidate, classify, order_zones, short_reason, skip_after
@@ -45,22 +45,29 @@ class UpResult:
 
 
 def candidates(ctx: Context, plan: VmPlan, any_region: bool) -> list[Candidate]:
-    """The plan's zones, then (with --any-region) every other region's zones with the GPU,
-    cheapest first."""
-    found = [Candidate(zone, plan.hourly.running) for zone in plan.zones]
-    gpu = plan.profile.gpu_type
-    if any_region and gpu in GPUS and not plan.profile.zones:
-        for region in REGIONS:
-            if region == plan.spec.region:
-                continue
-            try:
-                price = hourly_cost(plan.profile, region, ctx.prices).running
-            except PriceError:
-                continue  # no price, no estimate: never create what we cannot cost
-            for zone in GPUS[gpu].zones_in(region):
-                if not rules.violations(replace(plan.spec, zone=zone)):
-                    found.append(Candidate(zone, price))
-    return order_zones(found)
+    """The plan's zone choices, in its order: cheapest first within each provisioning model of
+    the fallback order, across the allowed regions. With --any-region and a plan made without
+    it, every other region's zones are added (cheapest first, after the plan's)."""
+    found = [Candidate(c.zone, c.hourly_usd, c.model) for c in plan.choices]
+    if not found:  # a plan built by hand (tests): its zones at its price
+        found = [Candidate(zone, plan.hourly.running) for zone in plan.zones]
+    if not any_region or plan.profile.zones or len({c.region for c in found}) > 1:
+        return found
+    extra: list[Candidate] = []
+    model = plan.spec.provisioning_model
+    for region in REGIONS:
+        if region == plan.spec.region:
+            continue
+        zones = zones_for(plan.profile, region, model)
+        if not zones:
+            continue
+        hourly = hourly_cost(plan.profile, region, ctx.prices)
+        if hourly.unknown:
+            continue  # no full price, no estimate: never create what we cannot cost
+        for zone in zones:
+            if not rules.violations(replace(plan.spec, zone=zone)):
+                extra.append(Candidate(zone, hourly.running, model))
+    return found + order_zones(extra)
 
 
 def vm_program(spec: VmSpec) -> Callable[[], None]:
@@ -130,10 +137,15 @@ def _apply_with_failover(plan: VmPlan, record: VmRecord, order: list[Candidate],
         candidate = pending.pop(0)
         spec = replace(plan.spec, zone=candidate.zone, ssh_public_key=public_key,
                        ssh_source_cidr=deps.caller_cidr, project=deps.project)
+        if candidate.model:
+            spec = replace(spec, spot=candidate.model == "SPOT",
+                           flex_start=candidate.model == "FLEX_START")
         record.zone = candidate.zone
         record.hourly_usd = candidate.hourly_usd
         records.save(record)
         outcome, reason = _try_zone(spec, record, deps, emit)
+        if candidate.model and candidate.model != plan.spec.provisioning_model:
+            reason = f"{MODEL_NAMES[candidate.model]}: {reason}"
         record.attempts.append(Attempt(candidate.zone, outcome, reason))
         records.save(record)
         if outcome == "created":

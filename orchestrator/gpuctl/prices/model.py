@@ -33,6 +33,7 @@ class RegionPrices(BaseModel):
     machines: dict[str, Rate] = {}  # USD per hour for the host only (no GPU)
     gpus: dict[str, Rate] = {}  # USD per GPU-hour
     disks: dict[str, Rate] = {}  # USD per GB-month: local-ssd, pd-ssd, pd-balanced, pd-standard
+    network: dict[str, Rate] = {}  # USD per hour: external-ipv4 (in use; lower rate for spot VMs)
 
 
 class PriceBook(BaseModel):
@@ -62,6 +63,9 @@ class PriceBook(BaseModel):
 
     def gpu_hourly(self, region: str, gpu: str, spot: bool) -> float:
         return self._rate(self.region(region).gpus, gpu, spot, "GPU", region)
+
+    def network_hourly(self, region: str, item: str, spot: bool) -> float:
+        return self._rate(self.region(region).network, item, spot, "network item", region)
 
     def disk_gb_month(self, region: str, disk: str, spot: bool) -> float:
         """Persistent disks have one price; local SSD is cheaper attached to spot VMs."""

@@ -26,7 +26,7 @@ def active_price_book() -> PriceBook:
     merged = bundled.model_copy(deep=True)
     for name, region in live.regions.items():
         target = merged.regions.setdefault(name, RegionPrices())
-        for table in ("machines", "gpus", "disks"):
+        for table in ("machines", "gpus", "disks", "network"):
             _merge_rates(getattr(target, table), getattr(region, table))
     merged.as_of, merged.source = live.as_of, live.source
     return merged
