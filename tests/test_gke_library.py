@@ -381,7 +381,7 @@ def test_status_codes_become_errors_with_hints(code, cls, text):
     ("nvidia-tesla-t4", 2, "n1-standard-8", True),
     ("nvidia-tesla-a100", 1, "a2-highgpu-1g", True),
     ("nvidia-tesla-a100", 3, "a2-highgpu-4g", False),  # a bigger pool than gpuctl's default
-    ("nvidia-l4", 4, None, False),  # no g2 shape gpuctl knows has 4 L4s
+    ("nvidia-l4", 4, "g2-standard-48", False),  # the g2 shape with 4 L4s: a bigger pool
     ("nvidia-h100-80gb", 1, None, False),  # no H100 pool on GKE
 ])
 def test_gpu_node_hourly_prices_the_machine_the_pod_needs(ctx, accelerator, gpus, machine, fits):
@@ -392,8 +392,19 @@ def test_gpu_node_hourly_prices_the_machine_the_pod_needs(ctx, accelerator, gpus
     if machine is None:
         assert node["usd_per_hour"] is None and node["detail"]
     else:
-        expected = (ctx.prices.machine_hourly("us-central1", machine, True)
-                    + gpus * ctx.prices.gpu_hourly("us-central1", accelerator, True))
+        from gpuctl_infra import gke_rules
+        from gpuctl_infra.gke_spec import GpuPoolSpec
+        from gpuctl.prices.model import HOURS_PER_MONTH
+
+        # Everything GCE bills for the node, item by item from the book: host, GPUs, the local
+        # SSDs the pool gets, its 100 GB boot disk and the external address.
+        pool = GpuPoolSpec(accelerator=accelerator, machine_type=machine, max_nodes=1, gpus_per_node=gpus)
+        book, region = ctx.prices, "us-central1"
+        expected = (book.machine_hourly(region, machine, True)
+                    + gpus * book.gpu_hourly(region, accelerator, True)
+                    + gke_rules.local_ssds(pool) * 375 * book.disk_gb_month(region, "local-ssd", True) / HOURS_PER_MONTH
+                    + pool.disk_size_gb * book.disk_gb_month(region, pool.disk_type, False) / HOURS_PER_MONTH
+                    + book.network_hourly(region, "external-ipv4", True))
         assert node["usd_per_hour"] == pytest.approx(expected, abs=1e-4)
         assert node["usd_per_hour"] < gpu_node_hourly(ctx.prices, "us-central1", accelerator,
                                                       gpus, False)["usd_per_hour"]

@@ -194,7 +194,7 @@ def first_rule(gke: GkeSpec) -> str:
     ({"labels": {k: v for k, v in LABELS.items() if k != "gpuctl-owner"}}, "labels-required", "gpuctl-*"),
     ({"labels": {**LABELS, "Owner": "x"}}, "label-format", "lowercase"),
     ({"zone": "uscentral1"}, "zone-format", "us-central1-a"),
-    ({"zone": "europe-west4-a"}, "region-known", "us-central1"),
+    ({"zone": "mars-north9-a"}, "region-known", "us-central1"),
     ({"release_channel": "NIGHTLY"}, "release-channel", "REGULAR"),
     ({"system_machine_type": "n1-standard-8"}, "system-machine", "e2-standard-2"),
     ({"system_min_nodes": 0}, "system-size", "kube-dns"),
@@ -249,10 +249,14 @@ def test_program_refuses_a_bad_spec_before_registering_anything():
 
 
 def _oracle_ok(accel: str, machine: str, zone: str, max_nodes: int) -> bool:
-    """An independent reading of the pairing and placement rules, from the catalog."""
+    """An independent reading of the pairing and placement rules, from the catalog: the GPU
+    pairs with the machine family, one GPU (the pool default) is a count the machine takes
+    (N1 limits how many vCPUs one T4 may serve), the zone has the GPU, 1..16 nodes."""
     prefixes = {"nvidia-tesla-t4": "n1-", "nvidia-l4": "g2-standard-", "nvidia-tesla-a100": "a2-highgpu-"}
     region = zone.rsplit("-", 1)[0]
-    return (machine.startswith(prefixes[accel]) and zone in GPUS[accel].zones_in(region)
+    shape = MACHINES[machine]
+    count_ok = (shape.builtin_gpu_count >= 1 if shape.builtin_gpu else 1 in shape.attachable_gpus.get(accel, ()))
+    return (machine.startswith(prefixes[accel]) and count_ok and zone in GPUS[accel].zones_in(region)
             and 1 <= max_nodes <= 16)
 
 

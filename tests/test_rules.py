@@ -452,3 +452,16 @@ def test_spec_is_frozen():
     spec = valid_spec()
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.zone = "us-central1-b"  # type: ignore[misc]
+
+
+def test_the_infra_layer_imports_nothing_of_gpuctl():
+    import ast
+    from pathlib import Path
+
+    import gpuctl_infra
+
+    for path in Path(gpuctl_infra.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            assert not any(n == "gpuctl" or n.startswith("gpuctl.") for n in names), path.name

@@ -53,7 +53,20 @@ class RecordingMocks(pulumi.runtime.Mocks):
 def run_under_mocks(program: Callable[[], Any], project: str = "gpuctl-offline",
                     stack: str = "dry-run") -> list[PlannedResource]:
     """Execute `program` (which creates resources) and return every resource it registered."""
+    _ensure_event_loop()
     mocks = RecordingMocks(project=project)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
     pulumi.runtime.test(program)()
     return mocks.resources
+
+
+def _ensure_event_loop() -> None:
+    """Pulumi's mock runtime schedules on the thread's current event loop. After an
+    `asyncio.run()` anywhere earlier in the process (a port-forward, a test) the main thread has
+    none, and `get_event_loop()` raises instead of making one: give it a fresh one."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gpuctl.errors import RuleViolation
+from .errors import RuleViolation
 
 from .catalog import FLEX_START_MAX_SECONDS, GPUS, MACHINES, REGIONS
 from .spec import CALLER_ADDRESS_PLACEHOLDER, VmSpec

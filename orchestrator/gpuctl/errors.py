@@ -7,18 +7,8 @@ one line each and exits non-zero; library code only raises.
 from __future__ import annotations
 
 
-class GpuctlError(Exception):
-    """Base of every error a user is meant to read."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:  # pragma: no cover - trivial
-        return self.message
+# The base (and the rules' RuleViolation) live in the infra layer, which must not import gpuctl.
+from gpuctl_infra.errors import GpuctlError, RuleViolation  # noqa: E402,F401 (re-exported)
 
 
 class UsageError(GpuctlError):
@@ -35,12 +25,6 @@ class ConfigError(GpuctlError):
 
 class ProfileError(GpuctlError):
     """Unknown profile or a profile that does not validate."""
-
-    exit_code = 2
-
-
-class RuleViolation(GpuctlError):
-    """A spec breaks a Google Compute Engine rule (GPU/machine pair, local SSD count...)."""
 
     exit_code = 2
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from gpuctl_infra.catalog import GPUS, MACHINES, REGIONS, region_of
 
 from .context import Context
-from .cost import forgotten_table, hourly_cost
+from .cost import forgotten_table, hourly_cost, hours_for_budget
 from .errors import PriceError, UsageError
-from .plan import cost_dict, require_known_region
+from .plan import cost_dict, require_known_region, zones_for
 from .money import budget_in_usd
 from .profiles import Profile, get_profile
 
 
 def _regions_for(profile: Profile) -> list[str]:
-    gpu = GPUS.get(profile.gpu_type or "")
-    regions = [r for r in REGIONS if gpu and gpu.zones_in(r)]
+    """Regions with a zone where the profile's machine exists under its provisioning model."""
+    regions = [r for r in REGIONS if zones_for(profile, r, profile.model)]
     if profile.region:
         regions = [r for r in regions if r == profile.region]
     return regions
@@ -81,5 +81,5 @@ def cost_report(ctx: Context, profile_name: str, region: str | None = None,
         report["for_hours"] = {"hours": hours, "usd": round(hours * hourly.running, 2)}
     if budget is not None:
         usd = budget_in_usd(budget, ctx.currency)
-        report["budget"] = {"usd": round(usd, 2), "hours": round(usd / hourly.running, 2)}
+        report["budget"] = {"usd": round(usd, 2), "hours": round(hours_for_budget(usd, hourly), 2)}
     return report

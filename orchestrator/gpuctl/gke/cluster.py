@@ -170,7 +170,7 @@ def gke_down(name: str, deps: GkeDeps, on_event: OnEvent | None = None) -> DownR
 
 def _pool_node_hourly(pool: PoolView, region: str, book: PriceBook) -> float:
     if not pool.accelerators:  # a CPU pool: the system pool's E2 shapes
-        return (system_machine_hourly(region, pool.machine_type)
+        return (system_machine_hourly(region, pool.machine_type, book)
                 + disk_hourly(book, region, pool.disk_type or "pd-standard", pool.disk_size_gb))
     accelerator, count = pool.accelerators[0]
     return gpu_node_hourly(book, region, pool.machine_type, accelerator, count, pool.local_ssds,
