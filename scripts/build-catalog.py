@@ -3,7 +3,7 @@
 
     scripts/build-catalog.py [CSV] [--readme README] [--bundled-on YYYY-MM-DD]
 
-Reads CSV (default ../shared/data/gcp-gpu-catalog.csv) and scripts/gcp-machine-facts.toml (facts
+Reads CSV (default scripts/catalog/gcp-gpu-catalog.csv) and scripts/gcp-machine-facts.toml (facts
 the CSV lacks, each with its Google source), and writes:
 
 - infra/gpuctl_infra/catalog_data.py: GPUs, machine types, the zones (and spot zones) of each,
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FACTS = ROOT / "scripts" / "gcp-machine-facts.toml"
 CATALOG_OUT = ROOT / "infra" / "gpuctl_infra" / "catalog_data.py"
 PRICES_OUT = ROOT / "orchestrator" / "gpuctl" / "data" / "prices.json"
-DEFAULT_CSV = ROOT.parent / "shared" / "data" / "gcp-gpu-catalog.csv"
+DEFAULT_CSV = ROOT / "scripts" / "catalog" / "gcp-gpu-catalog.csv"  # see scripts/catalog/README.md
 HEADER = ["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo",
           "Region", "AvailabilityZone", "Price", "SpotPrice"]
 

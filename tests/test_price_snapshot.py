@@ -15,7 +15,7 @@ from gpuctl_infra.catalog import GPUS, MACHINES, REGIONS
 from gpuctl.prices.store import bundled_price_book
 
 ROOT = Path(__file__).resolve().parent.parent
-CSV = ROOT.parent / "shared" / "data" / "gcp-gpu-catalog.csv"
+CSV = ROOT / "scripts" / "catalog" / "gcp-gpu-catalog.csv"
 BOOK = bundled_price_book()
 GPU_OF_CSV = {"T4": "nvidia-tesla-t4", "P4": "nvidia-tesla-p4", "P100": "nvidia-tesla-p100",
               "V100": "nvidia-tesla-v100", "L4": "nvidia-l4", "A100": "nvidia-tesla-a100",
