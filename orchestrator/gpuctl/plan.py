@@ -33,7 +33,7 @@ MIN_BUDGET_SECONDS = 60
 
 @dataclass
 class UpOptions:
-    profile: str
+    profile: str | None
     name: str | None = None
     zone: str | None = None
     region: str | None = None
@@ -49,6 +49,8 @@ class UpOptions:
     unguarded: bool = False
     any_region: bool = False  # every region of the catalog, cheapest zone first
     flex_start: bool = False  # provisioning model FLEX_START instead of the profile's
+    gpu: str | None = None  # NAME[:COUNT] instead of a profile: an ad hoc shape (adhoc.py)
+    on_demand: bool = False  # with --gpu: the STANDARD model instead of spot
     fallback: str | None = None  # e.g. "spot,flex-start,on-demand": models tried in this order
 
 
@@ -426,8 +428,24 @@ def _ssh_source(address: str | None) -> str:
     return ssh_source(address)  # never the whole internet; a CIDR either way
 
 
+def _profile_for(ctx: Context, options: UpOptions) -> Profile:
+    if options.gpu and options.profile:
+        raise UsageError("a profile and --gpu both name the machine", "pass one of them")
+    if options.gpu:
+        from .adhoc import adhoc_profile
+
+        return adhoc_profile(ctx.profiles, options.gpu, spot=not options.on_demand,
+                             flex_start=options.flex_start)
+    if options.on_demand:
+        raise UsageError("--on-demand goes with --gpu", "a profile says its model: pick its -ondemand twin")
+    if not options.profile:
+        raise UsageError("name a profile or a GPU", "e.g. `gpuctl up a100-spot` or `gpuctl up --gpu A100:2`; "
+                                                    "`gpuctl profiles` lists them")
+    return get_profile(ctx.profiles, options.profile)
+
+
 def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) -> VmPlan:
-    profile = get_profile(ctx.profiles, options.profile)
+    profile = _profile_for(ctx, options)
     if profile.machine_type not in MACHINES:
         raise RuleViolation(f"profile {profile.name}: machine type {profile.machine_type} is not "
                             "known to gpuctl", f"use one of: {', '.join(sorted(MACHINES))}")

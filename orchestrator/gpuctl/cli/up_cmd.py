@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import click
 
-from .options import json_option, profile_argument
+from .options import complete_profiles, json_option
 
 
 @click.command()
-@profile_argument
+@click.argument("profile", required=False, shell_complete=complete_profiles)
+@click.option("--gpu", help="Instead of a profile: GPU[:COUNT], e.g. A100:2 or L4:4 (the smallest "
+              "machine type that carries them).")
+@click.option("--on-demand", is_flag=True, help="With --gpu: on demand instead of spot.")
 @click.option("--name", help="VM name (default: OWNER-PROFILE).")
 @click.option("--zone", help="Zone to use (default: every zone with the GPU, in order).")
 @click.option("--region", help="Region(s) to choose from, cheapest zone first: a name, a pattern "
@@ -37,9 +40,9 @@ from .options import json_option, profile_argument
 @click.option("--dry-run", is_flag=True, help="Show the plan; create nothing. No credentials needed.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-def up(profile: str, dry_run: bool, yes: bool, as_json: bool, any_region: bool,
+def up(profile: str | None, dry_run: bool, yes: bool, as_json: bool, any_region: bool,
        skip_provision: bool, **options) -> None:
-    """Create a guarded GPU VM from PROFILE. Shows the plan and its cost first."""
+    """Create a guarded GPU VM from PROFILE (or --gpu A100:2). Shows the plan and its cost first."""
     from ..context import load_context
     from ..plan import UpOptions, plan_to_dict, plan_vm
     from . import render
