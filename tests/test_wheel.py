@@ -66,7 +66,7 @@ def test_the_installed_wheel_does_not_import_from_the_checkout(installed, outsid
 @pytest.mark.parametrize("args, expect", [
     (["--version"], "gpuctl"),
     (["profiles"], "a100-spot"),
-    (["cost", "a100-spot"], "local SSD"),
+    (["cost", "a100-spot"], "local NVMe"),
     (["up", "a100-spot", "--dry-run"], "worst case"),
     (["gke", "up", "--dry-run"], "container.Cluster"),
     (["webui", "up", "--dry-run"], "kind: Deployment"),

@@ -72,8 +72,10 @@ def _currency():
 
 
 def build_spec(args: tuple[str, ...], *, run_name=None, env_pairs=(), secret_pairs=(),
-               timeout=None, requirements=None, output_dir=None, workdir=None, no_sync=False):
-    """(spec, workdir to sync or None) from a job file or a command, with the flags applied."""
+               timeout=None, requirements=None, output_dir=None, workdir=None, no_sync=False,
+               job_file_only=False):
+    """(spec, workdir to sync or None) from a job file or a command, with the flags applied.
+    `job_file_only`: args[0] is a job file whatever its name (`train SPEC`), never a command."""
     import datetime as dt
 
     from ..errors import UsageError
@@ -83,7 +85,7 @@ def build_spec(args: tuple[str, ...], *, run_name=None, env_pairs=(), secret_pai
 
     data: dict
     base_dir = Path.cwd()
-    if args and args[0].endswith((".yaml", ".yml")):
+    if args and (job_file_only or args[0].endswith((".yaml", ".yml"))):
         job_file = Path(args[0])
         if not present(job_file):
             raise UsageError(f"job file {job_file} not found", "check the path, or put the command after --")

@@ -37,7 +37,7 @@ def train(spec: Path, on_gke: bool, dry_run: bool, validate: bool, follow: bool,
     if not on_gke:
         raise UsageError("train runs job specs on GKE; say so with --gke",
                          f"for a VM use `gpuctl run VM {spec}`; for GKE `gpuctl train --gke {spec}`")
-    job_spec, spec_dir = build_spec((str(spec),))
+    job_spec, spec_dir = build_spec((str(spec),), job_file_only=True)
     backend = backend_for(True, kubeconfig=kubeconfig, context=context, namespace=namespace)
     request = SubmitRequest(spec=job_spec, spec_dir=spec_dir, dry_run=dry_run, validate=validate)
     submit_and_render(backend, request, follow=follow, yes=yes, as_json=as_json)
