@@ -187,3 +187,12 @@ def test_error_lines_follow_no_color():
     assert coloured.exit_code == plain.exit_code != 0
     assert "\x1b[" in coloured.stderr and "\x1b[" not in plain.stderr
     assert plain.stderr.startswith("error: ")
+
+
+def test_cost_shows_the_deadline_and_the_hard_cap():
+    data = json.loads(run("cost", "a100-spot", "--ttl", "6h", "--cap", "24h", "--json").stdout)
+    limits = data["limits"]
+    assert (limits["deadline_hours"], limits["cap_hours"]) == (6, 24)
+    assert limits["cap_usd"] == pytest.approx(4 * limits["deadline_usd"], abs=0.02)
+    refused = CliRunner().invoke(cli, ["cost", "a100-spot", "--ttl", "6h"])
+    assert refused.exit_code == 2 and "--ttl and --cap go together" in refused.stderr

@@ -67,7 +67,8 @@ def profiles_report(ctx: Context) -> dict:
 
 
 def cost_report(ctx: Context, profile_name: str, region: str | None = None,
-                hours: float | None = None, budget: str | None = None) -> dict:
+                hours: float | None = None, budget: str | None = None,
+                ttl: str | None = None, cap: str | None = None) -> dict:
     profile = get_profile(ctx.profiles, profile_name)
     if hours is not None and budget is not None:
         raise UsageError("--hours and --budget ask different questions", "pass one of them")
@@ -82,4 +83,19 @@ def cost_report(ctx: Context, profile_name: str, region: str | None = None,
     if budget is not None:
         usd = budget_in_usd(budget, ctx.currency)
         report["budget"] = {"usd": round(usd, 2), "hours": round(hours_for_budget(usd, hourly), 2)}
+    if ttl is not None or cap is not None:
+        report["limits"] = _limits(ttl, cap, hourly)
     return report
+
+
+def _limits(ttl: str | None, cap: str | None, hourly) -> dict:
+    """What a VM made with `--ttl T --cap C` costs at its deadline and, at worst, at its cap."""
+    from .units import parse_duration
+
+    if ttl is None or cap is None:
+        raise UsageError("--ttl and --cap go together here", "e.g. gpuctl cost a100-spot --ttl 6h --cap 24h")
+    deadline_s, cap_s = parse_duration(ttl), parse_duration(cap)
+    if not 0 < deadline_s < cap_s:
+        raise UsageError(f"the deadline {ttl} must be shorter than the cap {cap}", "pass a --cap longer than --ttl")
+    return {"deadline_hours": deadline_s / 3600, "deadline_usd": round(deadline_s / 3600 * hourly.running, 2),
+            "cap_hours": cap_s / 3600, "cap_usd": round(cap_s / 3600 * hourly.running, 2)}

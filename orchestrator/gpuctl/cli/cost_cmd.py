@@ -10,16 +10,19 @@ from .options import json_option, profile_argument
 @click.option("--region", help="Region to price (default: the profile's or your config's).")
 @click.option("--hours", type=float, help="Also show the cost of running this many hours.")
 @click.option("--budget", help="Show how many hours an amount buys, e.g. 20, $20 or 3000JPY.")
+@click.option("--ttl", help="With --cap: the movable deadline, e.g. 6h (what `up --ttl` sets).")
+@click.option("--cap", help="With --ttl: the hard cap, e.g. 24h; shows the cost of each limit.")
 @json_option
 def cost(profile: str, region: str | None, hours: float | None, budget: str | None,
-         as_json: bool) -> None:
+         ttl: str | None, cap: str | None, as_json: bool) -> None:
     """Hourly breakdown of PROFILE and what forgetting it costs (running, or stopped with disks)."""
     from ..context import load_context
     from ..reports import cost_report
     from ..units import format_duration
     from . import render
 
-    report = cost_report(load_context(), profile, region=region, hours=hours, budget=budget)
+    report = cost_report(load_context(), profile, region=region, hours=hours, budget=budget,
+                         ttl=ttl, cap=cap)
     if as_json:
         render.print_json(report)
         return
@@ -34,6 +37,12 @@ def cost(profile: str, region: str | None, hours: float | None, budget: str | No
         b = report["budget"]
         out.print(f"{render.money(b['usd'], cur)} buys [bold]{format_duration(b['hours'] * 3600)}[/] "
                   f"of running (use it as `gpuctl up {report['profile']} --budget {b['usd']:g}`)")
+    if "limits" in report:
+        lim = report["limits"]
+        out.print(f"deadline {format_duration(lim['deadline_hours'] * 3600)}: "
+                  f"[bold]{render.money(lim['deadline_usd'], cur)}[/] (movable with `gpuctl extend`); "
+                  f"hard cap {format_duration(lim['cap_hours'] * 3600)}: "
+                  f"[bold]{render.money(lim['cap_usd'], cur)}[/], the worst case if the deadline job fails")
     out.print(render.forgotten_table(report, cur))
     for note in (render.prices_note(report), render.currency_note(cur)):
         if note:
