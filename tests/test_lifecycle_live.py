@@ -361,7 +361,17 @@ def _locks(stack: str) -> list[Path]:
 def test_ctrl_c_while_the_engine_creates_cancels_it_then_rolls_back(ctx, live):
     # The user presses Ctrl-C while GCE is accepting the insert: pulumi gets one SIGINT (its
     # graceful cancel), the insert in flight finishes and is recorded, then gpuctl rolls back.
+    # Python's own SIGINT handler, as in a terminal: a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and interrupt_main would then do nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     live.agent.on_insert = _thread.interrupt_main
+    try:
+        _ctrl_c_scenario(ctx, live)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_scenario(ctx, live):
     with pytest.raises(KeyboardInterrupt):
         up_vm(ctx, plan_for(ctx), live)
     assert _pulumi_children() == [] and _locks(NAME) == []

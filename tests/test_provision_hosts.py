@@ -14,21 +14,9 @@ from gpuctl.provision.gpu_steps import CudaStep, DriverStep, VerifyStep
 from gpuctl.provision.runner import default_steps, run_steps
 from gpuctl.provision.service import provision_host
 from gpuctl.provision.settings import ProvisionSettings
-from gpuctl_infra.spec import DailyStop
 from tests.hosts.fixtures import stock_host, venv_debs  # noqa: F401
 
-MOUNT = "/mnt/disks/nvme"
-
-
-def target(host) -> SshTarget:
-    return SshTarget(host.address, host.user, host.port, host.key_path, host.known_hosts_path)
-
-
-def settings(host, **changes) -> ProvisionSettings:
-    values = dict(login_user=host.user, time_zone="Asia/Tokyo",
-                  daily_stop=DailyStop(6, 0, "Asia/Tokyo"), idle_minutes=30, python="3.11")
-    values.update(changes)
-    return ProvisionSettings(**values)
+from tests.hosts.provisioning import MOUNT, settings, target  # noqa: E402
 
 
 def statuses(report) -> dict[str, str]:

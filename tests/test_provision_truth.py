@@ -9,33 +9,20 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gpuctl.adapters.ssh import RemoteHost, SshTarget
+from gpuctl.adapters.ssh import RemoteHost
 from gpuctl.provision.checks import run_check
 from gpuctl.provision.gpu_steps import CudaStep, DriverStep
 from gpuctl.provision.nvme import NvmeStep
 from gpuctl.provision.python_step import PythonStep
 from gpuctl.provision.runner import default_steps, run_steps
 from gpuctl.provision.service import provision_host
-from gpuctl.provision.settings import ProvisionSettings
 from gpuctl.provision.system_steps import (CachesStep, IdleWatchdogStep, ShutdownCronStep,
                                            TimezoneStep)
-from gpuctl_infra.spec import DailyStop
 from tests.hosts.debs import PackageSource
 from tests.hosts.fixtures import no_mirror, stock_host, venv_debs  # noqa: F401
 from tests.hosts.host import ThrowawayHost
 
-MOUNT = "/mnt/disks/nvme"
-
-
-def target(host) -> SshTarget:
-    return SshTarget(host.address, host.user, host.port, host.key_path, host.known_hosts_path)
-
-
-def settings(host, **changes) -> ProvisionSettings:
-    values = dict(login_user=host.user, time_zone="Asia/Tokyo",
-                  daily_stop=DailyStop(6, 0, "Asia/Tokyo"), idle_minutes=30, python="3.11")
-    values.update(changes)
-    return ProvisionSettings(**values)
+from tests.hosts.provisioning import MOUNT, settings, target  # noqa: E402
 
 
 def outcome(report, step_id: str):
