@@ -196,3 +196,12 @@ def test_cost_shows_the_deadline_and_the_hard_cap():
     assert limits["cap_usd"] == pytest.approx(4 * limits["deadline_usd"], abs=0.02)
     refused = CliRunner().invoke(cli, ["cost", "a100-spot", "--ttl", "6h"])
     assert refused.exit_code == 2 and "--ttl and --cap go together" in refused.stderr
+
+
+def test_cost_refuses_a_region_without_the_offer_and_marks_a_partial_total():
+    absent = CliRunner().invoke(cli, ["cost", "l4-spot", "--region", "me-west1"])
+    assert absent.exit_code == 2 and "is not offered in me-west1" in absent.stderr
+    assert "--region with one of" in absent.stderr
+    partial = CliRunner().invoke(cli, ["cost", "l4-spot", "--region", "europe-west4"], env={"COLUMNS": "120"})
+    total = next(line for line in partial.stdout.splitlines() if "total" in line)
+    assert "+" in total  # local SSD and boot disk have no price there: the total is a floor

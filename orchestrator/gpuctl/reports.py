@@ -75,6 +75,12 @@ def cost_report(ctx: Context, profile_name: str, region: str | None = None,
     if hours is not None and not 0 < hours <= 24 * 365:
         raise UsageError(f"--hours {hours} is out of range", "use a number of hours above 0")
     region = pick_region(profile, region, ctx.config.region)
+    if not zones_for(profile, region, profile.model):  # like `up`: no figures for what is not sold
+        from gpuctl_infra.catalog import MACHINES
+
+        from .plan import _nowhere
+
+        raise _nowhere(profile, MACHINES[profile.machine_type], [profile.model], [region])
     hourly = hourly_cost(profile, region, ctx.prices)
     report = {"profile": profile.name, **cost_dict(hourly, forgotten_table(hourly), ctx),
               "currency": ctx.currency.as_dict()}

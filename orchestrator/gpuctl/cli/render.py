@@ -72,8 +72,10 @@ def breakdown_table(cost: dict, cur: dict) -> Table:
     for line in cost["breakdown"]:
         table.add_row(line["item"], line["detail"], money(line["usd_per_hour"], cur, 4),
                       "yes" if line["bills_when_stopped"] else "no")
-    table.add_row("[bold]total[/]", "", f"[bold]{money(cost['hourly_usd'], cur, 4)}[/]",
-                  money(cost["stopped_hourly_usd"], cur, 4))
+    # A total over items the data has no price for is a floor, and says so with a "+".
+    partial = "+" if any(line["usd_per_hour"] is None for line in cost["breakdown"]) else ""
+    table.add_row("[bold]total[/]", "", f"[bold]{money(cost['hourly_usd'], cur, 4)}{partial}[/]",
+                  money(cost["stopped_hourly_usd"], cur, 4) + partial)
     return table
 
 
