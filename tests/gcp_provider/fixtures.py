@@ -19,15 +19,13 @@ def real_engine_env(tmp_path, monkeypatch):
     return tmp_path / "engine"
 
 
-def stack_state(project: str, stack: str) -> dict:
-    """The engine's own record of a stack in gpuctl's file backend (written only by `pulumi`)."""
-    from gpuctl.adapters.pulumi_engine import default_backend_url
-
-    root = Path(default_backend_url().removeprefix("file://"))
-    return json.loads((root / ".pulumi" / "stacks" / project / f"{stack}.json").read_text())
-
-
 def state_file(project: str, stack: str) -> Path:
+    """A stack's state file in gpuctl's default file backend."""
     from gpuctl.adapters.pulumi_engine import default_backend_url
 
     return Path(default_backend_url().removeprefix("file://")) / ".pulumi" / "stacks" / project / f"{stack}.json"
+
+
+def stack_state(project: str, stack: str) -> dict:
+    """The engine's own record of a stack (written only by `pulumi`)."""
+    return json.loads(state_file(project, stack).read_text())

@@ -61,13 +61,6 @@ class StackError(GpuctlError):
         super().__init__(message, hint)
         self.detail = detail
 
-    @property
-    def reason(self) -> str:
-        """The first thing the provider (or the engine) said went wrong, on one line."""
-        errors = engine_errors(self.detail)
-        lines = errors or [line.strip() for line in self.detail.splitlines() if "error" in line.lower()]
-        return " ".join((lines[0] if lines else self.detail.strip() or "?").split())[:300]
-
 
 # The engine's own summary lines, which say that something failed but not what.
 _ENGINE_SUMMARY = re.compile(r"^(update failed|preview failed|destroy failed|"
@@ -210,15 +203,24 @@ class AutomationEngine:
             run_interruptible(lambda: handle.destroy(on_output=on_output, color="never"))
 
     def _file_backend_dir(self) -> Path | None:
+        """The bookkeeping folder of a file backend (None for any other backend)."""
         url = self.backend_url or default_backend_url()
-        return Path(url.removeprefix("file://")) if url.startswith("file://") else None
+        return Path(url.removeprefix("file://")) / ".pulumi" if url.startswith("file://") else None
+
+    def _stack_files(self, stack: str = "*") -> list[Path]:
+        """A file backend's state files of this project's stacks (`stack` may be a glob)."""
+        local = self._file_backend_dir()
+        if local is None:
+            return []
+        return [p for p in (local / "stacks" / self.project).glob(f"{stack}.json*")
+                if p.name.endswith((".json", ".json.gz"))]
 
     def _clear_stale_lock(self, stack: str) -> None:
         """Remove the lock of a `pulumi` that died on this host; refuse while one is alive."""
         local = self._file_backend_dir()
         if local is None:
             return  # a shared backend's lock may belong to another machine: the engine says so
-        lock_dir = local / ".pulumi" / "locks" / "organization" / self.project / stack
+        lock_dir = local / "locks" / "organization" / self.project / stack
         stale = []
         for path in sorted(lock_dir.glob("*.json")):
             owner = read_lock(path)
@@ -237,36 +239,32 @@ class AutomationEngine:
         file) is removed by force: it no longer describes anything that exists."""
         from pulumi import automation as auto
 
-        workspace = auto.LocalWorkspace(**_options_kwargs(self._workspace_options()))
         if stack not in self.list_stacks():
             return
         self._clear_stale_lock(stack)
+        workspace = auto.LocalWorkspace(**_options_kwargs(self._workspace_options()))
         try:
             with engine_failures(f"pulumi stack rm {stack} failed", "rerun the command"):
                 workspace.remove_stack(stack, force=True)
         except StackError:
-            local = self._file_backend_dir()
-            if local is None:
+            if self._file_backend_dir() is None:
                 raise
             # The engine cannot read this stack's file (corrupt or truncated), so it cannot
             # remove it either; the file describes nothing that exists any more.
-            for path in (local / ".pulumi" / "stacks" / self.project).glob(f"{stack}.json*"):
+            for path in self._stack_files(stack):
                 path.unlink(missing_ok=True)
 
     def list_stacks(self) -> list[str]:
         from pulumi import automation as auto
 
-        local = self._file_backend_dir()
-        if local is not None:
+        if self._file_backend_dir() is not None:
             # Read the file backend's directory: no CLI start per call, and one unreadable
             # stack file cannot hide every other stack from `down` and `sweep`.
-            stacks = local / ".pulumi" / "stacks" / self.project
-            names = {p.name.removesuffix(".gz").removesuffix(".json") for p in stacks.glob("*.json*")
-                     if p.name.endswith((".json", ".json.gz"))}
-            return sorted(names)
+            return sorted({p.name.removesuffix(".gz").removesuffix(".json") for p in self._stack_files()})
         workspace = auto.LocalWorkspace(**_options_kwargs(self._workspace_options()))
         with engine_failures("pulumi stack ls failed", "check the Pulumi backend named in the config"):
             return [s.name for s in workspace.list_stacks()]
+
 
     def resource_count(self, stack: str) -> int:
         from pulumi import automation as auto

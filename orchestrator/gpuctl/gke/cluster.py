@@ -20,6 +20,7 @@ from gpuctl_infra.spec import CALLER_ADDRESS_PLACEHOLDER
 
 from ..adapters.container import ClusterView, ContainerApi, PoolView
 from ..adapters.pulumi_engine import StackEngine, StackError
+from ..lifecycle.failover import short_reason
 from ..errors import GpuctlError, PriceError, UsageError
 from ..prices.model import PriceBook
 from . import kube_access
@@ -112,7 +113,7 @@ def gke_up(spec: GkeSpec, deps: GkeDeps, on_event: OnEvent | None = None) -> UpR
         except GpuctlError as rollback_error:
             emit("warn", f"rollback incomplete: {rollback_error.message}")
         if isinstance(exc, StackError):
-            raise GpuctlError(f"creating cluster {spec.name} failed: {exc.reason}",
+            raise GpuctlError(f"creating cluster {spec.name} failed: {short_reason(exc.detail, 300)}",
                               f"fix the cause; `gpuctl gke down --name {spec.name}` removes "
                               "anything left") from None
         raise

@@ -58,8 +58,6 @@ def classify(text: str) -> Outcome:
     return "fatal"  # unknown errors stop failover: retrying blindly could create twice
 
 
-
-
 _NOISE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) https?://\S+?:\s|"
                     r"error: [\w:/.]+ resource '[^']*': (creating|deleting|updating) failed: ")
 
