@@ -55,8 +55,9 @@ def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
     return found
 
 
-# Cloud Scheduler's price beyond the free jobs of a billing account: USD 0.10 per job-month.
-JOB_USD_PER_DAY = 0.10 * 12 / 365
+# Cloud Scheduler pricing (cloud.google.com/scheduler/pricing): "A job is billed $0.10/job/31
+# days, which is $0.003 per day for each billable job"; each billing account has 3 free jobs.
+JOB_USD_PER_DAY = 0.10 / 31
 
 
 def deadline_jobs(deps: LiveDeps) -> list[ResourceView]:
