@@ -28,6 +28,9 @@ from .gke_spec import GPU_TAINT, NODE_OAUTH_SCOPES, GkeSpec, GpuPoolSpec
 COMPONENT_TYPE = "gpuctl:gke:GkeCluster"
 
 
+# Google's "Configure GKE node service accounts" page (kubernetes-engine/security/
+# configure-node-service-accounts), "Grant the minimum required role for GKE": the role for a
+# custom node service account instead of the Compute Engine default one.
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
 
 

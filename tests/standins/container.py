@@ -357,6 +357,8 @@ class ContainerStandIn(LoopbackServer):
         def done() -> None:
             pool["autoscaling"] = {"enabled": True, **wanted} if wanted.get("enabled", True) else wanted
 
+        # The operation type GKE reports for setAutoscaling is unverified: UPDATE_CLUSTER is one
+        # of the document's Operation.operationType values, and the client reads only the status.
         return self._start_op(key, "UPDATE_CLUSTER", pool["selfLink"], done)
 
     def _delete_pool(self, args: dict, body: dict) -> dict:

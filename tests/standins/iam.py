@@ -6,9 +6,13 @@ Both are held to their discovery documents (iam.v1, cloudresourcemanager.v1). Wh
 documents and this enforces:
   * accountId: "must be 6-30 characters long, and match the regular expression
     `[a-z]([-a-z0-9]*[a-z0-9])`" (iam.v1 CreateServiceAccountRequest.accountId);
-  * setIamPolicy "will replace the existing policy": a read-modify-write, guarded by the etag
-    (Policy.etag: "If no `etag` is provided in the call to `setIamPolicy`, then the existing
-    policy is overwritten blindly"; a stale etag is refused with 409 ABORTED);
+  * setIamPolicy "will replace the existing policy": a read-modify-write guarded by the etag
+    (cloudresourcemanager.v1 Policy.etag: "systems are expected to put that etag in the request
+    to `setIamPolicy` to ensure that their change will be applied to the same version of the
+    policy"). A stale etag is refused with 409 ABORTED, the code Google's IAM reference gives
+    for a mismatched etag ("the request fails with a 409 error code and ABORTED status",
+    iam v2 UpdatePolicyRequest; for v1 setIamPolicy the code itself is unverified); no etag
+    overwrites, as the document allows;
   * "Project does not support `allUsers` and `allAuthenticatedUsers` as `members`".
 One object serves both paths; tests point both endpoints at it.
 """
