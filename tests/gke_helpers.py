@@ -31,3 +31,8 @@ def running_proxy(proxy: Proxy):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def kube_flags(cluster, namespace: str) -> list[str]:
+    """The kube options every GKE command takes, pointed at the test control plane."""
+    return ["--kubeconfig", str(cluster.kubeconfig), "--context", cluster.context, "-n", namespace]

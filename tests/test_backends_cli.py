@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from gpuctl.adapters.kube import connect
 from gpuctl.cli.main import cli
+from tests.gke_helpers import kube_flags
 IMAGE = "us-docker.pkg.dev/my-project/train/llama:1.0"
 
 
@@ -35,8 +36,7 @@ def test_jobs_logs_cancel_with_gke_on_the_control_plane(k8s_cluster, k8s_namespa
                                     "workdir": ".", "requirements": "requirements.txt",
                                     "secrets": {"HF_TOKEN": "env:HF_TOKEN"}, "image": IMAGE}))
     monkeypatch.setenv("HF_TOKEN", "hf-value-from-the-shell")
-    where = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--context", k8s_cluster.context,
-             "-n", k8s_namespace]
+    where = kube_flags(k8s_cluster, k8s_namespace)
     runner = CliRunner()
     submitted = runner.invoke(cli, ["run", "--gke", str(path), "-y", *where])
     assert submitted.exit_code == 0, submitted.output

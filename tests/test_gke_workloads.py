@@ -35,6 +35,7 @@ from gpuctl.gke.webui import (IDLER, LEASE, NAME, WebuiSettings, render_webui, t
 from gpuctl.jobspec import parse_job_spec
 from tests.k8s.nodes import DEFAULT_NODES
 from tests.k8s.stages import OUTCOME_ANNOTATION, RUNTIME_ANNOTATION
+from tests.gke_helpers import kube_flags
 
 L4_NODES = {s.name for s in DEFAULT_NODES if s.labels.get("cloud.google.com/gke-accelerator") == "nvidia-l4"}
 A100_NODES = {s.name for s in DEFAULT_NODES
@@ -571,8 +572,7 @@ def test_cli_train_submit_then_validate_and_webui_status(k8s_cluster, k8s_namesp
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({"name": "cli-job", "image": IMAGE, "command": "python train.py",
                                     "gpus_per_node": 1, "accelerator": "nvidia-tesla-a100"}))
-    where = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--context", k8s_cluster.context,
-             "-n", k8s_namespace]
+    where = kube_flags(k8s_cluster, k8s_namespace)
     runner = CliRunner()
     result = runner.invoke(cli, ["train", "--gke", str(path), "--validate", *where])
     assert result.exit_code == 0, result.output
@@ -716,8 +716,7 @@ def test_cli_webui_up_status_down(k8s_cluster, k8s_namespace, tmp_path, monkeypa
     toml = tmp_path / "images.toml"
     toml.write_text('registry = "us-docker.pkg.dev/p/r"\n[helper]\nrepository = "gpuctl-helper"\ntag = "1"\n')
     monkeypatch.setenv("GPUCTL_IMAGES_TOML", str(toml))
-    where = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--context", k8s_cluster.context,
-             "-n", k8s_namespace]
+    where = kube_flags(k8s_cluster, k8s_namespace)
     runner = CliRunner()
     result = runner.invoke(cli, ["webui", "up", "--image", "us-docker.pkg.dev/p/r/webui:1",
                                  "--idle-minutes", "15", "--timeout", "60", "-y", *where])
