@@ -318,3 +318,26 @@ def test_remote_host_put_get_and_exec_stream(throwaway_host):
 
         with _pytest.raises(CommandFailed):
             remote.get("/tmp/gpuctl-put/missing")
+
+
+def test_a_command_that_exits_before_reading_its_stdin_reports_its_exit_not_a_drop(
+        throwaway_host):
+    # The run helper's first call on a fresh host exits 97 at once ("not installed") while
+    # gpuctl still sends its JSON; the command can win that race. 8 MiB outlasts any window,
+    # so here it always does: the write fails on a closed channel of a live connection.
+    from gpuctl import hosts
+
+    host = throwaway_host
+    remote, _ = hosts.connect(target_text(host), host.key_path, host.known_hosts_path)
+    with remote:
+        big = b"x" * (8 << 20)
+        done = remote.exec_stream("echo early >&2; exit 97", stdin=big)
+        assert (done.exit_code, done.stderr) == (97, b"early\n")
+
+        def stream(sink):
+            for _ in range(64):
+                sink.write(b"y" * (1 << 20))
+
+        done = remote.exec_stream("exit 5", writer=stream)
+        assert done.exit_code == 5
+        assert remote.exec_stream("echo still-connected").stdout == b"still-connected\n"

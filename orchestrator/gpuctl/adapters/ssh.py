@@ -193,6 +193,7 @@ class RemoteHost:
         what = what or f"`{command[:60]}`"
         self.round_trips += 1
         transport = self._transport()
+        chan = None
         try:
             chan = self._open_session(transport)
             transport = chan.get_transport()
@@ -206,9 +207,13 @@ class RemoteHost:
         except SshError:
             raise
         except Exception as exc:
-            if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
-                raise  # our own bug or a local file problem, not the network
-            raise self._dropped(what) from exc
+            if not _ended_before_reading_stdin(chan, transport, exc):
+                if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
+                    raise  # our own bug or a local file problem, not the network
+                raise self._dropped(what) from exc
+            # Otherwise the command exited before it read all of its stdin (the run helper's
+            # `exit 97` when it is not installed yet, a `cat` that failed): its exit status
+            # and stderr, collected below, say what happened. Not a dropped connection.
         out, err = bytearray(), bytearray()
         started = last = time.monotonic()
         try:
@@ -253,8 +258,10 @@ class RemoteHost:
     def open_reader(self, command: str, stdin: bytes = b"") -> RemoteReader:
         """Start `command` and return its stdout as a file to read at the caller's pace."""
         self.round_trips += 1
+        chan = transport = None
         try:
-            chan = self._transport().open_session(timeout=OPEN_TIMEOUT_S)
+            transport = self._transport()
+            chan = transport.open_session(timeout=OPEN_TIMEOUT_S)
             chan.exec_command(command)
             if stdin:
                 chan.sendall(stdin)
@@ -262,7 +269,8 @@ class RemoteHost:
         except SshError:
             raise
         except Exception as exc:
-            raise self._dropped(f"`{command[:60]}`") from exc
+            if not _ended_before_reading_stdin(chan, transport, exc):
+                raise self._dropped(f"`{command[:60]}`") from exc
         return RemoteReader(chan)
 
     def put(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
@@ -380,3 +388,12 @@ def translate_run_error(exc: Exception, target: SshTarget, command: str) -> Gpuc
                         "the host may be overloaded; rerun to resume where it stopped")
     return SshError(f"the connection to {target.label} dropped during `{command}`",
                     "rerun the same command: finished steps are not redone")
+
+
+def _ended_before_reading_stdin(chan, transport, exc: BaseException) -> bool:
+    """Whether a write into `chan` failed only because its command had already exited and
+    the server closed the channel, on a connection that is still up. A fast command wins
+    that race more often on a loaded host, so this must not read as a dropped connection."""
+    return (chan is not None and isinstance(exc, OSError) and chan.closed
+            and transport is not None and transport.is_active())
+
