@@ -68,6 +68,8 @@ def test_up_creates_the_cluster_and_pools_in_gke(gke_api, gke_deps_standin, gke_
     assert stored["masterAuthorizedNetworksConfig"] == {
         "enabled": True, "cidrBlocks": [{"cidrBlock": "198.51.100.7/32", "displayName": "gpuctl caller"}]}
     assert stored["networkConfig"]["datapathProvider"] == "ADVANCED_DATAPATH"
+    # Checkpoint buckets reach pods through the Cloud Storage FUSE CSI driver.
+    assert stored["addonsConfig"] == {"gcsFuseCsiDriverConfig": {"enabled": True}}
     account = f"gpuctl-ml@{PROJECT}.iam.gserviceaccount.com"
     assert {p["config"]["serviceAccount"] for p in pools.values()} == {account}
     assert account in gke_iam.accounts

@@ -61,6 +61,7 @@ def test_secure_by_default_control_plane_dataplane_v2_and_a_node_account_of_its_
     assert cluster["masterAuthorizedNetworksConfig"] == {
         "cidrBlocks": [{"cidrBlock": "198.51.100.7/32", "displayName": "gpuctl caller"}]}
     assert cluster["datapathProvider"] == "ADVANCED_DATAPATH"
+    assert cluster["addonsConfig"] == {"gcsFuseCsiDriverConfig": {"enabled": True}}
     assert cluster["enableShieldedNodes"] is True
     account = inputs_of(secured, "ml-nodes", "gcp:serviceaccount/account:Account")
     assert account["accountId"] == "gpuctl-ml"

@@ -121,6 +121,12 @@ class GkeCluster(pulumi.ComponentResource):
             networking_mode="VPC_NATIVE",
             ip_allocation_policy={},
             enable_shielded_nodes=True,
+            # The Cloud Storage FUSE CSI driver mounts a Job's `checkpoints:` bucket into its
+            # pods (through Workload Identity), so a pod that replaces a preempted one resumes
+            # from the same files. Off by default on Standard clusters: "--addons
+            # GcsFuseCsiDriver" in https://cloud.google.com/kubernetes-engine/docs/how-to/
+            # cloud-storage-fuse-csi-driver-setup; API field AddonsConfig.gcsFuseCsiDriverConfig.
+            addons_config={"gcs_fuse_csi_driver_config": {"enabled": True}},
             # Only the caller's address reaches the control plane (and gpuctl's kube context).
             master_authorized_networks_config={"cidr_blocks": [
                 {"cidr_block": spec.control_plane_cidr, "display_name": "gpuctl caller"}]},

@@ -153,6 +153,9 @@ def cluster_body(inputs: dict) -> dict:
                                             for b in networks.get("cidrBlocks", [])]}
     if inputs.get("datapathProvider"):
         body["networkConfig"] = {"datapathProvider": inputs["datapathProvider"]}
+    gcs_fuse = (inputs.get("addonsConfig") or {}).get("gcsFuseCsiDriverConfig")
+    if gcs_fuse is not None:
+        body["addonsConfig"] = {"gcsFuseCsiDriverConfig": {"enabled": bool(gcs_fuse.get("enabled"))}}
     return body
 
 

@@ -103,6 +103,11 @@ def plan_gke(ctx: Context, options: GkeOptions) -> GkePlan:
     return GkePlan(spec, planned_resources(spec), cluster_cost(spec, ctx.prices))
 
 
+def _gcs_fuse_on(cluster_inputs: dict) -> bool:
+    return bool(((cluster_inputs.get("addonsConfig") or {}).get("gcsFuseCsiDriverConfig") or {})
+                .get("enabled"))
+
+
 def _resource_summary(resource: PlannedResource) -> str:
     inputs = resource.inputs
     if resource.short_type == "container.Cluster":
@@ -111,7 +116,8 @@ def _resource_summary(resource: PlannedResource) -> str:
         return (f"zonal {inputs.get('location')}, {inputs['releaseChannel']['channel']} channel, "
                 f"Workload Identity {inputs['workloadIdentityConfig']['workloadPool']}, "
                 f"control plane only from {allowed or 'anywhere'}, "
-                f"{'Dataplane V2 (NetworkPolicy enforced)' if inputs.get('datapathProvider') == 'ADVANCED_DATAPATH' else 'no NetworkPolicy enforcement'}")
+                f"{'Dataplane V2 (NetworkPolicy enforced)' if inputs.get('datapathProvider') == 'ADVANCED_DATAPATH' else 'no NetworkPolicy enforcement'}"
+                f"{', checkpoint buckets mountable (Cloud Storage FUSE CSI)' if _gcs_fuse_on(inputs) else ''}")
     if resource.short_type == "serviceaccount.Account":
         return f"the nodes' own service account {inputs.get('accountId')} (not the default compute one)"
     if resource.short_type == "projects.IAMMember":
