@@ -41,6 +41,22 @@ def test_train_lora_compiles_and_parses_its_arguments():
     assert ids[0] == 1 and ids[-1] == 2 and max(ids) < module.ByteTokenizer.vocab_size
 
 
+def test_resume_picks_the_newest_complete_checkpoint_and_skips_one_cut_short(tmp_path, monkeypatch):
+    module = load_example()
+    assert module.newest_checkpoint(str(tmp_path / "none-yet")) is None
+    assert module.newest_checkpoint(None) is None
+    for step, complete in ((100, True), (250, True), (300, False)):  # 300: preempted mid-save
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()  # not the Trainer's
+    (tmp_path / "runs").mkdir()
+    assert module.newest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-250")
+    monkeypatch.setenv("GPUCTL_CHECKPOINT_DIR", "/mnt/disks/nvme/gpuctl/checkpoints/r1")
+    assert load_example().parse_args(["--tiny"]).checkpoint_dir == "/mnt/disks/nvme/gpuctl/checkpoints/r1"
+
+
 @pytest.mark.parametrize("name", ["job.yaml", "job-tiny.yaml"])
 def test_job_files_are_valid_vm_jobs_writing_to_the_nvme(name):
     spec = load_job_spec(LORA / name)

@@ -11,6 +11,11 @@ it: r=32, alpha=64 on q_proj/k_proj/v_proj/o_proj, Trainer logging to stdout, tq
 is used. Checkpoints and the adapter go to --output_dir (put it on the NVMe:
 /mnt/disks/nvme/...). Run it on a gpuctl VM with `gpuctl run VM job.yaml`, watch it with
 `gpuctl jobs` and `gpuctl plot RUN`.
+
+Preemption: when gpuctl gives the run a checkpoint folder that outlives the machine
+($GPUCTL_CHECKPOINT_DIR, from the job spec's `checkpoints: gs://...`), checkpoints go there and
+a restarted run resumes from the newest complete one. On SIGTERM (a spot VM's 30 s notice, a
+pod being evicted) it saves a checkpoint at the end of the current step and stops.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ def parse_args(argv=None):
     src.add_argument("--tiny", action="store_true", help="a tiny Llama from a config (no download)")
     p.add_argument("--data", help="text file, one example per line (default: synthetic)")
     p.add_argument("--output_dir", default="out/lora")
+    p.add_argument("--checkpoint_dir", default=os.environ.get("GPUCTL_CHECKPOINT_DIR"),
+                   help="where checkpoints go and a restart resumes from "
+                        "(default $GPUCTL_CHECKPOINT_DIR, else --output_dir)")
     p.add_argument("--max_steps", type=int, default=-1)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -134,6 +142,46 @@ def precision_flags() -> dict:
     return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
 
 
+def newest_checkpoint(folder: str | None) -> str | None:
+    """The newest complete `checkpoint-<step>` folder the Trainer wrote, or None. A checkpoint
+    cut short by a preemption has no trainer_state.json yet (the Trainer writes it after the
+    weights and optimizer), so it is skipped rather than resumed from."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    steps = []
+    for name in os.listdir(folder):
+        prefix, _, step = name.partition("-")
+        path = os.path.join(folder, name)
+        if prefix == "checkpoint" and step.isdigit() and \
+                os.path.isfile(os.path.join(path, "trainer_state.json")):
+            steps.append((int(step), path))
+    return max(steps)[1] if steps else None
+
+
+def stop_on_sigterm_callback():
+    """A Trainer callback: after SIGTERM, save a checkpoint at the end of this step and stop."""
+    import signal
+
+    from transformers import TrainerCallback
+
+    class SaveAndStopOnSigterm(TrainerCallback):
+        def __init__(self):
+            self.asked = False
+            signal.signal(signal.SIGTERM, self._ask)
+
+        def _ask(self, _signum, _frame):
+            self.asked = True
+            print("SIGTERM: saving a checkpoint at the end of this step, then stopping", flush=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.asked:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return SaveAndStopOnSigterm()
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     import torch
@@ -161,8 +209,12 @@ def main(argv=None) -> None:
 
     per_epoch = math.ceil(len(train_rows) / (args.batch_size * args.grad_accum))
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(per_epoch * args.epochs)
+    checkpoints = args.checkpoint_dir or args.output_dir
+    resume = newest_checkpoint(checkpoints)
+    if resume:
+        print(f"resuming from {resume}", flush=True)
     training = TrainingArguments(
-        output_dir=args.output_dir, max_steps=args.max_steps, num_train_epochs=args.epochs,
+        output_dir=checkpoints, max_steps=args.max_steps, num_train_epochs=args.epochs,
         per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum, learning_rate=args.lr,
         lr_scheduler_type="cosine", warmup_steps=max(1, int(0.03 * total_steps)),
@@ -172,8 +224,13 @@ def main(argv=None) -> None:
         dataloader_num_workers=0, **precision_flags())
     trainer = Trainer(model=model, args=training, train_dataset=TextDataset(train_rows),
                       eval_dataset=TextDataset(eval_rows),
-                      data_collator=make_collator(tokenizer.pad_token_id))
-    result = trainer.train()
+                      data_collator=make_collator(tokenizer.pad_token_id),
+                      callbacks=[stop_on_sigterm_callback()])
+    result = trainer.train(resume_from_checkpoint=resume)
+    if trainer.control.should_training_stop and trainer.state.global_step < trainer.state.max_steps:
+        print(f"stopped at step {trainer.state.global_step} after SIGTERM; checkpoint saved "
+              f"in {os.path.abspath(checkpoints)}", flush=True)
+        raise SystemExit(143)  # 128 + SIGTERM: the run did not finish
     metrics = trainer.evaluate()
     trainer.save_model(args.output_dir)
     loss = metrics.get("eval_loss", float("nan"))
