@@ -234,7 +234,7 @@ def gke_submitted(s) -> None:
 
 def gke_jobs(rows: list[dict]) -> None:
     table = Table(title="GKE jobs", title_justify="left")
-    for column in ("job", "status", "pods", "nodes", "GPUs", "age"):
+    for column in ("job", "status", "pods", "restarts", "nodes", "GPUs", "age"):
         table.add_column(column)
     for r in rows:
         pods = r["pods"]
@@ -242,5 +242,6 @@ def gke_jobs(rows: list[dict]) -> None:
         age = format_duration(r["age_seconds"]) if r["age_seconds"] is not None else "-"
         table.add_row(r["name"], r["status"] + (f" ({r['reason']})" if r["reason"] else ""),
                       f"{pods['active']} active, {pods['succeeded']}/{pods['completions']} done, "
-                      f"{pods['failed']} failed", ", ".join(r["nodes"]) or "-", gpus, age)
+                      f"{pods['failed']} failed", str(r["restarts"]),
+                      ", ".join(r["nodes"]) or "-", gpus, age)
     console().print(table)

@@ -100,6 +100,7 @@ def job_row(job: dict, pods: list[dict], now: dt.datetime) -> dict:
                  "succeeded": int(status.get("succeeded") or 0),
                  "failed": int(status.get("failed") or 0),
                  "completions": int(spec.get("completions") or 1)},
+        "restarts": restarts_after_disruption(status, state, reason),
         "nodes": nodes,
         "accelerator": selector.get(ACCELERATOR_LABEL),
         "gpus_per_node": int(limits.get(GPU_RESOURCE, 0) or 0),
@@ -107,6 +108,18 @@ def job_row(job: dict, pods: list[dict], now: dt.datetime) -> dict:
         "created": created.isoformat() if created else None,
         "age_seconds": (now - created).total_seconds() if created else None,
     }
+
+
+def restarts_after_disruption(status: dict, state: str, reason: str | None) -> int:
+    """How many times a pod was replaced because its node went away (spot preemption, node
+    removal). The Job counts every failed pod; under gpuctl's pod failure policy a trainer's
+    own non-zero exit fails the Job at once (reason PodFailurePolicy), so every other failed
+    pod was a disruption that the Job retried. Counted from the Job, not from pods: the pods
+    of a reclaimed node may already be garbage-collected."""
+    failed = int(status.get("failed") or 0)
+    if state == "Failed" and reason == "PodFailurePolicy":
+        failed -= 1  # the attempt whose exit code failed the Job
+    return max(failed, 0)
 
 
 def job_state(job: dict, pods: list[dict]) -> tuple[str, str | None, str | None]:
