@@ -1,11 +1,15 @@
 """The VM program: one spot (or on-demand) GPU VM with its firewall rule and guards.
 
 Resources, all children of one GpuVm component with names derived from the spec's name:
-  <name>-ssh         firewall rule: tcp/22 from the caller's single address, to this VM's tag
+  <name>-ssh         firewall rule: tcp/22 from the caller's single address (or, with IAP,
+                     from IAP's TCP forwarding range only), to this VM's tag
   <name>-daily-stop  instance schedule policy (only with a daily stop)
+  <name>-router      Cloud Router and <name>-nat, its Cloud NAT (only with IAP: the VM has no
+                     external address, and provisioning still needs apt, pip and NVIDIA's repos)
   <name>             the instance: boot disk, scratch NVMe, GPUs, spot scheduling, run limit
-Firewall rules and resource policies take no labels in GCE, so they carry gpuctl's labels in
-their description instead; the sweep reads them back from there.
+Firewall rules, resource policies and routers take no labels in GCE, so they carry gpuctl's
+labels in their description instead; the sweep reads them back from there. A NAT has neither
+labels nor a description (compute.v1.json, schema RouterNat): it lives inside its router.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ class GpuVm(pulumi.ComponentResource):
     instance: gcp.compute.Instance
     firewall: gcp.compute.Firewall
     schedule: gcp.compute.ResourcePolicy | None
+    router: gcp.compute.Router | None
+    nat: gcp.compute.RouterNat | None
 
     def __init__(self, spec: VmSpec, opts: pulumi.ResourceOptions | None = None):
         rules.check(spec)
@@ -85,7 +91,9 @@ class GpuVm(pulumi.ComponentResource):
             network=spec.network,
             direction="INGRESS",
             allows=[{"protocol": "tcp", "ports": ["22"]}],
-            source_ranges=[spec.ssh_source_cidr],
+            # With IAP: only IAP's TCP forwarding range (spec.IAP_TCP_FORWARDING_RANGE, from
+            # https://cloud.google.com/iap/docs/using-tcp-forwarding); else the caller's /32.
+            source_ranges=[spec.ssh_firewall_source],
             target_tags=[network_tag],
             description=labels_as_description(spec.labels),
             opts=child,
@@ -119,10 +127,22 @@ class GpuVm(pulumi.ComponentResource):
         if schedule_link is not None:
             # pulumi-gcp 9+ takes one policy (a string); GCE allows one schedule per VM anyway.
             instance_args["resource_policies"] = schedule_link
-        network_interface: dict = {"network": spec.network, "access_configs": [{}]}
+        self.router, self.nat = (None, None)
+        if spec.iap:
+            self.router, self.nat = cloud_nat(spec, child, provider_args)
+        # An access config is what gives a VM an external IPv4 address (compute.v1.json,
+        # NetworkInterface.accessConfigs: "If there are noaccessConfigs specified, then this
+        # instance will have no external internet access."). With IAP there is none.
+        network_interface: dict = {"network": spec.network}
+        if not spec.iap:
+            network_interface["access_configs"] = [{}]
         if machine.needs_gvnic:
             network_interface["nic_type"] = "GVNIC"
 
+        instance_opts = child
+        if self.nat is not None:
+            # The VM boots with its way out in place: the guest agent and provisioning need it.
+            instance_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.nat])
         self.instance = gcp.compute.Instance(
             spec.name,
             name=spec.name,
@@ -145,7 +165,7 @@ class GpuVm(pulumi.ComponentResource):
             # No service account: a fresh GPU box gets no cloud credentials unless asked for.
             deletion_protection=False,
             allow_stopping_for_update=True,
-            opts=child,
+            opts=instance_opts,
             **instance_args,
             **provider_args,
         )
@@ -154,3 +174,35 @@ class GpuVm(pulumi.ComponentResource):
             "zone": self.instance.zone,
             "self_link": self.instance.self_link,
         })
+
+
+def cloud_nat(spec: VmSpec, child: pulumi.ResourceOptions,
+              provider_args: dict) -> tuple[gcp.compute.Router, gcp.compute.RouterNat]:
+    """A Cloud Router and its NAT in the VM's region: egress for a VM with no external address.
+
+    NAT addresses are allocated by Google (natIpAllocateOption AUTO_ONLY: "Nat IPs are allocated
+    by Google Cloud Platform; customers can't specify any Nat IPs") for every range of every
+    subnetwork (ALL_SUBNETWORKS_ALL_IP_RANGES), both from compute.v1.json, schema RouterNat. The
+    same field's description says no other NAT may then exist for this network in this region,
+    so a second IAP VM in one region and network is refused by GCE (the stand-in enforces it).
+    """
+    router = gcp.compute.Router(
+        f"{spec.name}-router",
+        name=f"{spec.name}-router",
+        region=spec.region,
+        network=spec.network,
+        description=labels_as_description(spec.labels),
+        opts=child,
+        **provider_args,
+    )
+    nat = gcp.compute.RouterNat(
+        f"{spec.name}-nat",
+        name=f"{spec.name}-nat",
+        router=router.name,
+        region=spec.region,
+        nat_ip_allocate_option="AUTO_ONLY",
+        source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+        opts=child,
+        **provider_args,
+    )
+    return router, nat

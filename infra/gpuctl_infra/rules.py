@@ -189,6 +189,8 @@ def _flex_start_violations(spec: VmSpec) -> list[Violation]:
 
 
 def _network_violations(spec: VmSpec) -> list[Violation]:
+    if spec.iap:  # the rule admits IAP's range (spec.IAP_TCP_FORWARDING_RANGE), never the caller's
+        return []
     return single_address_violations(spec.ssh_source_cidr, "ssh-source", "SSH", "port 22", "--ssh-from")
 
 

@@ -12,6 +12,11 @@ from typing import Literal
 # Shown in dry-run plans where the caller's public address is only known at apply time.
 CALLER_ADDRESS_PLACEHOLDER = "CALLER_IP/32"
 
+# The addresses IAP TCP forwarding connects from: "allows ingress traffic from the IP range
+# 35.235.240.0/20. This range contains all IP addresses that IAP uses for TCP forwarding."
+# (https://cloud.google.com/iap/docs/using-tcp-forwarding, "Create a firewall rule")
+IAP_TCP_FORWARDING_RANGE = "35.235.240.0/20"
+
 
 @dataclass(frozen=True)
 class DailyStop:
@@ -56,6 +61,9 @@ class VmSpec:
     project: str | None = None
     # Dynamic Workload Scheduler flex-start capacity (provisioning model FLEX_START); spot False.
     flex_start: bool = False
+    # SSH through Identity-Aware Proxy: no external address, port 22 open only to IAP's range,
+    # and egress (apt, pip, NVIDIA's repositories) through a Cloud NAT of the VM's own.
+    iap: bool = False
 
     @property
     def provisioning_model(self) -> str:
@@ -64,6 +72,11 @@ class VmSpec:
     @property
     def region(self) -> str:
         return self.zone.rsplit("-", 1)[0]
+
+    @property
+    def ssh_firewall_source(self) -> str:
+        """Where port 22 is reachable from: IAP's forwarding range, or the caller's one address."""
+        return IAP_TCP_FORWARDING_RANGE if self.iap else self.ssh_source_cidr
 
     @property
     def has_server_side_guard(self) -> bool:

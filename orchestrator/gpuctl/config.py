@@ -9,6 +9,7 @@ Example:
     cap = "24h"                 # hard cap: the 6h becomes a deadline `gpuctl extend` can move
     daily_stop = "06:00"        # stop every day at this clock time...
     time_zone = "Asia/Tokyo"    # ...in this zone
+    iap = true                  # SSH through Identity-Aware Proxy: no external address
     pulumi_backend = "gs://my-bucket/gpuctl"   # where stacks live (default: under the gpuctl home)
     [profiles.a100-spot]
     zones = ["asia-northeast1-c", "asia-northeast1-a"]
@@ -37,7 +38,8 @@ from .validation import as_value_error, first_error, project_id, ssh_source
 
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # GPUCTL_<NAME> environment variables that override config keys.
-ENV_KEYS = ("owner", "project", "region", "currency", "ttl", "cap", "daily_stop", "time_zone", "ssh_from")
+ENV_KEYS = ("owner", "project", "region", "currency", "ttl", "cap", "daily_stop", "time_zone", "ssh_from",
+            "iap")
 
 
 class Config(BaseModel):
@@ -62,8 +64,19 @@ class Config(BaseModel):
     time_zone: str | None = None  # IANA name; None leaves hosts as they are (UTC for schedules)
     idle_minutes: int = Field(default=30, ge=0, le=24 * 60)  # 0 disables the idle watchdog
     ssh_from: str | None = None  # the caller's address; detected at apply time when unset
+    iap: bool = False  # SSH through Identity-Aware Proxy: no external address, Cloud NAT egress
     pulumi_backend: str | None = None  # e.g. gs://bucket/gpuctl; default: a file backend in the gpuctl home
     profiles: dict[str, dict[str, Any]] = {}
+
+    @field_validator("iap", mode="before")
+    @classmethod
+    def _iap(cls, value: Any) -> bool:
+        # TOML gives a bool; GPUCTL_IAP gives text: only true/false, not pydantic's yes/on/1.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError("write iap = true or iap = false (GPUCTL_IAP=true|false)")
 
     @field_validator("project")
     @classmethod

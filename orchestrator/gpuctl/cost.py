@@ -15,13 +15,25 @@ from .errors import PriceError
 from .prices.model import HOURS_PER_MONTH, PriceBook
 from .profiles import Profile
 
+# Cloud NAT (Public NAT), for VMs made with --iap (no external address, egress through NAT).
+# Google's Cloud NAT pricing page (https://cloud.google.com/nat/pricing), Public NAT table:
+# the gateway is "$0.0014 * the number of VM instances that are using the gateway" per hour
+# (up to 32 VMs), data "$0.045" per GiB processed, inbound and outbound ("The data processing
+# price is the same across all regions"), and "$0.005" per hour "for a static or an ephemeral
+# external IP address used by a NAT gateway". The price book has no Cloud NAT items yet, so
+# the gateway and per-GiB figures are these published ones; the NAT's address is priced from
+# the book's on-demand external IPv4 rate (the same $0.005 on that page).
+CLOUD_NAT_USD_PER_VM_HOUR = 0.0014
+CLOUD_NAT_USD_PER_GIB = 0.045
+CLOUD_NAT_SOURCE = "https://cloud.google.com/nat/pricing"
+
 FORGOTTEN_PERIODS: tuple[tuple[str, float], ...] = (("1 day", 24.0), ("1 week", 168.0),
                                                      ("30 days", 720.0))
 
 
 @dataclass(frozen=True)
 class CostLine:
-    item: str  # "host", "gpu", "local-ssd", "boot-disk", "external-ip"
+    item: str  # "host", "gpu", "local-ssd", "boot-disk", "external-ip", "cloud-nat", "nat-ip"
     detail: str  # what a person reads: "a2-highgpu-1g (12 vCPU, 85 GB)"
     usd_per_hour: float | None  # None: the price book has no price for it (said, never guessed)
     bills_when_stopped: bool
@@ -74,9 +86,12 @@ def _priced(lookup, *args) -> tuple[float | None, str]:
 
 def node_hourly(book: PriceBook, region: str, machine_type: str, *, gpu: str | None, gpus: int,
                 local_ssds: int, model: str, disk_type: str, disk_gb: int,
-                external_ip: bool = True) -> HourlyCost:
+                external_ip: bool = True, cloud_nat: bool = False) -> HourlyCost:
     """What one VM (or one GKE node, which GCE bills as a VM) costs per hour: host, GPUs, local
-    SSD, boot disk and its external IPv4 address, each priced from the book in force.
+    SSD, boot disk and its external IPv4 address, each priced from the book in force. A VM
+    reached through IAP (external_ip=False, cloud_nat=True) has no address of its own and pays
+    for its Cloud NAT instead: the gateway per VM-hour and the NAT's own address (plus a
+    per-GiB charge, said in the note: it depends on traffic, not on hours).
 
     The one price function: VM plans, `gpuctl cost`, `gpuctl profiles` and every GKE figure call
     it. An item the book has no price for is kept with usd_per_hour None and said, never guessed.
@@ -110,14 +125,33 @@ def node_hourly(book: PriceBook, region: str, machine_type: str, *, gpu: str | N
     if external_ip:
         ip, why = _priced(book.network_hourly, region, "external-ipv4", spot)
         lines.append(CostLine("external-ip", "external IPv4 address (in use)", ip, False, why))
+    if cloud_nat:
+        lines += _cloud_nat_lines(book, region)
     return HourlyCost(region, spot, tuple(lines), model)
 
 
-def hourly_cost(profile: Profile, region: str, book: PriceBook) -> HourlyCost:
+def _cloud_nat_lines(book: PriceBook, region: str) -> list[CostLine]:
+    per_gib = (f"Cloud NAT also bills ${CLOUD_NAT_USD_PER_GIB:g} per GiB it processes (apt, pip and "
+               f"NVIDIA downloads while provisioning: a few GiB), not in the hourly figure "
+               f"({CLOUD_NAT_SOURCE})")
+    gateway = CostLine("cloud-nat", "Cloud NAT gateway (1 VM using it)", CLOUD_NAT_USD_PER_VM_HOUR,
+                       False, per_gib)
+    # The NAT's address is not a spot VM's, so the on-demand external IPv4 rate applies. Whether
+    # Google releases an auto-allocated NAT address while no VM uses it (a stopped VM) is
+    # (unverified): it is counted as billing then.
+    usd, why = _priced(book.network_hourly, region, "external-ipv4", False)
+    address = CostLine("nat-ip", "Cloud NAT's external IPv4 address (auto-allocated)", usd, True,
+                       why or "whether a NAT address bills while the VM is stopped is (unverified); "
+                              "counted as billing")
+    return [gateway, address]
+
+
+def hourly_cost(profile: Profile, region: str, book: PriceBook, *, iap: bool = False) -> HourlyCost:
+    """A profile's VM per hour; with iap, no external address and a Cloud NAT instead."""
     return node_hourly(book, region, profile.machine_type, gpu=profile.gpu_type,
                        gpus=profile.gpu_total, local_ssds=profile.local_ssd_total,
                        model=profile.model, disk_type=profile.boot_disk_type,
-                       disk_gb=profile.boot_disk_gb)
+                       disk_gb=profile.boot_disk_gb, external_ip=not iap, cloud_nat=iap)
 
 
 @dataclass(frozen=True)

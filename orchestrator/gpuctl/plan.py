@@ -52,6 +52,7 @@ class UpOptions:
     gpu: str | None = None  # NAME[:COUNT] instead of a profile: an ad hoc shape (adhoc.py)
     on_demand: bool = False  # with --gpu: the STANDARD model instead of spot
     fallback: str | None = None  # e.g. "spot,flex-start,on-demand": models tried in this order
+    iap: bool = False  # SSH through Identity-Aware Proxy, no external address (or config iap)
 
 
 # What users write -> GCE's provisioning model.
@@ -241,7 +242,7 @@ def choose_zones(profile: Profile, options: UpOptions, ctx: Context) -> tuple[li
             zones = [z for z in zones if z in offered or options.zone] if zones else offered
             if not zones:
                 continue
-            price = hourly_cost(variant, region, ctx.prices).running
+            price = hourly_cost(variant, region, ctx.prices, iap=_iap(options, ctx)).running
             found += [ZoneChoice(z, model, price) for z in zones]
         indexed = list(enumerate(found))
         choices += [c for _, c in sorted(indexed, key=lambda p: (round(p[1].hourly_usd, 6), p[0]))]
@@ -419,7 +420,18 @@ def build_spec(ctx: Context, profile: Profile, options: UpOptions, zone: str,
         ssh_public_key=GENERATED_KEY_PLACEHOLDER,
         labels=_labels(owner, name, expiry),
         project=ctx.config.project,
+        iap=_iap(options, ctx),
     )
+
+
+def _iap(options: UpOptions, ctx: Context) -> bool:
+    """--iap, or `iap = true` in the config. With IAP only IAP's range reaches port 22, so an
+    explicit --ssh-from would be silently ignored: it is refused instead."""
+    iap = bool(options.iap or ctx.config.iap)
+    if iap and options.ssh_from:
+        raise UsageError("--ssh-from has no effect with --iap: port 22 admits only IAP's range",
+                         "drop --ssh-from, or drop --iap (and `iap = true` in the config)")
+    return iap
 
 
 def _ssh_source(address: str | None) -> str:
@@ -454,7 +466,7 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
     choices, region_reason = choose_zones(profile, options, ctx)
     profile = _with_model(profile, choices[0].model)
     region = choices[0].region
-    hourly = hourly_cost(profile, region, ctx.prices)
+    hourly = hourly_cost(profile, region, ctx.prices, iap=_iap(options, ctx))
     max_run_seconds, budget_usd = _run_limit(options, ctx, hourly)
     max_run_seconds, deadline_seconds = _cap_and_deadline(max_run_seconds, options, ctx)
     termination_time = _termination_time(options, ctx.now)

@@ -27,9 +27,10 @@ from .config import ConfigError, ProviderConfig, read_config
 from .container_types import Cluster, NodePool
 from .errors import ProviderError, abort, to_struct
 from .iam_types import Account, IAMMember
+from .router_types import Router, RouterNat
 
-TYPES = {t.token: t for t in (Instance(), Firewall(), ResourcePolicy(), Cluster(), NodePool(),
-                              Account(), IAMMember())}
+TYPES = {t.token: t for t in (Instance(), Firewall(), ResourcePolicy(), Router(), RouterNat(),
+                              Cluster(), NodePool(), Account(), IAMMember())}
 
 
 def plugin_version() -> str:

@@ -37,6 +37,7 @@ from tests.standins.compute_errors import ApiError, http_error, invalid, permiss
 from tests.standins.compute_faults import FaultsMixin
 from tests.standins.compute_firewalls_policies import FirewallsPoliciesMixin, description_labels
 from tests.standins.compute_instances import InstancesMixin, Vm
+from tests.standins.compute_routers import RoutersMixin
 
 _Z, _R, _N = r"zones/(?P<zone>[^/]+)", r"regions/(?P<region>[^/]+)", r"(?P<name>[^/]+)"
 _OP = r"(?P<operation>[^/]+)"
@@ -74,6 +75,13 @@ ROUTES = [(method, re.compile(pattern), rpc) for method, pattern, rpc in [
     ("GET", f"{_R}/resourcePolicies/{_N}", "resourcePolicies.get"),
     ("DELETE", f"{_R}/resourcePolicies/{_N}", "resourcePolicies.delete"),
     ("GET", "aggregated/resourcePolicies", "resourcePolicies.aggregatedList"),
+    ("POST", f"{_R}/routers", "routers.insert"),
+    ("GET", f"{_R}/routers", "routers.list"),
+    ("GET", f"{_R}/routers/{_N}", "routers.get"),
+    ("PATCH", f"{_R}/routers/{_N}", "routers.patch"),
+    ("PUT", f"{_R}/routers/{_N}", "routers.update"),
+    ("DELETE", f"{_R}/routers/{_N}", "routers.delete"),
+    ("GET", "aggregated/routers", "routers.aggregatedList"),
 ]]
 _PREFIX = re.compile(r"/compute/v1/projects/(?P<project>[^/]+)/(?P<rest>.+)")
 
@@ -93,7 +101,7 @@ def permission_for(rpc: str) -> str:
     return f"compute.{resource}.{ {'insert': 'create', 'aggregatedList': 'list', 'wait': 'get'}.get(verb, verb)}"
 
 
-class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPoliciesMixin):
+class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPoliciesMixin, RoutersMixin):
     """The stand-in server; a context manager, started on a free port of 127.0.0.1.
 
     operation_polls: how many polls (zoneOperations.get and friends) an Operation answers
@@ -125,6 +133,7 @@ class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPolic
         self._disks: dict[tuple, dict] = {}
         self._firewalls: dict[tuple, dict] = {}
         self._policies: dict[tuple, dict] = {}
+        self._routers: dict[tuple, dict] = {}  # (project, region, name) -> Router, NATs inside
         self.clear_faults()
 
     # ---------------------------------------------------------------- lifecycle and clients
@@ -158,6 +167,7 @@ class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPolic
         return SimpleNamespace(
             instances=self.client(c.InstancesClient), disks=self.client(c.DisksClient),
             firewalls=self.client(c.FirewallsClient), resource_policies=self.client(c.ResourcePoliciesClient),
+            routers=self.client(c.RoutersClient),
             zone_operations=self.client(c.ZoneOperationsClient), region_operations=self.client(c.RegionOperationsClient),
             global_operations=self.client(c.GlobalOperationsClient), machine_types=self.client(c.MachineTypesClient),
             accelerator_types=self.client(c.AcceleratorTypesClient), zones=self.client(c.ZonesClient))
@@ -192,14 +202,19 @@ class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPolic
         with self._lock:
             return [public(d) for d in self._policies.values()]
 
+    def routers(self) -> list[dict]:
+        with self._lock:
+            return [public(d) for d in self._routers.values()]
+
     def operations(self, op_type: str | None = None) -> list[dict]:
         with self._lock:
             return [public(r.body) for r in self._ops.values() if op_type in (None, r.body["operationType"])]
 
     def labelled_resources(self, label_key: str, value: str | None = None) -> dict[str, list[str]]:
         """What is left carrying label_key (=value): {"instances": ["zone/name"], "disks": [...],
-        "firewalls": [...], "resourcePolicies": ["region/name"]}; kinds with nothing are left out,
-        so "nothing left" is `== {}`. Firewalls and policies are read from "gpuctl k=v" descriptions."""
+        "firewalls": [...], "resourcePolicies": ["region/name"], "routers": ["region/name"]}; kinds
+        with nothing are left out, so "nothing left" is `== {}`. Firewalls, policies and routers
+        (their NATs live inside them) are read from "gpuctl k=v" descriptions."""
         def has(labels: dict) -> bool:
             return label_key in labels and value in (None, labels[label_key])
 
@@ -210,6 +225,8 @@ class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPolic
                 "firewalls": [n for (_, n), d in self._firewalls.items() if has(description_labels(d["description"]))],
                 "resourcePolicies": [f"{r}/{n}" for (_, r, n), d in self._policies.items()
                                      if has(description_labels(d["description"]))],
+                "routers": [f"{r}/{n}" for (_, r, n), d in self._routers.items()
+                            if has(description_labels(d["description"]))],
             }
         return {kind: sorted(names) for kind, names in found.items() if names}
 

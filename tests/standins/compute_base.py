@@ -29,7 +29,7 @@ MAX_RESULTS = 500
 # anything else is refused, as GCE refuses it.
 _KNOWN_FIELDS = {kind: {f.json_name for f in message.pb().DESCRIPTOR.fields} for kind, message in {
     "instance": compute_v1.Instance, "disk": compute_v1.Disk, "firewall": compute_v1.Firewall,
-    "resourcePolicy": compute_v1.ResourcePolicy, "operation": compute_v1.Operation,
+    "resourcePolicy": compute_v1.ResourcePolicy, "router": compute_v1.Router, "operation": compute_v1.Operation,
     "machineType": compute_v1.MachineType, "acceleratorType": compute_v1.AcceleratorType,
     "zone": compute_v1.Zone}.items()}
 

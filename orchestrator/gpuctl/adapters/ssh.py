@@ -7,14 +7,25 @@ comes from gpuctl's own known_hosts (filled from the VM's guest attributes, or b
 Every byte gpuctl sends to or reads from a host goes through RemoteHost: `run` (text in, text
 out), `exec_stream` (binary stdin, stdout handed on as it arrives), `open_reader` (a long
 stdout read as a file), `put` and `get`. Only this module touches paramiko.
+
+A target may name a Tunnel: a program whose stdin and stdout are the TCP stream to the host's
+sshd (OpenSSH's ProxyCommand; for a VM made with --iap, `gcloud compute start-iap-tunnel ...
+--listen-on-stdin`). The SSH session runs inside it unchanged, so the host key is verified the
+same way, under the name the target gives (`host`), which need not be an address.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import select
 import shlex
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +42,10 @@ class SshError(GpuctlError):
     """The host could not be reached, or it is not who we think it is."""
 
 
+class TunnelMissing(SshError):
+    """The tunnel's program is not installed: waiting or retrying cannot help."""
+
+
 class CommandFailed(GpuctlError):
     def __init__(self, command: str, exit_code: int, stderr: str):
         tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
@@ -40,12 +55,24 @@ class CommandFailed(GpuctlError):
 
 
 @dataclass(frozen=True)
+class Tunnel:
+    """A ProxyCommand: `argv` relays its stdin/stdout to the host's sshd. `what` names it in
+    errors ("the IAP tunnel"); the hints say what to do when its program is missing or it fails."""
+
+    argv: tuple[str, ...]
+    what: str
+    missing_hint: str
+    failure_hint: str
+
+
+@dataclass(frozen=True)
 class SshTarget:
-    host: str
+    host: str  # an address, or (through a tunnel) the name the host key is pinned under
     user: str
     port: int = 22
     key_file: Path | None = None
     known_hosts: Path | None = None
+    tunnel: Tunnel | None = None
 
     @property
     def label(self) -> str:
@@ -125,15 +152,24 @@ class RemoteHost:
         self._conn.client.set_missing_host_key_policy(RejectPolicy())
         if target.known_hosts:
             self._conn.client.load_host_keys(str(target.known_hosts))
+        self._tunnel: TunnelSocket | None = None
 
     def load_known_hosts(self, path: Path) -> None:
         self._conn.client.load_host_keys(str(path))
 
     def connect(self) -> None:
+        if self.target.tunnel is not None:
+            # A fresh tunnel per connection: a ProxyCommand carries one TCP stream, and a
+            # reconnect (reboot, dropped link) needs a new one. Fabric hands `sock` to paramiko.
+            self._tunnel = TunnelSocket(self.target.tunnel, self.target.label)
+            self._conn.connect_kwargs["sock"] = self._tunnel
         try:
             self._conn.open()
         except Exception as exc:  # translated below; paramiko raises many kinds
-            raise translate_connect_error(exc, self.target) from None
+            tunnel_error = self._tunnel.failure() if self._tunnel is not None else None
+            if self._tunnel is not None:
+                self._tunnel.close()
+            raise (tunnel_error or translate_connect_error(exc, self.target)) from None
 
     def run(self, command: str, *, sudo: bool = False, check: bool = True,
             timeout: int | None = 600) -> CommandResult:
@@ -318,12 +354,17 @@ class RemoteHost:
                 self.close()
                 self.connect()
                 return
+            except TunnelMissing:
+                raise  # nothing to wait for: the program is not installed
             except SshError as exc:
                 if "host key" in exc.message or ("refused the SSH key" in exc.message
                                                  and not tolerate_auth):
                     raise  # a different machine answered: waiting will not help
                 if time.monotonic() + poll_s > deadline:
-                    raise SshError(f"{self.target.label} did not come back within {timeout_s:.0f}s",
+                    last = f" (last: {exc.message})" if self.target.tunnel is not None else ""
+                    raise SshError(f"{self.target.label} did not come back within "
+                                   f"{timeout_s:.0f}s{last}",
+                                   exc.hint if last else
                                    "check the VM's serial console; rerun provision afterwards") from None
                 time.sleep(poll_s)
 
@@ -333,12 +374,103 @@ class RemoteHost:
 
     def close(self) -> None:
         self._conn.close()
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
 
     def __enter__(self) -> "RemoteHost":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TunnelSocket:
+    """The socket paramiko's Transport reads and writes, backed by a tunnel program's stdin and
+    stdout (the role of paramiko's ProxyCommand, which spins until its timeout once the program
+    has exited; here its end of output is an end of stream, so a dead tunnel fails at once).
+    Its stderr goes to a private temporary file, never a pipe that could fill and stall it; the
+    last line is what a failure reports."""
+
+    def __init__(self, tunnel: Tunnel, label: str):
+        if shutil.which(tunnel.argv[0]) is None:
+            raise TunnelMissing(f"{tunnel.argv[0]} is not on PATH, and {tunnel.what} to {label} "
+                                "needs it", tunnel.missing_hint)
+        self.tunnel, self.label = tunnel, label
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen(list(tunnel.argv), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0,
+                                            start_new_session=True)  # Ctrl-C reaches gpuctl only
+        except OSError as exc:
+            self._stderr.close()
+            raise TunnelMissing(f"{tunnel.what} to {label} could not start: {exc.strerror}",
+                                tunnel.missing_hint) from None
+        self.timeout: float | None = None
+        self._last_line: str | None = None
+
+    def send(self, data: bytes) -> int:
+        try:
+            return self.process.stdin.write(data) or 0
+        except (BrokenPipeError, ValueError):
+            raise EOFError(f"{self.tunnel.what} closed") from None
+
+    def recv(self, size: int) -> bytes:
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        if not ready:
+            raise socket.timeout()
+        return os.read(self.process.stdout.fileno(), size)  # b"" at its end: paramiko's EOFError
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    @property
+    def closed(self) -> bool:
+        return self.process.poll() is not None
+
+    _closed = closed
+
+    def failure(self) -> SshError | None:
+        """Why the connection failed, when the tunnel program is the reason (it exited)."""
+        try:
+            code = self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return None  # still running: the tunnel works, the trouble is past it
+        return SshError(f"{self.tunnel.what} to {self.label} failed (exit {code}): "
+                        f"{self.last_error_line()}", self.tunnel.failure_hint)
+
+    def last_error_line(self) -> str:
+        """Its stderr's last line (read once: paramiko may close the tunnel before gpuctl asks)."""
+        if self._last_line is None:
+            self._stderr.seek(0)
+            lines = self._stderr.read()[-4096:].decode(errors="replace").strip().splitlines()
+            self._last_line = redact(lines[-1].strip())[:300] if lines else "no message"
+        return self._last_line
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if not self._stderr.closed:
+            self.last_error_line()
+        for stream in (self.process.stdin, self.process.stdout, self._stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+_TOKEN = re.compile(r"(ya29\.[\w.-]+|eyJ[\w-]+\.[\w-]+\.[\w-]+|(?i:bearer)\s+\S+)")
+
+
+def redact(text: str) -> str:
+    """An OAuth access token or a JWT never reaches a message, even if a tool printed one."""
+    return _TOKEN.sub("[redacted]", text)
 
 
 def translate_connect_error(exc: Exception, target: SshTarget) -> GpuctlError:

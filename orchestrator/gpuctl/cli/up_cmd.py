@@ -26,6 +26,9 @@ from .options import complete_profiles, json_option
 @click.option("--idle-minutes", type=click.IntRange(0, 1440),
               help="On-host idle watchdog; 0 disables it.")
 @click.option("--ssh-from", help="Your public address for the SSH rule (default: detected).")
+@click.option("--iap", is_flag=True,
+              help="SSH through Identity-Aware Proxy: no external address, port 22 open only to "
+              "IAP, egress through Cloud NAT; needs gcloud (config: iap = true).")
 @click.option("--unguarded", is_flag=True,
               help="Allow a VM with no server-side guard (it bills until deleted).")
 @click.option("--any-region", is_flag=True,
@@ -59,7 +62,9 @@ def up(profile: str | None, dry_run: bool, yes: bool, as_json: bool, any_region:
         return
     from ..lifecycle.deps import live_deps
 
-    deps = live_deps(ctx, ssh_from=options.get("ssh_from"))  # fails fast, naming what is missing
+    # Fails fast, naming what is missing; with IAP, gcloud instead of the caller's address.
+    extra = {"iap": True} if plan.spec.iap else {}
+    deps = live_deps(ctx, ssh_from=options.get("ssh_from"), **extra)
     if not as_json:
         render.render_plan(report)
         _choice_lines(report)
@@ -111,14 +116,15 @@ def _apply(ctx, plan, deps, any_region: bool, skip_provision: bool, as_json: boo
             status.stop()
     record = result.record
     provision = None if skip_provision else _provision(ctx, record, as_json)
-    summary = {"name": record.name, "zone": record.zone, "address": record.address,
+    summary = {"name": record.name, "zone": record.zone, "address": record.address, "iap": record.iap,
                "attempts": [a.as_dict() for a in record.attempts],
                "ssh": f"gpuctl ssh {record.name}", "guards": [g.as_dict() for g in plan.guards.guards],
                "worst_case": plan.worst_case, "provision": provision}
     if as_json:
         render.print_json(summary)
         return
-    out.print(f"[green]{record.name}[/] is up in {record.zone} at {record.address}: "
+    where = "through IAP (no external address)" if record.iap else f"at {record.address}"
+    out.print(f"[green]{record.name}[/] is up in {record.zone} {where}: "
               f"`gpuctl ssh {record.name}`")
     for guard in plan.guards.guards:
         out.print(f"  guard: {guard.summary}")

@@ -78,7 +78,8 @@ def _status_table(rows: list[dict], live: bool) -> None:
     for row in rows:
         guards = ", ".join(f"{g['kind']} {duration_text(g['fires_in_seconds'])}" for g in row["guards"])
         cost = "-" if row["cost_so_far_usd"] is None else f"${row['cost_so_far_usd']:,.2f}"
-        table.add_row(row["name"], row["state"], row["zone"] or "-", row["address"] or "-",
+        address = row["address"] or ("IAP" if row.get("iap") else "-")
+        table.add_row(row["name"], row["state"], row["zone"] or "-", address,
                       duration_text(row["uptime_seconds"]), cost, guards or "none")
     render.console().print(table)
 

@@ -98,12 +98,19 @@ def detect_public_address(timeout_s: float = 5.0) -> str:
                            "pass --ssh-from YOUR.PUBLIC.IP (or set ssh_from in the config)")
 
 
-def live_deps(ctx: Context, ssh_from: str | None = None, need_engine: bool = True) -> LiveDeps:
-    """Everything the live path needs, each missing piece reported by name, in seconds."""
+def live_deps(ctx: Context, ssh_from: str | None = None, need_engine: bool = True,
+              iap: bool = False) -> LiveDeps:
+    """Everything the live path needs, each missing piece reported by name, in seconds. With
+    iap, SSH goes through gcloud's IAP tunnel (checked here, before anything is created) and
+    the caller's address is not needed: the firewall admits IAP's range only."""
     default_credentials()  # fails fast and names ADC when absent
     project = resolve_project(ctx)
     if need_engine:
         find_pulumi_cli()
+    if iap:
+        from .iap import require_gcloud
+
+        require_gcloud()
     engine = AutomationEngine(VM_PROJECT, ctx.config.pulumi_backend)
-    cidr = caller_cidr(ctx, ssh_from) if need_engine else ""
+    cidr = caller_cidr(ctx, ssh_from) if need_engine and not iap else ""
     return LiveDeps(engine=engine, compute=ComputeApi(project), project=project, caller_cidr=cidr)

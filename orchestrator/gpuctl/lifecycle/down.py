@@ -15,6 +15,7 @@ from gpuctl_infra.catalog import region_of
 from ..adapters.pulumi_engine import StackError
 from ..errors import GpuctlError
 from . import hostkeys, keys, records
+from .access import host_key_name
 from .billing_time import cost_so_far
 from .deps import LiveDeps
 from .records import VmRecord
@@ -67,8 +68,9 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
         raise LeftoverError(f"still present after down: {names}",
                             f"rerun `gpuctl down {record.name}`; `gpuctl sweep` lists them too")
     deps.engine.remove(record.stack)
-    if record.address:
-        hostkeys.unpin(record.address)
+    pinned_as = host_key_name(record)
+    if pinned_as:
+        hostkeys.unpin(pinned_as)
     keys.remove_key_pair(record.name)
     records.remove(record.name)
     return deleted

@@ -42,7 +42,10 @@ class VmRecord:
     stopped_hourly_usd: float
     termination_action: str  # DELETE | STOP
     zone: str | None = None
-    address: str | None = None
+    address: str | None = None  # the external address; None for a VM reached through IAP
+    # Made with --iap: no external address; SSH goes through an IAP tunnel and the host key is
+    # pinned under the VM's name (see access.py).
+    iap: bool = False
     ssh_user: str = "gpuctl"
     key_file: str | None = None
     max_run_seconds: int | None = None  # GCE's own limit (the hard cap when a deadline is set)

@@ -20,12 +20,12 @@ from gpuctl_infra.catalog import REGIONS, region_of
 from gpuctl_infra.spec import VmSpec
 
 from ..adapters.pulumi_engine import StackError
-from ..adapters.ssh import RemoteHost, SshError, SshTarget
+from ..adapters.ssh import RemoteHost, SshError
 from ..context import Context
 from ..cost import hourly_cost
 from ..errors import GpuctlError
 from ..plan import MODEL_NAMES, VmPlan, zones_for
-from . import hostkeys, keys, records
+from . import access, hostkeys, keys, records
 from .deps import LiveDeps
 from .failover import Candidate, classify, order_zones, short_reason, skip_after
 from .records import Attempt, VmRecord
@@ -61,7 +61,7 @@ def candidates(ctx: Context, plan: VmPlan, any_region: bool) -> list[Candidate]:
         zones = zones_for(plan.profile, region, model)
         if not zones:
             continue
-        hourly = hourly_cost(plan.profile, region, ctx.prices)
+        hourly = hourly_cost(plan.profile, region, ctx.prices, iap=plan.spec.iap)
         if hourly.unknown:
             continue  # no full price, no estimate: never create what we cannot cost
         for zone in zones:
@@ -78,6 +78,7 @@ def vm_program(spec: VmSpec) -> Callable[[], None]:
         vm = GpuVm(spec)
         pulumi.export("instance_name", vm.instance.name)
         pulumi.export("zone", vm.instance.zone)
+        pulumi.export("iap", spec.iap)  # how to reach it, next to the VM in the stack's outputs
     return program
 
 
@@ -110,7 +111,7 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
         hourly_usd=plan.hourly.running, stopped_hourly_usd=plan.hourly.stopped,
         termination_action=plan.guards.termination_action, ssh_user=plan.spec.ssh_user,
         key_file=str(key.private_path), max_run_seconds=plan.spec.max_run_seconds,
-        termination_time=plan.spec.termination_time,
+        termination_time=plan.spec.termination_time, iap=plan.spec.iap,
         daily_stop=({"cron": plan.spec.daily_stop.cron, "clock": plan.spec.daily_stop.clock,
                      "time_zone": plan.spec.daily_stop.time_zone} if plan.spec.daily_stop else None))
     records.save(record)  # intent first: from here on, any failure is rolled back
@@ -126,7 +127,8 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
         raise
     record.state = "ready"
     records.save(record)
-    emit("ready", f"{name} is ready at {record.address} ({record.zone})")
+    where = "through IAP (no external address)" if record.iap else f"at {record.address}"
+    emit("ready", f"{name} is ready {where} ({record.zone})")
     return UpResult(record, record.attempts)
 
 
@@ -136,7 +138,8 @@ def _apply_with_failover(plan: VmPlan, record: VmRecord, order: list[Candidate],
     while pending:
         candidate = pending.pop(0)
         spec = replace(plan.spec, zone=candidate.zone, ssh_public_key=public_key,
-                       ssh_source_cidr=deps.caller_cidr, project=deps.project)
+                       ssh_source_cidr=deps.caller_cidr or plan.spec.ssh_source_cidr,
+                       project=deps.project)
         if candidate.model:
             spec = replace(spec, spot=candidate.model == "SPOT",
                            flex_start=candidate.model == "FLEX_START")
@@ -202,22 +205,22 @@ def _reach(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> None:
     view = _poll(lambda: deps.compute.instance(record.zone, record.name),
                  lambda v: v is not None and v.status == "RUNNING", timeouts.running_s, deps,
                  f"{record.name} did not reach RUNNING")
-    record.address = view.address
+    record.address = view.address  # None through IAP: the VM has no external address
     record.running_since = (view.last_start or deps.clock()).isoformat()
     records.save(record)
-    if not view.address:
+    if not view.address and not record.iap:
         raise GpuctlError(f"{record.name} has no external address", "check the network settings")
     emit("wait", "reading the VM's host keys from its guest attributes")
     published = _poll(lambda: deps.compute.host_keys(record.zone, record.name), bool,
                       timeouts.host_keys_s, deps, f"{record.name} published no SSH host keys")
-    lines = hostkeys.host_key_lines(view.address, published)
+    pinned_as = access.host_key_name(record)
+    lines = hostkeys.host_key_lines(pinned_as, published)
     if not lines:
         raise GpuctlError(f"{record.name} published no usable host key",
                           "use an image with the Google guest environment")
-    hostkeys.pin(view.address, lines)
-    emit("wait", f"waiting for SSH on {view.address}")
-    target = SshTarget(view.address, record.ssh_user, 22, keys.key_path(record.name),
-                       hostkeys.known_hosts_path())
+    hostkeys.pin(pinned_as, lines)
+    target = access.target_for_record(record)
+    emit("wait", f"waiting for SSH on {pinned_as}" + (" through IAP" if record.iap else ""))
     host = RemoteHost(target)
     host.load_known_hosts(hostkeys.known_hosts_path())
     try:
