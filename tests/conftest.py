@@ -20,7 +20,7 @@ def isolated_home(tmp_path, monkeypatch):
         monkeypatch.delenv(f"GPUCTL_{key}", raising=False)
     for var in ("GPUCTL_CONTAINER_ENDPOINT", "GPUCTL_COMPUTE_ENDPOINT", "GPUCTL_KUBECONFIG",
                 "GPUCTL_KUBE_CONTEXT", "GPUCTL_SCHEDULER_ENDPOINT", "GPUCTL_SERVICEUSAGE_ENDPOINT",
-                "GPUCTL_RESOURCEMANAGER_ENDPOINT", "GPUCTL_HTTP_TIMEOUT", "GPUCTL_DEADLINE_SERVICE_ACCOUNT",
+                "GPUCTL_RESOURCEMANAGER_ENDPOINT", "GPUCTL_STORAGE_ENDPOINT", "GPUCTL_HTTP_TIMEOUT", "GPUCTL_DEADLINE_SERVICE_ACCOUNT",
                 "GPUCTL_CAP"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GPUCTL_OWNER", "alice")
@@ -54,3 +54,6 @@ from tests.k8s.fixtures import k8s_cluster, k8s_namespace  # noqa: E402,F401
 
 # The real Pulumi CLI (built from Go modules) with the gcp provider plugin double.
 from tests.gcp_provider.fixtures import real_engine_env  # noqa: E402,F401
+
+# A real Cloud Storage emulator (fake-gcs-server built from Go modules) on loopback.
+from tests.gcs.fixtures import gcs_emulator  # noqa: E402,F401

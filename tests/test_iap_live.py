@@ -79,3 +79,18 @@ def test_a_second_iap_vm_in_the_region_is_refused_by_the_nat_rule_and_rolled_bac
     assert [r["name"] for r in live.standin.routers()] == [f"{NAME}-router"]
     down_vm(NAME, live)
     assert live.standin.routers() == [] and nothing_left(live.standin)
+
+
+def test_down_finds_the_router_by_its_labels_when_the_engine_lost_its_state(ctx, live, fake_gcloud,
+                                                                            monkeypatch):
+    from tests.gcp_provider.fixtures import state_file
+
+    live.standin.nat_ips.pop(NAME, None)
+    fake_gcloud.route(monkeypatch, PROJECT, "us-central1-a", NAME, live.host.address)
+    up_vm(ctx, plan_for(ctx, iap=True), live)
+    state_file(VM_PROJECT, NAME).unlink()  # a wiped laptop: only the labels say what is ours
+    result = down_vm(NAME, live)
+    assert f"router/{NAME}-router" in result.deleted_directly
+    assert result.deleted_directly.index(f"instance/{NAME}") < \
+        result.deleted_directly.index(f"router/{NAME}-router")  # the NAT outlives its VM's use
+    assert live.standin.routers() == [] and nothing_left(live.standin)

@@ -12,6 +12,8 @@
     workdir: .                       # shipped: synced to a VM; packed into a ConfigMap on GKE
     requirements: requirements.txt   # pip-installed before the command, on both
     output_dir: /mnt/disks/nvme/out  # where the run writes checkpoints
+    checkpoints: gs://BUCKET/PREFIX  # or `auto` (gpuctl's bucket per project): the run writes
+                                     # to $GPUCTL_CHECKPOINT_DIR, kept in Cloud Storage
     timeout: 12h                     # a hard limit on the run's wall time
     max_retries: 3                   # GKE: retries after spot disruptions (never code errors)
 
@@ -65,6 +67,10 @@ DEFAULT_IMAGE = "docker.io/pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 # The GPU of the pool `gpuctl gke up` makes by default (--pools l4).
 DEFAULT_ACCELERATOR = "nvidia-l4"
 MAX_NODES = 64
+# `checkpoints: auto`: gpuctl's own bucket for the project (adapters/storage.py names it).
+AUTO_CHECKPOINTS = "auto"
+CHECKPOINTS_HINT = ("write gs://BUCKET/PREFIX (e.g. gs://my-team-checkpoints/llama), or `auto` "
+                    "for a bucket gpuctl creates in the project")
 MAX_GPUS_PER_NODE = 8
 
 
@@ -91,6 +97,7 @@ class JobSpec(BaseModel):
     workdir: str | None = None
     requirements: str | None = None
     output_dir: str | None = None
+    checkpoints: str | None = None  # gs://BUCKET/PREFIX, or AUTO_CHECKPOINTS
     timeout: str | None = None
     max_retries: int = Field(3, ge=0, le=100)
 
@@ -159,6 +166,18 @@ class JobSpec(BaseModel):
         from .validation import as_value_error, image_ref
 
         return value if value is None else as_value_error(image_ref, value)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoints(cls, value: str | None) -> str | None:
+        """Checked against Cloud Storage's naming rules (validation.gcs_url) and written in one
+        form: gs://BUCKET or gs://BUCKET/PREFIX, no trailing '/'."""
+        if value is None or value == AUTO_CHECKPOINTS:
+            return value
+        from .validation import as_value_error, gcs_url
+
+        bucket, prefix = as_value_error(lambda text: gcs_url(text, what=""), value)
+        return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
 
     @field_validator("accelerator")
     @classmethod
@@ -259,7 +278,14 @@ def check_for_target(spec: JobSpec, target: Target) -> tuple[list[tuple[str, str
             notes.append("spot is ignored on a VM: it was set when the VM was created")
         if spec.max_retries != 3:
             notes.append("max_retries is ignored on a VM: a run is not restarted by itself")
+        if spec.checkpoints:
+            notes.append("checkpoints: the run writes them to $GPUCTL_CHECKPOINT_DIR on the NVMe; "
+                         f"its Cloud Storage folder is $GPUCTL_CHECKPOINT_URL under {spec.checkpoints}")
         return problems, notes
+    if spec.checkpoints:
+        # The Cloud Storage FUSE CSI driver mount is not built yet: say so, never drop the key.
+        problems.append(("checkpoints: is not supported on GKE yet (VMs only)",
+                         "remove `checkpoints:` for GKE and write to gs:// from the job"))
     if not spec.image:
         notes.append(f"image: not set, so the pods run the public {DEFAULT_IMAGE}")
     if spec.workdir is not None:
@@ -331,6 +357,8 @@ def _fix_for(err) -> str:
         return "move it to `secrets:` and " + SECRET_HINT
     if key == "accelerator":
         return f"pick one of those, or remove it for {DEFAULT_ACCELERATOR}"
+    if key == "checkpoints":
+        return CHECKPOINTS_HINT
     if key == "name":
         return "e.g. name: llama-lora"
     if key == "command":

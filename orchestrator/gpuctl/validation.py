@@ -112,3 +112,83 @@ def as_value_error(check, value):
         return check(value)
     except UsageError as exc:
         raise ValueError(f"{exc.message} ({exc.hint})") from None
+
+
+# -- Cloud Storage: gs://BUCKET/PREFIX, checked against Google's naming rules ----------------
+# Bucket names, https://cloud.google.com/storage/docs/buckets#naming : only lowercase letters,
+# digits, '-', '_' and '.'; start and end with a letter or digit; 3-63 characters, or up to 222
+# with dots, each dot-separated part at most 63; not an IP address in dotted-decimal notation;
+# not beginning with "goog"; not containing "google" or close misspellings such as "g00gle".
+BUCKET_RE = re.compile(r"[a-z0-9][-a-z0-9_.]*[a-z0-9]", re.ASCII)
+_DOTTED_DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", re.ASCII)
+# Google names "g00gle" as a close misspelling; others it may still refuse (the API has the last word).
+_GOOGLE_SPELLINGS = ("google", "g00gle", "go0gle", "g0ogle")
+# Object names, https://cloud.google.com/storage/docs/objects#naming : valid Unicode, 1-1024 bytes
+# UTF-8, no Carriage Return or Line Feed, not starting with ".well-known/acme-challenge/", never
+# "." or "..". Google strongly recommends avoiding XML-illegal control characters, '#' (read as
+# a version by gcloud) and '[', ']', '*', '?' (wildcards to gcloud/gsutil): gpuctl refuses them
+# too, so every checkpoint can be handled with gcloud. gpuctl's own rules: no empty or "."/".."
+# path parts (objects mirror a local folder), and the prefix leaves room in the 1024 bytes for
+# the run name and the file path under it.
+MAX_PREFIX_BYTES = 512
+_PREFIX_AVOID = frozenset("#[]*?")
+
+
+def bucket_name(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError("the bucket name is empty", "write gs://BUCKET/PREFIX, e.g. gs://my-team-checkpoints/llama")
+    hint = "bucket names: 3-63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    parts = value.split(".")
+    if not BUCKET_RE.fullmatch(value) or len(value) < 3 or len(value) > 222 \
+            or ("." not in value and len(value) > 63) or any(not 1 <= len(p) <= 63 for p in parts):
+        raise UsageError(f"bucket {_show(value)} is not a valid Cloud Storage bucket name", hint)
+    if _DOTTED_DECIMAL.fullmatch(value):
+        raise UsageError(f"bucket {_show(value)} looks like an IP address",
+                         "Cloud Storage refuses bucket names in dotted-decimal notation; pick a word")
+    if value.startswith("goog") or any(word in value for word in _GOOGLE_SPELLINGS):
+        raise UsageError(f"bucket {_show(value)} uses a name Google reserves",
+                         "bucket names cannot begin with 'goog' or contain 'google'; pick another name")
+    return value
+
+
+def object_prefix(value: str) -> str:
+    """A folder-like object prefix without leading or trailing '/' ('' for the bucket's root)."""
+    hint = "write the prefix as folder names separated by '/', e.g. gs://BUCKET/team/llama"
+    if not isinstance(value, str):
+        raise UsageError(f"object prefix {_show(value)} is not text", hint)
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate is not valid Unicode
+        raise UsageError(f"object prefix {_show(value)} is not valid Unicode", hint) from None
+    if size > MAX_PREFIX_BYTES:
+        raise UsageError(f"object prefix is {size} bytes long",
+                         f"keep it to {MAX_PREFIX_BYTES} bytes: object names are at most 1024 bytes "
+                         "and the run name and file paths go under it")
+    if not value:
+        return value
+    bad = next((c for c in value if not c.isprintable() or c in _PREFIX_AVOID), None)
+    if bad is not None:
+        raise UsageError(f"object prefix {_show(value)} contains {_show(bad)}",
+                         "leave out control characters and # [ ] * ? (gcloud reads them as versions "
+                         "or wildcards)")
+    parts = value.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UsageError(f"object prefix {_show(value)} has an empty, '.' or '..' part", hint)
+    if (value + "/").startswith(".well-known/acme-challenge/"):
+        raise UsageError(f"object prefix {_show(value)} starts with .well-known/acme-challenge/",
+                         "Cloud Storage refuses object names there; pick another prefix")
+    return value
+
+
+def gcs_url(value: str, what: str = "checkpoints") -> tuple[str, str]:
+    """'gs://BUCKET[/PREFIX][/]' -> (bucket, prefix); the prefix has no leading or trailing '/'."""
+    lead = f"{what} " if what else ""
+    if not isinstance(value, str) or not value.startswith("gs://"):
+        raise UsageError(f"{lead}{_show(value)} is not a gs:// URL",
+                         "write gs://BUCKET/PREFIX, e.g. gs://my-team-checkpoints/llama")
+    bucket, _, prefix = value[len("gs://"):].partition("/")
+    prefix = prefix[:-1] if prefix.endswith("/") else prefix
+    try:
+        return bucket_name(bucket), object_prefix(prefix)
+    except UsageError as exc:
+        raise UsageError(f"{what}: {exc.message}" if what else exc.message, exc.hint) from None

@@ -218,13 +218,15 @@ class ComputeApi:
 
     # -- everything labelled, for verification and sweep ---------------------------------
     def labelled_resources(self, labels: dict[str, str]) -> list[ResourceView]:
-        """Instances, disks, firewall rules and resource policies carrying `labels`."""
+        """Instances, disks, firewall rules, resource policies and Cloud Routers (with their
+        NAT, from `--iap`) carrying `labels`."""
         found = [ResourceView("instance", i.name, i.zone, i.labels, status=i.status,
                               machine_type=i.machine_type)
                  for i in self.labelled_instances(labels)]
         found += self._labelled_disks(labels)
         found += [r for r in self._firewalls() if _has(r.labels, labels)]
         found += [r for r in self._resource_policies() if _has(r.labels, labels)]
+        found += [r for r in self._routers() if _has(r.labels, labels)]
         return found
 
     def _labelled_disks(self, labels: dict[str, str]) -> list[ResourceView]:
@@ -261,6 +263,18 @@ class ComputeApi:
                                  labels_from_description(p.description))
                     for _, scoped in pager for p in scoped.resource_policies]
 
+    def _routers(self) -> list[ResourceView]:
+        # Routers take no labels either (compute.v1 Router has no `labels` field); gpuctl writes
+        # them into the description, like firewall rules. A router's NATs live inside it.
+        from google.cloud import compute_v1
+
+        request = compute_v1.AggregatedListRoutersRequest(project=self.project, max_results=500)
+        with translated(self.project, self.endpoint):
+            pager = self._client("RoutersClient").aggregated_list(request=request, **self._opts())
+            return [ResourceView("router", r.name, last_segment(r.region),
+                                 labels_from_description(r.description))
+                    for _, scoped in pager for r in scoped.routers]
+
     def delete(self, resource: ResourceView) -> None:
         """Delete one resource found by a sweep and wait for it; gone already is fine."""
         from google.api_core import exceptions
@@ -271,6 +285,7 @@ class ComputeApi:
             "firewall": ("FirewallsClient", {"firewall": resource.name}),
             "resource-policy": ("ResourcePoliciesClient",
                                 {"region": resource.location, "resource_policy": resource.name}),
+            "router": ("RoutersClient", {"region": resource.location, "router": resource.name}),
         }
         client_name, args = calls[resource.kind]
         with translated(self.project, self.endpoint):

@@ -85,8 +85,9 @@ def vm_leftovers(deps: LiveDeps, name: str) -> list:
 
 
 def _delete_order(resource) -> int:
-    # Instances first: their disks and policies cannot go while an instance uses them.
-    return {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3}.get(resource.kind, 4)
+    # Instances first: their disks, policies and NAT cannot go while an instance uses them.
+    return {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3,
+            "router": 4}.get(resource.kind, 5)
 
 
 def down_vm(name: str, deps: LiveDeps, on_event: OnEvent | None = None) -> DownResult:

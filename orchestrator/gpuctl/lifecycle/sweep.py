@@ -7,13 +7,20 @@ Three kinds of leftovers:
   stale stack  a stack or record whose resources are all gone (e.g. a guard deleted the VM);
   tracked      resources of a VM gpuctl still knows: listed, left to `gpuctl down`.
 Each with what it costs per day, so the most expensive leftover is obvious.
+
+Checkpoint buckets gpuctl created (labelled gpuctl-managed, gpuctl-kind=checkpoints) belong to
+the project, not to a VM: they are meant to outlive it. One that holds checkpoints is listed as
+tracked with its size (its lifecycle rule expires old objects; sweep never deletes checkpoints);
+an empty one is an orphan that `--delete` removes. The price book has no Cloud Storage prices,
+so a bucket's cost per day is unknown ("?") and its size is shown instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..adapters.compute import ResourceView
+from ..adapters.compute import CloudAccessError, ResourceView
+from ..adapters.storage import BucketView, StorageApi
 from ..context import Context
 from ..cost import hourly_cost
 from ..errors import PriceError
@@ -29,15 +36,45 @@ class Leftover:
     resource: ResourceView | None
     usd_per_day: float | None
 
+    size_bytes: int | None = None  # buckets: what they hold (the price book has no storage prices)
+
     def as_dict(self) -> dict:
         r = self.resource
-        return {"kind": self.kind, "vm": self.vm,
-                "resource": None if r is None else {"type": r.kind, "name": r.name,
-                                                    "location": r.location, "status": r.status},
+        resource = None if r is None else {"type": r.kind, "name": r.name,
+                                           "location": r.location, "status": r.status}
+        if resource is not None and self.size_bytes is not None:
+            resource["size_bytes"] = self.size_bytes
+        return {"kind": self.kind, "vm": self.vm, "resource": resource,
                 "usd_per_day": None if self.usd_per_day is None else round(self.usd_per_day, 2)}
 
 
-def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
+CHECKPOINTS_VM = "(checkpoints)"  # what the vm column says for a project's checkpoint bucket
+
+
+def storage_api(deps: LiveDeps, storage: StorageApi | None = None) -> StorageApi:
+    return storage or getattr(deps, "storage", None) or StorageApi(deps.project)
+
+
+def bucket_leftovers(storage: StorageApi) -> list[Leftover]:
+    """gpuctl's checkpoint buckets, each sized. An account that may not list buckets (or a
+    project without the Cloud Storage API) has none gpuctl could have made there, as creating
+    one needs roles/storage.admin, which lists too: that refusal is not an error."""
+    try:
+        buckets = storage.labelled_buckets({"gpuctl-managed": "true", "gpuctl-kind": "checkpoints"})
+    except CloudAccessError:
+        return []
+    return [Leftover("tracked" if b.objects else "orphan", CHECKPOINTS_VM, bucket_resource(b), None,
+                     b.size_bytes) for b in buckets]
+
+
+def bucket_resource(bucket: BucketView) -> ResourceView:
+    more = "" if bucket.sized_all else "+"
+    status = f"{bucket.objects}{more} objects, {bucket.size_bytes / 2**30:,.2f}{more} GiB"
+    return ResourceView("bucket", bucket.name, bucket.location, bucket.labels,
+                        size_gb=-(-bucket.size_bytes // 10**9), status=status)
+
+
+def find_leftovers(ctx: Context, deps: LiveDeps, storage: StorageApi | None = None) -> list[Leftover]:
     resources = [r for r in deps.compute.labelled_resources({"gpuctl-managed": "true"})
                  if not is_gke_resource(r)] + deadline_jobs(deps)
     stacks = set(deps.engine.list_stacks())
@@ -52,7 +89,7 @@ def find_leftovers(ctx: Context, deps: LiveDeps) -> list[Leftover]:
         found += [Leftover(kind, vm, r, daily_cost(ctx, r, local.get(vm))) for r in items]
     for vm in sorted(known - set(by_vm)):
         found.append(Leftover("stale-stack", vm, None, 0.0))
-    return found
+    return found + bucket_leftovers(storage_api(deps, storage))
 
 
 # Cloud Scheduler pricing (cloud.google.com/scheduler/pricing): "A job is billed $0.10/job/31
@@ -100,7 +137,10 @@ def daily_cost(ctx: Context, resource: ResourceView, record) -> float | None:
         return resource.size_gb * per_gb_month / HOURS_PER_MONTH * 24
     if resource.kind == "deadline-job":
         return JOB_USD_PER_DAY
-    return 0.0  # firewall rules and resource policies cost nothing by themselves
+    # Firewall rules, resource policies and routers cost nothing by themselves. A router's NAT
+    # bills its gateway per VM using it (those are listed as instances); whether its
+    # auto-allocated address still bills with no VM behind it is unverified, so not counted.
+    return 0.0
 
 
 def _instance_estimate(ctx: Context, resource: ResourceView) -> float | None:
@@ -115,15 +155,18 @@ def _instance_estimate(ctx: Context, resource: ResourceView) -> float | None:
     return None
 
 
-def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps) -> list[str]:
+def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps,
+                     storage: StorageApi | None = None) -> list[str]:
     """Delete orphans (instances first) and forget stale stacks; tracked VMs are left alone."""
     done = []
-    order = {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3}
+    order = {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3, "router": 4}
     orphans = sorted((l for l in leftovers if l.kind == "orphan"),
                      key=lambda l: order.get(l.resource.kind, 9))
     for item in orphans:
         if item.resource.kind == "deadline-job":
             deps.deadline_api(item.resource.location).delete(item.vm)
+        elif item.resource.kind == "bucket":  # empty when found; Google refuses if no longer so
+            storage_api(deps, storage).delete_empty_bucket(item.resource.name)
         else:
             deps.compute.delete(item.resource)
         done.append(f"{item.resource.kind}/{item.resource.name}")

@@ -209,6 +209,12 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
             "env": sorted(spec.env), "secrets": sorted(secrets),
             "warnings": warnings, "notes": notes,
         }
+        checkpoints = None
+        if spec.checkpoints:
+            from ..checkpoints import prepare_checkpoints
+
+            checkpoints = prepare_checkpoints(spec, name, facts["base"], vm, create=not req.dry_run)
+            report["checkpoints"] = checkpoints.as_dict()
         if req.dry_run:
             report["round_trips"] = host.round_trips
             return report
@@ -224,6 +230,8 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
             "secrets": secrets, "requirements": spec.requirements,
             "timeout": spec.timeout_seconds, "grace": req.grace_seconds,
             "launcher": req.launcher,
+            # The syncer travels with the run (stdlib only): runs/host_scripts/checkpoint_sync.py.
+            "checkpoints": {**checkpoints.as_dict(), "syncer": syncer_source()} if checkpoints else None,
         })
         notes += started.get("notes") or []
         record = RunRecord(
@@ -241,6 +249,12 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
                        "state": started["state"], "exit_code": started.get("exit_code"),
                        "round_trips": host.round_trips})
         return report
+
+
+def syncer_source() -> str:
+    from importlib import resources
+
+    return resources.files("gpuctl.runs.host_scripts").joinpath("checkpoint_sync.py").read_text()
 
 
 # --- status, progress, jobs --------------------------------------------------------------------

@@ -52,6 +52,9 @@ SYNC_META = ".gpuctl-sync.json"
 START_WAIT_S = 10.0
 POLL_S = 0.2
 HEARTBEAT_S = 5.0
+SYNC_EVERY_S = 30.0  # checkpoint syncer: how often it looks for new checkpoints
+SYNC_PULL_S = 3600.0  # fetching the newest checkpoint before the command (tens of GB)
+SYNC_FLUSH_S = 900.0  # the last upload after the command ends
 CHUNK = 256 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM",
@@ -482,6 +485,31 @@ def daemonize_exec(argv, log_path: str) -> None:
         os._exit(127)
 
 
+def checkpoint_env(checkpoints, base: str, name: str) -> dict:
+    """GPUCTL_CHECKPOINT_DIR (made here, under the run base on the NVMe) and
+    GPUCTL_CHECKPOINT_URL (its gs:// folder) for a run with `checkpoints:`; {} without."""
+    if not checkpoints:
+        return {}
+    folder = os.path.join(base, "checkpoints", name)
+    if os.path.realpath(checkpoints.get("dir") or folder) != os.path.realpath(folder):
+        raise HelperError(f"checkpoint folder {checkpoints.get('dir')!r} is not {folder!r}")
+    url = checkpoints.get("url") or ""
+    if not url.startswith("gs://"):
+        raise HelperError(f"checkpoint URL {url!r} is not gs://")
+    os.makedirs(folder, 0o755, exist_ok=True)
+    return {"GPUCTL_CHECKPOINT_DIR": folder, "GPUCTL_CHECKPOINT_URL": url}
+
+
+def install_syncer(checkpoints, run_dir: str, env: dict):
+    """The checkpoint syncer (checkpoint_sync.py, sent with `start`) saved in the run dir; the
+    supervisor runs it. None when the run has no checkpoints or no syncer was sent."""
+    if not checkpoints or not checkpoints.get("syncer"):
+        return None
+    path = os.path.join(run_dir, "checkpoint_sync.py")
+    write_atomic(path, checkpoints["syncer"], 0o755)
+    return {"script": path, "dir": env["GPUCTL_CHECKPOINT_DIR"], "url": env["GPUCTL_CHECKPOINT_URL"]}
+
+
 def cmd_start(args) -> int:
     spec = read_stdin_json()
     name = spec.get("name", "")
@@ -490,6 +518,7 @@ def cmd_start(args) -> int:
     uid, gid = os.getuid(), os.getgid()
     base = expand(spec["base"])
     ensure_writable_dir(base, uid, gid)
+    checkpoint_vars = checkpoint_env(spec.get("checkpoints"), base, name)  # before the run dir
     runs = os.path.join(base, "runs")
     os.makedirs(runs, exist_ok=True)
     run_dir = os.path.join(runs, name)
@@ -507,13 +536,15 @@ def cmd_start(args) -> int:
     jobs_dir = spec.get("jobs_dir") or JOBS_DIR
     jobs_ok = ensure_jobs_dir(jobs_dir, uid, gid, notes)
     launcher = spec.get("launcher") or choose_launcher(pid1_is_systemd(), sudo_works())
+    env = {**(spec.get("env") or {}), **checkpoint_vars}
+    syncer = install_syncer(spec.get("checkpoints"), run_dir, checkpoint_vars)
     meta = {
-        "name": name, "argv": spec["argv"], "cwd": cwd, "env": spec.get("env") or {},
+        "name": name, "argv": spec["argv"], "cwd": cwd, "env": env,
         "secret_names": sorted(spec.get("secrets") or {}),
         "requirements": spec.get("requirements"), "timeout": spec.get("timeout"),
         "grace": float(spec.get("grace") or 30), "jobs_dir": jobs_dir if jobs_ok else None,
         "venv": spec.get("venv"), "started_at": time.time(), "launcher": launcher,
-        "uid": uid,
+        "uid": uid, "checkpoint_sync": syncer,
     }
     write_atomic(os.path.join(run_dir, "run.json"), json.dumps(meta, indent=2))
     if spec.get("secrets"):
@@ -634,6 +665,61 @@ class Supervisor:
                 terminate_tree(proc.pid, grace)
                 return proc.wait()
 
+    # -- checkpoints: pull the newest before the command, push new ones while it runs ----------
+    def _sync_argv(self, sync, command):
+        return [sys.executable, sync["script"], command, "--dir", sync["dir"], "--url", sync["url"]]
+
+    def _pull_checkpoint(self, sync, log_fd) -> None:
+        """A replacement VM resumes: the newest complete checkpoint comes down before the
+        command starts. A failure is logged and the command starts from scratch."""
+        os.write(log_fd, f"[gpuctl] checkpoints: fetching the newest from {sync['url']}\n".encode())
+        try:
+            done = subprocess.run(self._sync_argv(sync, "pull"), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=SYNC_PULL_S)
+            pulled = json.loads(done.stdout or b"{}").get("pulled") if done.returncode == 0 else None
+            text = (f"resuming from {pulled}" if pulled else "none yet, starting fresh") if done.returncode == 0 \
+                else done.stderr.decode(errors="replace").strip()[-300:]
+        except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+            text = f"fetch failed: {e}"
+        os.write(log_fd, f"[gpuctl] checkpoints: {text}\n".encode())
+
+    def _start_syncer(self, sync, pid: int):
+        log = open(self.path("checkpoint-sync.log"), "ab")
+        try:
+            return subprocess.Popen(self._sync_argv(sync, "push") + ["--every", str(SYNC_EVERY_S),
+                                                                     "--while-pid", str(pid)],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
+        except OSError:
+            return None
+        finally:
+            log.close()
+
+    def _finish_syncer(self, sync, syncer, log_fd, clean: bool) -> None:
+        """The last upload, before the exit code says the run is over (so a finished run's
+        checkpoints are in the bucket). A command that exited 0 by itself finished writing:
+        all of it goes up now. Any other end (cancelled, timed out, killed, crashed) may have
+        cut a checkpoint in the middle: the syncer's settle time leaves a fresh one out."""
+        killed = not clean or self.stop_requested is not None or any(
+            os.path.exists(self.path(name)) for name in ("timed_out", "cancelled"))
+        ended = time.time()  # what was fresh when the command died is judged from here, not later
+        if syncer is not None:
+            try:
+                syncer.wait(timeout=SYNC_FLUSH_S)  # its loop ends with the command
+            except subprocess.TimeoutExpired:
+                syncer.kill()
+        argv = self._sync_argv(sync, "push") + (["--ended-at", str(ended)] if killed else ["--settle", "0"])
+        log = open(self.path("checkpoint-sync.log"), "ab")
+        try:
+            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  timeout=SYNC_FLUSH_S).returncode
+        except (OSError, subprocess.TimeoutExpired) as e:
+            code = str(e)
+        finally:
+            log.close()
+        if code != 0:
+            os.write(log_fd, f"[gpuctl] checkpoints: the last upload failed ({code}); "
+                             "see checkpoint-sync.log\n".encode())
+
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signalled)
@@ -658,8 +744,14 @@ class Supervisor:
                                   log_fd)
                 code = 127 if pip is None else exit_status(self._wait(pip, deadline))
             if code == 0 and self.stop_requested is None:
+                sync = self.meta.get("checkpoint_sync")
+                if sync:
+                    self._pull_checkpoint(sync, log_fd)
                 proc = self._spawn(self.meta["argv"], env, cwd, log_fd)
+                syncer = self._start_syncer(sync, proc.pid) if sync and proc else None
                 code = 127 if proc is None else exit_status(self._wait(proc, deadline))
+                if sync and proc:
+                    self._finish_syncer(sync, syncer, log_fd, clean=code == 0)
             elif self.stop_requested is not None:
                 code = 128 + self.stop_requested
         finally:

@@ -1,0 +1,162 @@
+"""In front of the emulator: Google's contract for bucket metadata that fake-gcs-server drops.
+
+fake-gcs-server (v1.56.1) stores objects faithfully but reads only `name`, `versioning` and
+`defaultEventBasedHold` from a bucket insert (fakestorage/bucket.go, createBucketByPost):
+labels, lifecycle, iamConfiguration and location are silently dropped, so a bucket read back
+has none, and gpuctl's labels (what `sweep` finds buckets by) could never be tested.
+
+This pass-through proxy fills exactly that gap and nothing else. Every request and response
+goes to and from the real emulator byte for byte; on bucket insert/patch it first checks the
+JSON body against the Bucket schema of Google's discovery document (storage.v1.json, shipped in
+google-api-python-client): an unknown field or a wrong type is refused with 400 as Google
+refuses it. Then it keeps the fields the emulator drops and merges them into the emulator's
+bucket answers (get, list, insert, patch) as Google returns them. `inserts` records each
+accepted insert body so a test can read what the client really sent.
+
+One answer is corrected to Google's: deleting a bucket that holds objects is 409 Conflict
+("If there are objects in the bucket when you attempt to delete it you will get a 409 Conflict",
+https://cloud.google.com/storage/docs/xml-api/delete-bucket; the JSON API's buckets.delete
+"fails if there are any objects in the bucket"); the emulator answers 412.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from tests.standins import discovery
+
+API = "storage.v1"
+KEPT = ("labels", "lifecycle", "iamConfiguration", "location", "storageClass")
+BUCKETS = re.compile(r"/storage/v1/b/?")
+ONE_BUCKET = re.compile(r"/storage/v1/b/([^/]+)/?")
+
+
+class BucketContractProxy:
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.kept: dict[str, dict] = {}  # bucket name -> the fields the emulator drops
+        self.inserts: list[dict] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "BucketContractProxy":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- what the proxy adds ----------------------------------------------------------------
+    def refusal(self, verb: str, path: str, body: bytes) -> dict | None:
+        """Google's 400 for a bucket insert/patch body its schema does not allow, else None."""
+        if not self._is_bucket_write(verb, path):
+            return None
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "Parse Error")
+        problems = discovery.check(API, "Bucket", payload)
+        return _error(400, "; ".join(problems)) if problems else None
+
+    def remember(self, verb: str, path: str, body: bytes, status: int) -> None:
+        if status >= 300:
+            return
+        with self.lock:
+            if self._is_bucket_write(verb, path):
+                payload = json.loads(body or b"{}")
+                name = payload.get("name") if verb == "POST" else unquote(ONE_BUCKET.fullmatch(path).group(1))
+                if verb == "POST":
+                    self.inserts.append(payload)
+                    self.kept[name] = {}
+                kept = {k: payload[k] for k in KEPT if k in payload}
+                if "location" in kept:  # Google answers with the location upper-cased
+                    kept["location"] = str(kept["location"]).upper()
+                self.kept.setdefault(name, {}).update(kept)
+            elif verb == "DELETE" and ONE_BUCKET.fullmatch(path):
+                self.kept.pop(unquote(ONE_BUCKET.fullmatch(path).group(1)), None)
+
+    def enrich(self, verb: str, path: str, status: int, data: bytes) -> bytes:
+        """Merge the kept fields into the emulator's bucket resources."""
+        if status >= 300 or not (BUCKETS.fullmatch(path) or ONE_BUCKET.fullmatch(path)):
+            return data
+        if verb == "DELETE":
+            return data
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return data
+        with self.lock:
+            resources = payload.get("items", []) if payload.get("kind") == "storage#buckets" else [payload]
+            for resource in resources:
+                resource.update(self.kept.get(resource.get("name"), {}))
+        return json.dumps(payload).encode()
+
+    @staticmethod
+    def _is_bucket_write(verb: str, path: str) -> bool:
+        return (verb == "POST" and bool(BUCKETS.fullmatch(path))) or \
+            (verb in ("PATCH", "PUT") and bool(ONE_BUCKET.fullmatch(path)))
+
+
+def _error(code: int, message: str, reason: str = "invalid") -> dict:
+    # The JSON API's error shape: https://cloud.google.com/storage/docs/json_api/v1/status-codes
+    return {"error": {"code": code, "message": message,
+                      "errors": [{"domain": "global", "reason": reason, "message": message}]}}
+
+
+def _handler(proxy: BucketContractProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            verb, path = self.command, urlsplit(self.path).path
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with proxy.lock:
+                proxy.authorizations.append(self.headers.get("Authorization"))
+            refusal = proxy.refusal(verb, path, body)
+            if refusal is not None:
+                return self._send(400, {"Content-Type": "application/json"}, json.dumps(refusal).encode())
+            upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+            try:
+                # Host passes through: the emulator builds upload session URIs from it, which must
+                # come back here too.
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                upstream.request(verb, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                status = response.status
+                if verb == "DELETE" and status == 412 and b"must be empty" in data:
+                    status, data = 409, json.dumps(_error(409, "The bucket you tried to delete is not empty.",
+                                                          "conflict")).encode()
+                proxy.remember(verb, path, body, status)
+                data = proxy.enrich(verb, path, status, data)
+                skip = ("content-length", "transfer-encoding", "connection")
+                self._send(status, {k: v for k, v in response.getheaders() if k.lower() not in skip}, data)
+            finally:
+                upstream.close()
+
+        def _send(self, status: int, headers: dict, data: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward  # noqa: N815 (http.server names)
+
+        def log_message(self, format: str, *args) -> None:  # keep test output quiet
+            pass
+
+    return Handler
