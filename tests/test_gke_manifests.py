@@ -329,51 +329,40 @@ def webui_objects(**changes) -> list[dict]:
     return render_webui(settings, replicas=1)
 
 
-def test_webui_render_has_auth_proxy_in_front_of_a_loopback_ui_and_no_public_service():
+def test_webui_render_keeps_open_webui_on_loopback_behind_the_token_proxy():
     objects = webui_objects()
     assert_invariants(objects)
-    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    assert ("Deployment", "gpuctl-webui") in kinds and ("CronJob", "gpuctl-webui-idler") in kinds
     assert all(o["metadata"]["namespace"] == "team" for o in objects)
     assert all(o["metadata"]["labels"]["gpuctl-component"] == "webui" for o in objects)
     assert all(o["metadata"]["labels"]["gpuctl-owner"] == "alice" for o in objects)
-    objs = {o["kind"]: o for o in objects if o["kind"] != "ServiceAccount"}
-    deployment = objs["Deployment"]
-    assert deployment["spec"]["replicas"] == 1
-    pod = deployment["spec"]["template"]["spec"]
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    ui_deployment, model = objs[("Deployment", "gpuctl-webui")], objs[("Deployment", "gpuctl-webui-model")]
+    assert ui_deployment["spec"]["replicas"] == 1 and model["spec"]["replicas"] == 1
+    pod = ui_deployment["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in pod["containers"]}
-    ui, proxy = containers["ui"], containers["auth-proxy"]
-    assert env_of(ui)["HOST"]["value"] == "127.0.0.1" and "ports" not in ui
-    assert ui["resources"]["limits"][GPU_RESOURCE] == "1"
+    ui, proxy, waker = containers["open-webui"], containers["auth-proxy"], containers["waker"]
+    assert env_of(ui)["HOST"]["value"] == "127.0.0.1" and "ports" not in ui and "ports" not in waker
     assert env_of(proxy)["GPUCTL_WEBUI_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "gpuctl-webui-token", "key": "token"}
-    # The proxy's image is the helper's from images.toml (Python with the kubernetes client).
-    assert proxy["image"] == "us-central1-docker.pkg.dev/YOUR_PROJECT/gpuctl/gpuctl-helper:0.1.0-py3.12.7-k8s37.0.2"
-    cron_image = objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert cron_image == proxy["image"]
-    assert pod["automountServiceAccountToken"] is False  # only the proxy mounts a token
-    assert "api-token" in {m["name"] for m in proxy["volumeMounts"]}
-    assert "api-token" not in {m["name"] for m in ui.get("volumeMounts", [])}
-    service = objs["Service"]
-    assert service["spec"]["type"] == "ClusterIP"
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert pod["automountServiceAccountToken"] is False  # only the waker mounts a token
+    assert "api-token" in {m["name"] for m in waker["volumeMounts"]}
+    assert all("api-token" not in {m["name"] for m in c.get("volumeMounts", [])} for c in (ui, proxy))
+    assert objs[("Service", "gpuctl-webui")]["spec"]["ports"][0]["targetPort"] == "http"
     assert {p["name"]: p["containerPort"] for p in proxy["ports"]}["http"] == 8080
-    cron = objs["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert cron.get("nodeSelector") is None and not cron.get("tolerations")  # CPU nodes only
-    assert env_of(cron["containers"][0])["IDLE_MINUTES"]["value"] == "30"
+    assert model["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"][GPU_RESOURCE] == "1"
 
 
 def test_webui_settings_change_gpu_idle_minutes_and_image():
     objects = webui_objects(accelerator="nvidia-tesla-a100", spot=False, idle_minutes=5,
-                            image="us-docker.pkg.dev/p/r/webui:2.1")
+                            image="us-docker.pkg.dev/p/r/vllm:2.1")
     objs = {(o["kind"], o["metadata"]["name"]): o for o in objects}
-    pod = objs[("Deployment", "gpuctl-webui")]["spec"]["template"]["spec"]
+    pod = objs[("Deployment", "gpuctl-webui-model")]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {ACCELERATOR_LABEL: "nvidia-tesla-a100"}
     assert pod["affinity"]["nodeAffinity"]  # away from spot nodes
-    assert pod["containers"][0]["image"] == "us-docker.pkg.dev/p/r/webui:2.1"
-    cron = objs[("CronJob", "gpuctl-webui-idler")]
-    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert env_of(container)["IDLE_MINUTES"]["value"] == "5"
+    assert pod["containers"][0]["image"] == "us-docker.pkg.dev/p/r/vllm:2.1"
+    waker = next(c for c in objs[("Deployment", "gpuctl-webui")]["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == "waker")
+    assert env_of(waker)["IDLE_MINUTES"]["value"] == "5"
     assert_invariants(objects)
 
 
@@ -520,54 +509,29 @@ def test_cli_train_without_a_kubeconfig_says_how_to_get_one(tmp_path):
     assert "no kubeconfig" in result.stderr and "gpuctl gke up" in result.stderr
 
 
-def test_cli_webui_up_dry_run_prints_yaml_without_any_token(tmp_path):
-    result = run("webui", "up", "--dry-run", "--idle-minutes", "10")
+def test_cli_webui_up_dry_run_manifests_are_yaml_without_any_secret(tmp_path):
+    result = run("webui", "up", "--dry-run", "--manifests", "--idle-minutes", "10")
     assert result.exit_code == 0, result.output
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    plan, manifests = result.stdout.split("\n---\n", 1)
+    assert "Web UI plan" in plan and "10 min without a request" in plan
+    docs = [d for d in yaml.safe_load_all(manifests) if d]
     assert_invariants(docs)
     assert "Secret" not in {d["kind"] for d in docs}
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    assert deployment["spec"]["replicas"] == 1
+    assert {d["spec"]["replicas"] for d in docs if d["kind"] == "Deployment"} == {1}
 
 
-def test_cli_webui_up_refuses_the_placeholder_image(tmp_path, monkeypatch):
-    monkeypatch.setenv("GPUCTL_IMAGES_TOML", str(tmp_path / "none.toml"))
+def test_cli_webui_up_refuses_a_model_that_does_not_fit_before_contacting_the_cluster(tmp_path):
     config = tmp_path / "kubeconfig"
     config.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
         "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
-    result = run("webui", "up", "--kubeconfig", str(config), "--context", "c", "-y")
-    assert result.exit_code == 2
-    assert "Web UI image is not configured (gpuctl-webui:placeholder)" in result.stderr
-    monkeypatch.delenv("GPUCTL_IMAGES_TOML")  # the repository's: registry still YOUR_PROJECT
-    result = run("webui", "up", "--kubeconfig", str(config), "--context", "c", "-y")
-    assert result.exit_code == 2
-    assert "YOUR_PROJECT" in result.stderr and "images/images.toml" in result.stderr
-    # An image of one's own for the UI, but the proxy's helper image is still the template's.
-    result = run("webui", "up", "--image", "us-docker.pkg.dev/p/r/webui:1", "--kubeconfig", str(config),
-                 "--context", "c", "-y")
+    result = run("webui", "up", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "nvidia-tesla-t4",
+                 "--kubeconfig", str(config), "--context", "c", "-y")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("error: the Web UI's helper image is not configured (us-central1-docker")
-    assert "push gpuctl-helper" in result.stderr
-
-
-def test_webui_image_comes_from_images_toml(tmp_path, monkeypatch):
-    from gpuctl.gke.images import webui_image
-
-    toml = tmp_path / "images.toml"
-    toml.write_text('registry = "europe-docker.pkg.dev/acme/ml"\n[webui]\nrepository = "ui"\ntag = "3"\n')
-    monkeypatch.setenv("GPUCTL_IMAGES_TOML", str(toml))
-    assert webui_image() == "europe-docker.pkg.dev/acme/ml/ui:3"
-    assert webui_image("other/ui:1") == "other/ui:1"
-    (deployment,) = [o for o in webui_objects() if o["kind"] == "Deployment"]
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "europe-docker.pkg.dev/acme/ml/ui:3"
-    # No [helper] table: the placeholder, which a live `webui up` refuses.
-    assert deployment["spec"]["template"]["spec"]["containers"][1]["image"] == "gpuctl-helper:placeholder"
-    toml.write_text(toml.read_text() + '[helper]\nrepository = "h"\ntag = "1"\n')
-    (deployment,) = [o for o in webui_objects() if o["kind"] == "Deployment"]
-    assert deployment["spec"]["template"]["spec"]["containers"][1]["image"] == "europe-docker.pkg.dev/acme/ml/h:1"
+    assert "8B fp16" in result.stderr and "does not fit T4" in result.stderr
+    assert "use --gpu nvidia-l4" in result.stderr and "reach" not in result.stderr
 
 
 # --- one spec on both backends (issue 14) -----------------------------------------------------------

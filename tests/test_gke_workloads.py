@@ -4,7 +4,7 @@ kube-controller-manager, with KWOK nodes labelled and tainted like GKE's spot GP
 What is real here: admission and validation (server-side dry run with fieldValidation=Strict,
 and the apiserver's own /openapi/v3 schemas), the scheduler's placement, the Job controller's
 pod failure policy and Indexed completions, the Deployment/ReplicaSet controllers, RBAC for
-the Web UI's proxy and idle rule (their ServiceAccount tokens, issued by the apiserver), and
+the Web UI's token proxy and waker (their ServiceAccount tokens, issued by the apiserver), and
 the garbage collector. What is played: the kubelets (KWOK stages decide how a pod ends).
 """
 
@@ -26,12 +26,10 @@ from gpuctl.adapters.kube import (Kube, KubeConfigError, KubeConflict, KubeError
                                   KubeNotFound, KubeUnreachable, connect)
 from gpuctl.cli.main import cli
 from gpuctl.gke import jobs
-from gpuctl.gke.incluster_scripts import idle
-from gpuctl.gke.incluster_scripts.authproxy import ActivityRecorder
-from gpuctl.gke.incluster_scripts.incluster import Api, ApiError, parse_time
+from gpuctl.gke.incluster_scripts.incluster import Api, parse_time
 from gpuctl.gke.manifests import COMPLETION_INDEX, build_job_manifests, headless_service_name
-from gpuctl.gke.webui import (IDLER, LEASE, NAME, WebuiSettings, render_webui, token_secret,
-                              webui_down, webui_status, webui_up, wait_ready)
+from gpuctl.gke.webui import (LEASE, NAME, WebuiSettings, auth_secret, render_webui, token_secret,
+                              webui_down, webui_up)
 from gpuctl.jobspec import parse_job_spec
 from tests.k8s.nodes import DEFAULT_NODES
 from tests.k8s.stages import OUTCOME_ANNOTATION, RUNTIME_ANNOTATION
@@ -148,7 +146,11 @@ def all_rendered(namespace: str) -> list[dict]:
     objects += render_webui(settings_, replicas=1, now=dt.datetime.now(dt.timezone.utc))
     objects += render_webui(WebuiSettings(owner="alice", namespace=namespace, spot=False,
                                           accelerator="nvidia-tesla-a100", idle_minutes=0), replicas=0)
+    objects += render_webui(WebuiSettings(owner="alice", namespace=namespace, hf_token="k8s:hf/token",
+                                          model="gs://b-ckpt/runs/llama-3.1-8b/merged",
+                                          adapters=(("mine", "gs://b-ckpt/runs/lora/out"),)))
     objects.append(token_secret(settings_, "x" * 43))
+    objects.append(auth_secret(settings_, "p" * 43, "k" * 43))
     return objects
 
 
@@ -369,6 +371,8 @@ def test_disrupted_pod_is_retried_and_the_job_succeeds(kube, k8s_cluster, k8s_na
     wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
     job = kube.get("batch/v1", "Job", "train", k8s_namespace)
     assert job["status"]["failed"] == 1 and job["status"]["succeeded"] == 1
+    (row,) = jobs.list_jobs(kube, k8s_namespace)
+    assert (row["status"], row["restarts"]) == ("Succeeded", 1)  # `gpuctl jobs --gke` shows it
 
 
 def test_failed_trainer_is_not_retried(kube, k8s_namespace):
@@ -380,6 +384,7 @@ def test_failed_trainer_is_not_retried(kube, k8s_namespace):
     assert len(pods_of(kube, k8s_namespace, "train")) == 1  # never a second attempt
     (row,) = jobs.list_jobs(kube, k8s_namespace)
     assert row["status"] == "Failed" and row["reason"] == "PodFailurePolicy"
+    assert row["restarts"] == 0  # a code error is not a restart
 
 
 def test_disruptions_use_up_max_retries_so_a_lost_pool_cannot_loop_forever(kube, k8s_namespace):
@@ -389,6 +394,8 @@ def test_disruptions_use_up_max_retries_so_a_lost_pool_cannot_loop_forever(kube,
     assert cond["reason"] == "BackoffLimitExceeded"
     job = kube.get("batch/v1", "Job", "train", k8s_namespace)
     assert job["status"]["failed"] == 2  # the first attempt and one retry
+    (row,) = jobs.list_jobs(kube, k8s_namespace)
+    assert row["restarts"] == 2
 
 
 def test_submitting_the_same_name_twice_is_a_conflict_with_a_hint(kube, k8s_namespace):
@@ -418,121 +425,11 @@ def test_cancel_refuses_a_job_gpuctl_did_not_make(kube, k8s_namespace):
         jobs.cancel_job(kube, k8s_namespace, "train")
 
 
-# --- the Web UI: 0 -> 1 -> 0 ----------------------------------------------------------------------
+# --- the Web UI (0 -> 1 -> 0 and the waker: tests/test_webui_stack.py) ----------------------------
 
 def webui_settings(namespace, **changes):
     return WebuiSettings(**{"owner": "alice", "namespace": namespace, "idle_minutes": 30,
                             "image": "us-docker.pkg.dev/p/r/webui:1", **changes})
-
-
-def test_webui_goes_up_and_the_idle_rule_scales_it_to_zero(kube, k8s_namespace, ca_file, tmp_path):
-    settings_ = webui_settings(k8s_namespace)
-    for obj in render_webui(settings_, replicas=0):  # what the base holds: zero replicas
-        kube.apply(obj)
-    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 0
-    assert webui_status(kube, k8s_namespace)["state"] == "down (scaled to zero)"
-
-    result = webui_up(kube, settings_, token_factory=lambda: "t" * 43)
-    assert result["token_created"] and result["replicas"] == 1
-    pod = wait_ready(kube, k8s_namespace, timeout=120)
-    bound = kube.get("v1", "Pod", pod, k8s_namespace)
-    assert bound["spec"]["nodeName"] in L4_NODES
-    status = webui_status(kube, k8s_namespace)
-    assert status["state"] == "up" and status["ready"] == 1 and status["idle_minutes"] == 30
-    assert status["accelerator"] == "nvidia-l4" and status["spot"] is True
-    upped_at = parse_time(status["last_request_at"])
-    assert abs((upped_at - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 60
-
-    # The idle rule, run as its CronJob runs it: with the idler ServiceAccount's own token.
-    idler = sa_api(kube, k8s_namespace, IDLER, ca_file, tmp_path)
-    early = idle.run_once(idler, k8s_namespace, NAME, LEASE, 30, now=upped_at + dt.timedelta(minutes=29))
-    assert early.action == "keep"
-    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 1
-
-    # A request through the proxy renews the Lease (with the proxy's ServiceAccount token).
-    used_at = upped_at + dt.timedelta(minutes=20)
-    recorder = ActivityRecorder(sa_api(kube, k8s_namespace, NAME, ca_file, tmp_path), k8s_namespace, LEASE,
-                                "proxy-pod", clock=lambda: used_at.timestamp())
-    recorder._write(used_at.timestamp())
-    assert recorder.errors == 0
-    assert idle.run_once(idler, k8s_namespace, NAME, LEASE, 30,
-                         now=upped_at + dt.timedelta(minutes=31)).action == "keep"
-
-    late = idle.run_once(idler, k8s_namespace, NAME, LEASE, 30, now=used_at + dt.timedelta(minutes=31))
-    assert late.action == "scale-down"
-    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 0
-    wait_for(lambda: not kube.list("v1", "Pod", k8s_namespace,
-                                   label_selector="app.kubernetes.io/name=gpuctl-webui"),
-             what="the Web UI pod to be gone")
-    assert webui_status(kube, k8s_namespace)["state"] == "down (scaled to zero)"
-    assert idle.run_once(idler, k8s_namespace, NAME, LEASE, 30,
-                         now=used_at + dt.timedelta(hours=5)).action == "none"
-
-    # Up again: the same token, a fresh Lease time, one replica.
-    again = webui_up(kube, settings_, token_factory=lambda: pytest.fail("token made twice"))
-    assert not again["token_created"]
-    wait_ready(kube, k8s_namespace, timeout=120)
-
-    result = webui_down(kube, k8s_namespace)
-    assert result["left"] == [] and "Deployment/gpuctl-webui" in result["deleted"]
-    assert labelled_objects(kube, k8s_namespace) == []
-
-
-def test_webui_service_accounts_can_do_only_their_one_thing(kube, k8s_namespace, ca_file, tmp_path):
-    from kubernetes import client
-
-    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
-    idler = sa_api(kube, k8s_namespace, IDLER, ca_file, tmp_path)
-    proxy = sa_api(kube, k8s_namespace, NAME, ca_file, tmp_path)
-    ns = k8s_namespace
-    forbidden = {
-        "idler patches the Lease": lambda: idler.patch_lease(ns, LEASE, {"spec": {}}),
-        "idler reads the token": lambda: idler.call(
-            client.CoreV1Api(idler.client).read_namespaced_secret, "gpuctl-webui-token", ns),
-        "idler lists pods": lambda: idler.call(client.CoreV1Api(idler.client).list_namespaced_pod, ns),
-        "idler patches the Deployment": lambda: idler.call(
-            client.AppsV1Api(idler.client).patch_namespaced_deployment, NAME, ns, {"spec": {}},
-            _content_type="application/merge-patch+json"),
-        "proxy reads the scale": lambda: proxy.read_scale(ns, NAME),
-        "proxy patches the scale": lambda: proxy.patch_scale(ns, NAME, {"spec": {}}),
-        "proxy reads the token": lambda: proxy.call(
-            client.CoreV1Api(proxy.client).read_namespaced_secret, "gpuctl-webui-token", ns),
-    }
-    for what, call in forbidden.items():
-        with pytest.raises(ApiError) as err:
-            call()
-        assert err.value.status == 403, what
-    assert idler.read_lease(ns, LEASE)["metadata"]["name"] == LEASE
-    assert idler.read_scale(ns, NAME)["spec"]["replicas"] == 1
-    assert proxy.patch_lease(ns, LEASE, {"spec": {"holderIdentity": "p"}})["spec"]["holderIdentity"] == "p"
-    assert webui_down(kube, k8s_namespace)["left"] == []
-
-
-def test_webui_down_also_removes_what_the_idle_cronjob_made(kube, k8s_namespace):
-    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
-    # What the CronJob controller makes each minute, made now rather than waited for.
-    cron = kube.get("batch/v1", "CronJob", IDLER, k8s_namespace)
-    template = copy.deepcopy(cron["spec"]["jobTemplate"])
-    kube.create({"apiVersion": "batch/v1", "kind": "Job",
-                 "metadata": {"name": "gpuctl-webui-idler-manual", "namespace": k8s_namespace,
-                              "labels": template["metadata"]["labels"],
-                              "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
-                                                   "name": IDLER, "uid": cron["metadata"]["uid"]}]},
-                 "spec": template["spec"]})
-    wait_for(lambda: kube.list("v1", "Pod", k8s_namespace,
-                               label_selector="batch.kubernetes.io/job-name=gpuctl-webui-idler-manual"),
-             what="the idler's pod")
-    idler_pod = kube.list("v1", "Pod", k8s_namespace,
-                          label_selector="batch.kubernetes.io/job-name=gpuctl-webui-idler-manual")[0]
-    assert "gpuctl-managed=true" in ",".join(f"{k}={v}" for k, v in idler_pod["metadata"]["labels"].items())
-    wait_for(lambda: idler_pod["spec"].get("nodeName") or kube.get(
-        "v1", "Pod", idler_pod["metadata"]["name"], k8s_namespace)["spec"].get("nodeName"),
-        what="the idler pod to be bound")
-    bound = kube.get("v1", "Pod", idler_pod["metadata"]["name"], k8s_namespace)
-    if bound is not None:
-        assert bound["spec"]["nodeName"] in CPU_NODES  # never holds a GPU node up
-    assert webui_down(kube, k8s_namespace)["left"] == []
-    assert labelled_objects(kube, k8s_namespace) == []
 
 
 # --- the adapter's errors ----------------------------------------------------------------------
@@ -560,9 +457,9 @@ def test_wrong_credentials_unreachable_cluster_and_unknown_context_have_hints(k8
 
 def test_forbidden_is_reported_with_what_was_refused(kube, k8s_namespace, ca_file, tmp_path):
     webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
-    as_idler = Kube(sa_api(kube, k8s_namespace, IDLER, ca_file, tmp_path).client)
+    as_waker = Kube(sa_api(kube, k8s_namespace, NAME, ca_file, tmp_path).client)
     with pytest.raises(KubeError, match=r"not allowed: .*jobs.* \(403\)"):
-        jobs.list_jobs(as_idler, k8s_namespace)
+        jobs.list_jobs(as_waker, k8s_namespace)
     webui_down(kube, k8s_namespace)
 
 
@@ -609,27 +506,6 @@ def script_dir(kube, namespace, tmp_path, service_account, ca_file) -> tuple:
     environ = sa_files(kube, namespace, service_account, ca_file, sa_dir)
     env = {"PATH": "/usr/bin:/bin", **environ, "GPUCTL_SA_DIR": str(sa_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     return scripts, env
-
-
-def test_idle_script_from_the_configmap_scales_down_with_its_own_token(kube, k8s_namespace, tmp_path, ca_file):
-    import subprocess
-    import sys
-
-    webui_up(kube, webui_settings(k8s_namespace), token_factory=lambda: "t" * 43)
-    scripts, env = script_dir(kube, k8s_namespace, tmp_path, IDLER, ca_file)
-    run = lambda minutes: subprocess.run(  # noqa: E731 - `python -I`: no gpuctl, as in the pod
-        [sys.executable, "-I", str(scripts / "idle.py")], env={**env, "IDLE_MINUTES": minutes},
-        capture_output=True, text=True, timeout=30, cwd=tmp_path)
-    kept = run("30")
-    assert kept.returncode == 0, kept.stderr
-    assert json.loads(kept.stdout)["action"] == "keep"
-    time.sleep(0.5)
-    done = run("0.005")  # 0.3 s without a request
-    assert done.returncode == 0, done.stderr
-    record = json.loads(done.stdout)
-    assert record["action"] == "scale-down" and record["namespace"] == k8s_namespace
-    assert kube.get("apps/v1", "Deployment", NAME, k8s_namespace)["spec"]["replicas"] == 0
-    assert webui_down(kube, k8s_namespace)["left"] == []
 
 
 def test_proxy_script_from_the_configmap_guards_the_ui_and_records_use(kube, k8s_namespace, tmp_path, ca_file):
@@ -709,34 +585,6 @@ def test_proxy_script_refuses_to_start_without_a_token(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "GPUCTL_WEBUI_TOKEN": "short"},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "refusing to start" in result.stderr
-
-
-def test_cli_webui_up_status_down(k8s_cluster, k8s_namespace, tmp_path, monkeypatch):
-    # A registry of one's own in images.toml: the proxy's helper image comes from there.
-    toml = tmp_path / "images.toml"
-    toml.write_text('registry = "us-docker.pkg.dev/p/r"\n[helper]\nrepository = "gpuctl-helper"\ntag = "1"\n')
-    monkeypatch.setenv("GPUCTL_IMAGES_TOML", str(toml))
-    where = kube_flags(k8s_cluster, k8s_namespace)
-    runner = CliRunner()
-    result = runner.invoke(cli, ["webui", "up", "--image", "us-docker.pkg.dev/p/r/webui:1",
-                                 "--idle-minutes", "15", "--timeout", "60", "-y", *where])
-    assert result.exit_code == 0, result.output
-    assert "replicas 0 -> 1" in result.stdout and "ready: pod gpuctl-webui-" in result.stdout
-    assert "t" * 10 not in result.output  # the token is never printed
-    result = runner.invoke(cli, ["webui", "status", *where])
-    assert result.exit_code == 0, result.output
-    assert "up" in result.stdout and "15 min idle" in result.stdout
-    assert "$" in result.stdout and "g2-standard-8" in result.stdout  # what it costs while up
-    data = json.loads(runner.invoke(cli, ["webui", "status", "--json", *where]).stdout)
-    assert data["state"] == "up" and data["cost"]["billing_now"] and data["cost"]["usd_per_hour"] > 0
-    result = runner.invoke(cli, ["webui", "down", "--dry-run", *where])
-    assert result.exit_code == 0 and "Deployment/gpuctl-webui" in result.stdout
-    result = runner.invoke(cli, ["webui", "down", "-y", *where])
-    assert result.exit_code == 0, result.output
-    kube = connect(k8s_cluster.kubeconfig, k8s_cluster.context)
-    assert labelled_objects(kube, k8s_namespace) == []
-    result = runner.invoke(cli, ["webui", "status", *where])
-    assert result.exit_code == 0 and "not installed" in result.stdout
 
 
 def test_open_forwards_to_the_ready_pod_with_the_clusters_token(kube, k8s_namespace, monkeypatch):
