@@ -46,11 +46,11 @@ def test_bad_checkpoints_are_one_line_naming_the_key_with_the_fix(value, words):
     assert "\n" not in err.value.message
 
 
-def test_vm_notes_the_env_and_gke_refuses_until_the_fuse_mount_exists():
+def test_vm_notes_the_env_and_gke_takes_checkpoints_too():
     problems, notes = check_for_target(spec(checkpoints="gs://team-ckpts/llama"), "vm")
     assert problems == [] and any("$GPUCTL_CHECKPOINT_DIR" in n for n in notes)
     problems, _ = check_for_target(spec(checkpoints="gs://team-ckpts/llama"), "gke")
-    assert [p for p, _ in problems] == ["checkpoints: is not supported on GKE yet (VMs only)"]
+    assert problems == []  # mounted through the FUSE CSI driver: tests/test_gke_checkpoints.py
 
 
 def test_each_run_gets_its_own_folder_on_the_nvme_and_in_the_bucket():

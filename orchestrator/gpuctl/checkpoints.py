@@ -35,13 +35,18 @@ def host_dir(base: str, run: str) -> str:
     return f"{base.rstrip('/')}/{HOST_FOLDER}/{run}"
 
 
-def plan_checkpoints(spec: JobSpec, run: str, base: str, project: str) -> RunCheckpoints:
-    """Where `run`'s checkpoints go; pure (nothing is created)."""
+def run_location(spec: JobSpec, run: str, project: str) -> CheckpointLocation:
+    """gs://BUCKET/PREFIX/<run>: the one place a run's checkpoints live, on a VM or on GKE."""
     if spec.checkpoints == AUTO_CHECKPOINTS:
         location = CheckpointLocation(default_bucket_name(project), "")
     else:
         location = parse_location(spec.checkpoints)
-    return RunCheckpoints(location.for_run(run), host_dir(base, run))
+    return location.for_run(run)
+
+
+def plan_checkpoints(spec: JobSpec, run: str, base: str, project: str) -> RunCheckpoints:
+    """Where `run`'s checkpoints go; pure (nothing is created)."""
+    return RunCheckpoints(run_location(spec, run, project), host_dir(base, run))
 
 
 def prepare_checkpoints(spec: JobSpec, run: str, base: str, vm: str | None,

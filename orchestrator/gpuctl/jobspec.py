@@ -282,10 +282,6 @@ def check_for_target(spec: JobSpec, target: Target) -> tuple[list[tuple[str, str
             notes.append("checkpoints: the run writes them to $GPUCTL_CHECKPOINT_DIR on the NVMe; "
                          f"its Cloud Storage folder is $GPUCTL_CHECKPOINT_URL under {spec.checkpoints}")
         return problems, notes
-    if spec.checkpoints:
-        # The Cloud Storage FUSE CSI driver mount is not built yet: say so, never drop the key.
-        problems.append(("checkpoints: is not supported on GKE yet (VMs only)",
-                         "remove `checkpoints:` for GKE and write to gs:// from the job"))
     if not spec.image:
         notes.append(f"image: not set, so the pods run the public {DEFAULT_IMAGE}")
     if spec.workdir is not None:

@@ -44,7 +44,7 @@ class GkeBackend:
         if request.ship_code and request.spec.workdir is not None:
             code = pack(request.workdir)
         return build_job_manifests(request.spec, namespace=self.namespace, owner=_owner(),
-                                   code=code, secret_values=secrets)
+                                   code=code, secret_values=secrets, project=_project(request))
 
     def preview(self, request: SubmitRequest) -> Preview:
         from ..gke.manifests import job_notes
@@ -64,7 +64,13 @@ class GkeBackend:
         if cost is not None and not cost["node"]["fits_default_pool"]:
             warnings.append(f"{cost['node']['detail'].split('; ')[-1]}; without such a pool the "
                             "pod stays Pending")
-        return Preview("gke", spec.name, self.namespace, job_notes(spec), summary, warnings,
+        notes = job_notes(spec)
+        if spec.checkpoints:
+            from ..gke.manifests import checkpoint_grant_note, checkpoint_location
+
+            notes.append(checkpoint_grant_note(checkpoint_location(spec, _project(request)),
+                                               self.namespace))
+        return Preview("gke", spec.name, self.namespace, notes, summary, warnings,
                        manifests, cost)
 
     def submit(self, request: SubmitRequest, on_notice: Notice | None = None) -> Submitted:
@@ -129,6 +135,16 @@ class GkeBackend:
         raise NotAvailableYet(f"job {name}'s files live in its pod on GKE and go with it",
                               "write outputs to a bucket (output_dir: gs://...) and copy them "
                               "with `gcloud storage cp`; `gpuctl fetch` copies from VMs")
+
+
+def _project(request: SubmitRequest) -> str | None:
+    """The project that names `checkpoints: auto`'s bucket: the config's (no credentials are
+    read to render manifests)."""
+    if request.spec.checkpoints is None:
+        return None
+    from ..context import load_context
+
+    return load_context().config.project
 
 
 def _owner() -> str:

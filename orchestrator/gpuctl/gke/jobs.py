@@ -32,6 +32,9 @@ def submit(kube: Kube, manifests: list[dict], *, dry_run: bool = False) -> dict:
     name = job["metadata"]["name"]
     if not dry_run:
         ensure_namespace(kube, namespace)
+        account = job["spec"]["template"]["spec"].get("serviceAccountName")
+        if account:
+            ensure_service_account(kube, namespace, account)
     elif kube.get("v1", "Namespace", namespace) is None:
         raise KubeNotFound(f"namespace {namespace} does not exist, so a dry run cannot admit "
                            "objects into it", "submit once for real (it creates it), or pass "
@@ -57,6 +60,21 @@ def submit(kube: Kube, manifests: list[dict], *, dry_run: bool = False) -> dict:
             service_name = obj["metadata"]["name"]
     return {"namespace": namespace, "job": name, "uid": uid, "service": service_name,
             "dry_run": dry_run, "objects": [_key(m) for m in manifests]}
+
+
+def ensure_service_account(kube: Kube, namespace: str, name: str) -> None:
+    """The pods' own Kubernetes service account (checkpoints: its Workload Identity principal
+    is what the bucket grants). Shared by the namespace's jobs, so not owned by any one Job;
+    no API token is mounted from it (the trainer never talks to the apiserver)."""
+    if kube.get("v1", "ServiceAccount", name, namespace) is not None:
+        return
+    try:
+        kube.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": name, "namespace": namespace,
+                                  "labels": {MANAGED: "true", COMPONENT: "train"}},
+                     "automountServiceAccountToken": False})
+    except KubeConflict:  # made by a job submitted at the same moment
+        pass
 
 
 # --- listing ---------------------------------------------------------------------------------

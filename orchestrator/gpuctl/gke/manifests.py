@@ -50,6 +50,18 @@ CODE_KEY = "code.tar.gz"
 MAX_CODE_BYTES = 700 * 1024
 SYNC_META = ".gpuctl-sync.json"  # runs/sync's manifest member, not the user's file
 
+# `checkpoints: gs://...`: the bucket folder is mounted into every pod of the Job through the
+# Cloud Storage FUSE CSI driver (`gke up` enables it), so a pod that replaces a preempted one
+# finds the checkpoints its predecessor wrote. As an inline CSI ephemeral volume, with the pod
+# annotation the driver's sidecar injection needs:
+# https://cloud.google.com/kubernetes-engine/docs/how-to/cloud-storage-fuse-csi-driver-ephemeral
+GCS_FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
+GCS_FUSE_ANNOTATION = "gke-gcsfuse/volumes"
+CHECKPOINT_MOUNT = "/gpuctl/checkpoints"
+# The pods' Kubernetes service account: its Workload Identity principal is what the bucket
+# grants (and nothing else runs as it). One per namespace, made at submit, shared by jobs.
+CHECKPOINT_ACCOUNT = "gpuctl-trainer"
+
 # Environment gpuctl sets for a multi-node job. A spec that sets one of these itself would
 # silently break the rendezvous, so it is refused.
 RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "WORLD_SIZE",
@@ -113,11 +125,12 @@ def secrets_name(job: str) -> str:
 def build_job_manifests(spec: JobSpec, *, namespace: str, owner: str,
                         ttl_after_finished: int = DEFAULT_TTL_AFTER_FINISHED,
                         default_timeout: int = DEFAULT_TIMEOUT, code: bytes | None = None,
-                        secret_values: dict[str, str] | None = None) -> list[dict]:
+                        secret_values: dict[str, str] | None = None,
+                        project: str | None = None) -> list[dict]:
     """[Job] for one node; [headless Service, Indexed Job] for several; the workdir's ConfigMap
     first when `code` (runs/sync.pack's tar) is given, and the Secret of env:/file: secrets
-    when their `secret_values` are (never in a dry run). Raises JobSpecError for a spec that
-    cannot run on GKE."""
+    when their `secret_values` are (never in a dry run). `project` names the bucket of
+    `checkpoints: auto`. Raises JobSpecError for a spec that cannot run on GKE."""
     notes_for_target(spec, "gke")
     from ..validation import namespace as checked_namespace
 
@@ -149,9 +162,60 @@ def build_job_manifests(spec: JobSpec, *, namespace: str, owner: str,
     if spec.nodes > 1:
         service = _headless_service(spec, namespace, labels)
         manifests.append(service)
-    manifests.append(_job(spec, namespace, labels, service, ttl_after_finished, default_timeout,
-                          code is not None))
+    job = _job(spec, namespace, labels, service, ttl_after_finished, default_timeout,
+               code is not None)
+    if spec.checkpoints:
+        mount_checkpoints(job, checkpoint_location(spec, project))
+    manifests.append(job)
     return manifests
+
+
+def checkpoint_location(spec: JobSpec, project: str | None):
+    """gs://BUCKET/PREFIX/<job>: the same per-run folder a VM run would use."""
+    from ..checkpoints import run_location
+    from ..jobspec import AUTO_CHECKPOINTS
+
+    if spec.checkpoints == AUTO_CHECKPOINTS and not project:
+        raise JobSpecError("checkpoints: auto names its bucket after the project, and no "
+                           "project is set", "set `project` in the gpuctl config, or write "
+                           "checkpoints: gs://BUCKET/PREFIX")
+    return run_location(spec, spec.name, project or "")
+
+
+def mount_checkpoints(job: dict, location) -> None:
+    """Mount `location` (a CheckpointLocation) at CHECKPOINT_MOUNT in the trainer, run the pods
+    as CHECKPOINT_ACCOUNT, and tell the trainer where: GPUCTL_CHECKPOINT_DIR and _URL, as on
+    a VM. `only-dir` shows the pod just its run's folder; `implicit-dirs` shows folders that
+    exist only as object prefixes (checkpoints written by a VM run's syncer, by gsutil).
+    Both are gcsfuse options: https://cloud.google.com/storage/docs/cloud-storage-fuse/cli-options"""
+    from ..checkpoints import DIR_ENV, URL_ENV
+
+    template = job["spec"]["template"]
+    template["metadata"].setdefault("annotations", {})[GCS_FUSE_ANNOTATION] = "true"
+    pod = template["spec"]
+    pod["serviceAccountName"] = CHECKPOINT_ACCOUNT
+    pod["volumes"].append({"name": "checkpoints", "csi": {
+        "driver": GCS_FUSE_DRIVER,
+        "volumeAttributes": {"bucketName": location.bucket,
+                             "mountOptions": f"implicit-dirs,only-dir={location.prefix}"}}})
+    trainer = next(c for c in pod["containers"] if c["name"] == TRAINER)
+    trainer["volumeMounts"].append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+    taken = {item["name"] for item in trainer["env"]}
+    trainer["env"] += [{"name": key, "value": value} for key, value in
+                       ((DIR_ENV, CHECKPOINT_MOUNT), (URL_ENV, location.url)) if key not in taken]
+
+
+def checkpoint_grant_note(location, namespace: str) -> str:
+    """What the bucket must grant the pods (Workload Identity principal of CHECKPOINT_ACCOUNT):
+    https://cloud.google.com/kubernetes-engine/docs/how-to/cloud-storage-fuse-csi-driver-setup
+    ("Configure access to Cloud Storage buckets")."""
+    return (f"checkpoints: the pods mount {location.url} as {CHECKPOINT_MOUNT} "
+            f"($GPUCTL_CHECKPOINT_DIR) and run as the Kubernetes service account "
+            f"{CHECKPOINT_ACCOUNT}; the bucket must grant it roles/storage.objectUser: "
+            f"gcloud storage buckets add-iam-policy-binding gs://{location.bucket} "
+            f"--role=roles/storage.objectUser --member=principal://iam.googleapis.com/projects/"
+            f"PROJECT_NUMBER/locations/global/workloadIdentityPools/PROJECT_ID.svc.id.goog/"
+            f"subject/ns/{namespace}/sa/{CHECKPOINT_ACCOUNT}")
 
 
 def job_manifests_from_data(data: object, *, namespace: str, owner: str,
