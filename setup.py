@@ -1,8 +1,9 @@
 """Which folders become which import packages; everything else is in pyproject.toml.
 
-The design keeps Kubernetes manifests in `k8s/` and image recipes in `images/` at the top of the
-repository; the wheel carries them as the data packages `gpuctl_k8s` and `gpuctl_images`, so the
-installed program finds them with importlib.resources, never through a checkout's paths.
+The design keeps Kubernetes manifests in `k8s/` and the training image's recipe in `images/` at the
+top of the repository; the wheel carries them as the data packages `gpuctl_k8s` (which the
+installed program finds with importlib.resources, never through a checkout's paths) and
+`gpuctl_images` (the recipe, read by nothing at run time).
 """
 
 from setuptools import find_packages, setup
@@ -16,6 +17,6 @@ setup(
     package_data={
         "gpuctl": ["data/*.toml", "data/*.json", "**/*.sh"],
         "gpuctl_k8s": ["**/*.yaml", "**/*.md"],
-        "gpuctl_images": ["images.toml", "**/Dockerfile", "**/*.txt", "**/*.py", "**/*.md"],
+        "gpuctl_images": ["images.toml", "**/Dockerfile", "**/*.txt", "**/*.md"],
     },
 )

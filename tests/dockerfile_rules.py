@@ -16,8 +16,7 @@ What this module adds, each because hadolint lets it through:
   apt-update       apt-get install without apt-get update in the same RUN (a stale index layer)
   service-port     a service image EXPOSEs its port or has a HEALTHCHECK
 
-    python -m tests.dockerfile_rules images/train/Dockerfile images/webui/Dockerfile:service \
-        images/helper/Dockerfile
+    python -m tests.dockerfile_rules images/train/Dockerfile [OTHER/Dockerfile:service ...]
 """
 
 from __future__ import annotations

@@ -86,9 +86,6 @@ def cases() -> list[tuple[str, list[str], dict, str | None]]:
     for kind in list(FILES) + list(SPECIAL):
         if kind not in ("empty", "not a mapping", "missing parent"):  # missing/empty: defaults
             out.append((f"config {kind}", ["profiles"], {"GPUCTL_CONFIG": "FILE"}, kind))
-        if kind not in ("empty", "missing parent"):
-            out.append((f"images {kind}", ["webui", "up", "--dry-run"],
-                        {"GPUCTL_IMAGES_TOML": "FILE"}, kind))
         out.append((f"job spec {kind}", ["train", "--gke", "FILE", "--dry-run"], {}, kind))
         out.append((f"vm job {kind}", ["run", "u@127.0.0.1", "FILE.yaml", "--dry-run", "--no-sync"],
                     {}, kind))

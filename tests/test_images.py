@@ -1,15 +1,10 @@
-"""Container images: our Dockerfiles pass hadolint (with .hadolint.yaml) and the thin check
+"""Container images: our Dockerfile passes hadolint (with .hadolint.yaml) and the thin check
 beside it (tests/dockerfile_rules.py), the two catch what they are for (bad Dockerfiles must
-fail, each for its own reason), images.toml and the Dockerfiles agree, and the Web UI app serves
-its page, health and generation endpoints (with a stand-in generator, no torch)."""
+fail, each for its own reason), and images.toml and the Dockerfile agree."""
 
 from __future__ import annotations
 
-import http.client
-import importlib.util
-import json
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import dockerfile_rules
-from tests.dockerfile_rules import extra, lint, lint_file, main, parse
+from tests.dockerfile_rules import extra, lint, lint_file, main
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 TABLE = tomllib.loads((IMAGES / "images.toml").read_text())
+NAMES = sorted(name for name, entry in TABLE.items() if isinstance(entry, dict))
 BASE = "FROM python:3.12.7-slim\n"
 GOOD = """\
 ARG BASE=pytorch/pytorch:2.4.1-cuda12.4-cudnn9-runtime
@@ -40,70 +36,42 @@ def rules(text: str, **kwargs) -> set[str]:
 # --- our images ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "service"), [("train", False), ("webui", True), ("helper", False)])
-def test_our_dockerfiles_pass_hadolint_and_our_rules(name, service):
-    assert [str(f) for f in lint_file(IMAGES / TABLE[name]["dockerfile"], service=service)] == []
+@pytest.mark.parametrize("name", NAMES)
+def test_our_dockerfiles_pass_hadolint_and_our_rules(name):
+    assert [str(f) for f in lint_file(IMAGES / TABLE[name]["dockerfile"])] == []
 
 
 def test_our_images_need_their_labels():
     # images.toml pushes each image under its version label: the label must be there, semver.
-    text = (IMAGES / "webui/Dockerfile").read_text()
+    text = (IMAGES / "train/Dockerfile").read_text()
     unlabelled = text.replace("org.opencontainers.image.version=", "org.example.version=")
-    assert [(f.rule, f.message) for f in lint(unlabelled, context=IMAGES / "webui")] == [
+    assert [(f.rule, f.message) for f in lint(unlabelled, context=IMAGES / "train")] == [
         ("DL3049", "Label `org.opencontainers.image.version` is missing.")]
     nightly = text.replace('version="0.1.0-torch2.4.1-cu124"', 'version="nightly"')
-    assert [f.rule for f in lint(nightly, context=IMAGES / "webui")] == ["DL3056"]  # not semantic versioning
+    assert [f.rule for f in lint(nightly, context=IMAGES / "train")] == ["DL3056"]  # not semantic versioning
 
 
 def test_images_toml_names_every_image_once_with_its_dockerfile():
     assert TABLE["registry"].endswith("/gpuctl") and "YOUR_PROJECT" in TABLE["registry"]
-    for name in ("train", "webui"):
-        entry = TABLE[name]
-        dockerfile = IMAGES / entry["dockerfile"]
-        text = dockerfile.read_text()
-        assert entry["repository"] == f"gpuctl-{name}"
-        assert re.fullmatch(r"\d+\.\d+\.\d+-torch\d+\.\d+\.\d+-cu\d+", entry["tag"])
-        # The version label inside the image is the tag it is pushed under.
-        assert f'org.opencontainers.image.version="{entry["tag"]}"' in text
-        assert f'org.opencontainers.image.title="{entry["repository"]}"' in text
-        torch = entry["tag"].split("-torch")[1].split("-")[0]
-        assert f"pytorch/pytorch:{torch}-cuda" in text  # the tag says which torch is inside
-    assert f"EXPOSE {TABLE['webui']['port']}" in (IMAGES / "webui/Dockerfile").read_text()
-
-
-def test_helper_image_carries_the_kubernetes_client_its_tag_names():
-    # The Web UI's proxy and idle rule import `kubernetes` (gke/incluster_scripts/): the helper
-    # image must carry it, pinned, and its tag says which, as the GPU images' tags say torch.
-    entry = TABLE["helper"]
+    assert NAMES == ["train"]
+    # Every recipe folder is named in images.toml, and nothing else is.
+    assert sorted(d.parent.name for d in IMAGES.glob("*/Dockerfile")) == NAMES
+    entry = TABLE["train"]
     text = (IMAGES / entry["dockerfile"]).read_text()
-    pins = dict(line.split("==") for line in (IMAGES / "helper/requirements.txt").read_text().splitlines()
-                if line and not line.startswith("#"))
-    assert entry["tag"].endswith(f"-k8s{pins['kubernetes']}")
+    assert entry["repository"] == "gpuctl-train"
+    assert re.fullmatch(r"\d+\.\d+\.\d+-torch\d+\.\d+\.\d+-cu\d+", entry["tag"])
+    # The version label inside the image is the tag it is pushed under.
     assert f'org.opencontainers.image.version="{entry["tag"]}"' in text
-    python = entry["tag"].split("-py")[1].split("-")[0]
-    assert f"ARG BASE=python:{python}-slim" in text
-    assert "USER 65534:65534" in text  # the pods' runAsUser (k8s/webui/)
+    assert f'org.opencontainers.image.title="{entry["repository"]}"' in text
+    torch, cuda = re.fullmatch(r".*-torch([\d.]+)-cu(\d+)", entry["tag"]).groups()
+    # The tag says which torch and CUDA are inside: cu124 is the base's cuda12.4.
+    assert f"ARG BASE=pytorch/pytorch:{torch}-cuda{cuda[:-1]}.{cuda[-1]}-" in text
 
 
-def test_both_images_share_a_base_and_the_model_stack_versions():
-    bases = {name: next(i.args for i in parse((IMAGES / TABLE[name]["dockerfile"]).read_text())
-                        if i.keyword == "ARG" and i.args.startswith("BASE="))
-             for name in ("train", "webui")}
-    assert bases["train"] == bases["webui"]  # one base pulled per node, shared layers
-
-    def pins(name):
-        lines = (IMAGES / name / "requirements.txt").read_text().splitlines()
-        return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
-
-    train, webui = pins("train"), pins("webui")
-    assert {k: webui[k] for k in webui} == {k: train[k] for k in webui}  # no skew between them
-
-
-def test_images_run_as_uid_1000_with_caches_on_cache():
-    for name in ("train", "webui"):
-        text = (IMAGES / TABLE[name]["dockerfile"]).read_text()
-        assert "USER 1000:1000" in text and "HF_HOME=/cache/huggingface" in text
-        assert "chown 1000:1000 /cache" in text
+def test_train_image_runs_as_uid_1000_with_caches_on_cache():
+    text = (IMAGES / TABLE["train"]["dockerfile"]).read_text()
+    assert "USER 1000:1000" in text and "HF_HOME=/cache/huggingface" in text
+    assert "chown 1000:1000 /cache" in text
 
 
 def test_command_line_entry_reports_and_fails(tmp_path, capsys):
@@ -112,7 +80,18 @@ def test_command_line_entry_reports_and_fails(tmp_path, capsys):
     assert main([str(bad)]) == 1
     out = capsys.readouterr().out
     assert "[DL3006]" in out and "[from-pinned]" in out and "[DL3013]" in out and "[user-set]" in out
-    assert main([str(IMAGES / "webui/Dockerfile") + ":service"]) == 0
+    assert main([str(IMAGES / "train/Dockerfile")]) == 0
+    # PATH:service asks for a port or a health check, as a web service's image needs.
+    service = tmp_path / "service" / "Dockerfile"
+    service.parent.mkdir()
+    labels = 'LABEL org.opencontainers.image.title="svc" org.opencontainers.image.version="1.0.0"\n'
+    service.write_text(BASE + labels + "USER 1000:1000\n")
+    assert main([str(service)]) == 0
+    capsys.readouterr()
+    assert main([f"{service}:service"]) == 1
+    assert "[service-port]" in capsys.readouterr().out
+    service.write_text(BASE + labels + "USER 1000:1000\nEXPOSE 8080\n")
+    assert main([f"{service}:service"]) == 0
 
 
 def test_missing_hadolint_fails_loudly(monkeypatch, tmp_path):
@@ -234,118 +213,3 @@ def test_pip_pinning_matches_its_definition(packages):
     unpinned = any(op != "==" for _, op, _ in packages)
     assert bool(rules(text) & {"DL3013", "pip-exact"}) == unpinned
     assert rules(text) <= {"DL3013", "pip-exact"}
-
-
-# --- the Web UI app ----------------------------------------------------------------------------
-
-
-def load_app():
-    spec = importlib.util.spec_from_file_location("gpuctl_webui_app", IMAGES / "webui" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def webui():
-    app = load_app()
-    calls = []
-
-    def loader(model_id):
-        def generate(prompt, max_new_tokens):
-            calls.append((prompt, max_new_tokens))
-            return f"echo: {prompt} ({max_new_tokens})"
-        return generate
-
-    settings_ = app.Settings(model_id="test/tiny", host="127.0.0.1", port=0, max_new_tokens=64)
-    holder = app.ModelHolder(settings_.model_id, loader)
-    server = app.make_server(settings_, holder)
-    import threading
-
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield app, holder, server.server_address[1], calls
-    server.shutdown()
-    server.server_close()
-
-
-def request(port, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-    conn.request(method, path, body=data, headers=headers or {})
-    response = conn.getresponse()
-    payload = response.read()
-    conn.close()
-    kind = response.getheader("Content-Type", "")
-    return response.status, (json.loads(payload) if kind.startswith("application/json") else payload.decode())
-
-
-def test_webui_health_follows_the_model_loading(webui):
-    app, holder, port, calls = webui
-    assert request(port, "GET", "/livez") == (200, {"status": "serving"})
-    assert request(port, "GET", "/healthz") == (503, {"status": "loading", "model": "test/tiny", "error": None})
-    assert request(port, "POST", "/api/generate", {"prompt": "hi"})[0] == 503
-    holder.load()
-    assert request(port, "GET", "/healthz") == (200, {"status": "ok", "model": "test/tiny"})
-
-
-def test_webui_page_and_generation(webui):
-    app, holder, port, calls = webui
-    holder.load()
-    code, page = request(port, "GET", "/")
-    assert code == 200 and "gpuctl web UI" in page and "<code>test/tiny</code>" in page
-    assert 'fetch("api/generate"' in page  # relative: works behind a path-prefixing proxy
-    assert request(port, "POST", "/api/generate", {"prompt": "hello", "max_new_tokens": 8}) == (
-        200, {"text": "echo: hello (8)", "model": "test/tiny"})
-    assert request(port, "POST", "/api/generate", {"prompt": "again"})[1]["text"] == "echo: again (64)"
-    assert calls == [("hello", 8), ("again", 64)]
-
-
-@pytest.mark.parametrize(("body", "error"), [
-    (b"not json", "the body is not JSON"),
-    ([1, 2], "the body must be a JSON object"),
-    ({"prompt": ""}, "prompt must be a non-empty string"),
-    ({"prompt": 3}, "prompt must be a non-empty string"),
-    ({"prompt": "x" * 8001}, "prompt must be at most 8000 characters"),
-    ({"prompt": "x", "max_new_tokens": 0}, "max_new_tokens must be a whole number from 1 to 64"),
-    ({"prompt": "x", "max_new_tokens": 65}, "max_new_tokens must be a whole number from 1 to 64"),
-    ({"prompt": "x", "max_new_tokens": True}, "max_new_tokens must be a whole number from 1 to 64"),
-])
-def test_webui_refuses_bad_requests(webui, body, error):
-    app, holder, port, calls = webui
-    holder.load()
-    assert request(port, "POST", "/api/generate", body) == (400, {"error": error})
-    assert calls == []
-
-
-def test_webui_limits_body_size_and_paths(webui):
-    app, holder, port, calls = webui
-    holder.load()
-    big = json.dumps({"prompt": "x" * (70 * 1024)}).encode()
-    assert request(port, "POST", "/api/generate", big)[0] == 413
-    assert request(port, "GET", "/admin")[0] == 404
-    assert request(port, "POST", "/other", {"prompt": "x"})[0] == 404
-
-
-def test_webui_reports_a_failed_load(webui):
-    app, holder, port, calls = webui
-
-    def broken(model_id):
-        raise OSError("model not found on the Hub")
-
-    holder._loader = broken
-    holder.load()
-    code, body = request(port, "GET", "/healthz")
-    assert code == 503 and body["status"] == "failed" and "model not found" in body["error"]
-
-
-def test_webui_settings_from_environment():
-    app = load_app()
-    default = app.settings_from({})
-    assert (default.host, default.port, default.model_id) == ("0.0.0.0", 8080, "Qwen/Qwen2.5-0.5B-Instruct")
-    gke = app.settings_from({"HOST": "127.0.0.1", "PORT": "7860", "MODEL_ID": "org/m"})
-    assert (gke.host, gke.port, gke.model_id) == ("127.0.0.1", 7860, "org/m")
-    with pytest.raises(SystemExit, match="PORT='http' must be a whole number"):
-        app.settings_from({"PORT": "http"})
-    assert "torch" not in sys.modules and "transformers" not in sys.modules
