@@ -20,7 +20,8 @@ def isolated_home(tmp_path, monkeypatch):
         monkeypatch.delenv(f"GPUCTL_{key}", raising=False)
     for var in ("GPUCTL_CONTAINER_ENDPOINT", "GPUCTL_COMPUTE_ENDPOINT", "GPUCTL_KUBECONFIG",
                 "GPUCTL_KUBE_CONTEXT", "GPUCTL_SCHEDULER_ENDPOINT", "GPUCTL_SERVICEUSAGE_ENDPOINT",
-                "GPUCTL_RESOURCEMANAGER_ENDPOINT", "GPUCTL_STORAGE_ENDPOINT", "GPUCTL_HTTP_TIMEOUT", "GPUCTL_DEADLINE_SERVICE_ACCOUNT",
+                "GPUCTL_RESOURCEMANAGER_ENDPOINT", "GPUCTL_STORAGE_ENDPOINT", "GPUCTL_IAM_ENDPOINT",
+                "GPUCTL_CHECKPOINTS", "GPUCTL_HTTP_TIMEOUT", "GPUCTL_DEADLINE_SERVICE_ACCOUNT",
                 "GPUCTL_CAP"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GPUCTL_OWNER", "alice")

@@ -6,7 +6,10 @@ Resources, all children of one GpuVm component with names derived from the spec'
   <name>-daily-stop  instance schedule policy (only with a daily stop)
   <name>-router      Cloud Router and <name>-nat, its Cloud NAT (only with IAP: the VM has no
                      external address, and provisioning still needs apt, pip and NVIDIA's repos)
-  <name>             the instance: boot disk, scratch NVMe, GPUs, spot scheduling, run limit
+  <name>-sa          only with checkpoints: the VM's own service account (gpuctl-<name>), and
+  <name>-ckpt        its one role (roles/storage.objectUser) on the checkpoint bucket alone
+  <name>             the instance: boot disk, scratch NVMe, GPUs, spot scheduling, run limit;
+                     without checkpoints it has no service account, so no cloud credentials
 Firewall rules, resource policies and routers take no labels in GCE, so they carry gpuctl's
 labels in their description instead; the sweep reads them back from there. A NAT has neither
 labels nor a description (compute.v1.json, schema RouterNat): it lives inside its router.
@@ -19,7 +22,7 @@ import pulumi_gcp as gcp
 
 from . import rules
 from .catalog import MACHINES
-from .spec import VmSpec
+from .spec import CHECKPOINT_ROLE, CHECKPOINT_SCOPE, VmSpec
 
 COMPONENT_TYPE = "gpuctl:vm:GpuVm"
 
@@ -72,6 +75,8 @@ class GpuVm(pulumi.ComponentResource):
     schedule: gcp.compute.ResourcePolicy | None
     router: gcp.compute.Router | None
     nat: gcp.compute.RouterNat | None
+    account: gcp.serviceaccount.Account | None
+    bucket_access: gcp.storage.BucketIAMMember | None
 
     def __init__(self, spec: VmSpec, opts: pulumi.ResourceOptions | None = None):
         rules.check(spec)
@@ -139,10 +144,18 @@ class GpuVm(pulumi.ComponentResource):
         if machine.needs_gvnic:
             network_interface["nic_type"] = "GVNIC"
 
+        self.account, self.bucket_access = (None, None)
+        if spec.checkpoint_bucket:
+            self.account, self.bucket_access = checkpoint_identity(spec, child, provider_args)
+            instance_args["service_account"] = {"email": self.account.email,
+                                                "scopes": [CHECKPOINT_SCOPE]}
+
+        waits_for = [r for r in (self.nat, self.bucket_access) if r is not None]
         instance_opts = child
-        if self.nat is not None:
-            # The VM boots with its way out in place: the guest agent and provisioning need it.
-            instance_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.nat])
+        if waits_for:
+            # The VM boots with its way out (NAT) and its bucket access in place: the guest
+            # agent, provisioning and the first checkpoint sync need them.
+            instance_opts = pulumi.ResourceOptions(parent=self, depends_on=waits_for)
         self.instance = gcp.compute.Instance(
             spec.name,
             name=spec.name,
@@ -162,7 +175,7 @@ class GpuVm(pulumi.ComponentResource):
             labels=dict(spec.labels),
             tags=[network_tag],
             metadata=metadata,
-            # No service account: a fresh GPU box gets no cloud credentials unless asked for.
+            # No service account unless checkpoints ask for one (then only the one above).
             deletion_protection=False,
             allow_stopping_for_update=True,
             opts=instance_opts,
@@ -206,3 +219,33 @@ def cloud_nat(spec: VmSpec, child: pulumi.ResourceOptions,
         **provider_args,
     )
     return router, nat
+
+
+def checkpoint_identity(spec: VmSpec, child: pulumi.ResourceOptions, provider_args: dict
+                        ) -> tuple[gcp.serviceaccount.Account, gcp.storage.BucketIAMMember]:
+    """The VM's own service account and its one grant: CHECKPOINT_ROLE on the checkpoint bucket.
+
+    BucketIAMMember is non-authoritative: it adds this one member to the bucket's policy and
+    keeps every other binding (pulumi-gcp's gcp.storage.BucketIAMMember reference), so a user's
+    own bucket keeps its policy, and `down` removes exactly this member again. Service accounts
+    take no labels (iam.v1.json, ServiceAccount has none), so gpuctl's labels go in its
+    description, as for firewall rules."""
+    problems = rules.service_account_violations([CHECKPOINT_SCOPE], CHECKPOINT_ROLE, spec.checkpoint_bucket)
+    if problems:
+        rules.check_failed(problems)
+    account = gcp.serviceaccount.Account(
+        f"{spec.name}-sa",
+        account_id=spec.service_account_id,
+        display_name=f"gpuctl VM {spec.name} (checkpoints)"[:100],
+        description=labels_as_description(spec.labels),
+        opts=child,
+        **provider_args,
+    )
+    grant = gcp.storage.BucketIAMMember(
+        f"{spec.name}-ckpt",
+        bucket=spec.checkpoint_bucket,
+        role=CHECKPOINT_ROLE,
+        member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+        opts=child,
+    )
+    return account, grant

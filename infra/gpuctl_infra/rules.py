@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import RuleViolation
 
 from .catalog import FLEX_START_MAX_SECONDS, GPUS, MACHINES, REGIONS
-from .spec import CALLER_ADDRESS_PLACEHOLDER, VmSpec
+from .spec import (ACCOUNT_ID_MAX, CALLER_ADDRESS_PLACEHOLDER, CHECKPOINT_ROLE, CHECKPOINT_SCOPE,
+                   VmSpec)
 
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Room for the suffixes gpuctl adds to derived resource names ("-ssh", "-daily-stop").
@@ -27,6 +28,11 @@ BOOT_DISK_TYPES = ("pd-ssd", "pd-balanced", "pd-standard")
 MIN_RUN_SECONDS = 30
 MAX_RUN_SECONDS = 120 * 24 * 3600
 PUBLIC_KEY_PREFIXES = ("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp256 ", "sk-ssh-ed25519@openssh.com ")
+# iam.v1.json, CreateServiceAccountRequest.accountId: 6-30 characters, [a-z]([-a-z0-9]*[a-z0-9]).
+ACCOUNT_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
+# Bucket names: 3-63 characters of lowercase letters, digits, '-', '_' and '.', starting and
+# ending with a letter or digit (https://cloud.google.com/storage/docs/buckets#naming).
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 SECRET_MARKERS = ("PRIVATE KEY", "password", "passwd", "secret", "token", "hf_", "api_key", "apikey")
 
 
@@ -272,6 +278,40 @@ def metadata_violations(metadata: dict[str, str]) -> list[Violation]:
     return out
 
 
+def _access_violations(spec: VmSpec) -> list[Violation]:
+    bucket = spec.checkpoint_bucket
+    if bucket is None:
+        return []
+    out: list[Violation] = []
+    if not BUCKET_RE.fullmatch(bucket) or "goog" in bucket:
+        out.append(Violation("checkpoint-bucket", f"'{bucket}' is not a bucket name gpuctl can grant on",
+                             "use 3-63 lowercase letters, digits, -, _ and . (no 'goog')"))
+    account = spec.service_account_id or ""
+    if not (6 <= len(account) <= ACCOUNT_ID_MAX and ACCOUNT_ID_RE.fullmatch(account)):
+        out.append(Violation("service-account-id", f"'{account}' is not a valid service account id",
+                             "IAM takes 6-30 lowercase letters, digits and dashes"))
+    return out
+
+
+def service_account_violations(scopes: list[str], role: str, on_bucket: str | None) -> list[Violation]:
+    """A VM's identity may read and write one bucket's objects, nothing more: exactly the
+    devstorage.read_write scope (never cloud-platform or full_control, which would let a
+    stolen token reach every API or rewrite IAM policies) and the object-user role granted on
+    one named bucket (never on the project)."""
+    out: list[Violation] = []
+    if list(scopes) != [CHECKPOINT_SCOPE]:
+        out.append(Violation("vm-scope", f"a gpuctl VM's token may carry only {CHECKPOINT_SCOPE}, "
+                             f"not {', '.join(scopes) or 'no scope'}",
+                             "checkpoints need read and write of objects only"))
+    if role != CHECKPOINT_ROLE:
+        out.append(Violation("vm-role", f"a gpuctl VM may hold only {CHECKPOINT_ROLE}, not {role}",
+                             "checkpoints need object access only, not bucket or project control"))
+    if not on_bucket:
+        out.append(Violation("vm-role-scope", "the VM's role must be granted on one bucket",
+                             "grant it on the checkpoint bucket, never on the project"))
+    return out
+
+
 def violations(spec: VmSpec) -> list[Violation]:
     """Every rule the spec breaks, most fundamental first."""
     if spec.machine_type not in MACHINES:
@@ -280,7 +320,8 @@ def violations(spec: VmSpec) -> list[Violation]:
     gpu_problems, gpu = _gpu_violations(spec)
     return (_identity_violations(spec) + gpu_problems + _zone_violations(spec, gpu)
             + _local_ssd_violations(spec) + _scheduling_violations(spec)
-            + _network_violations(spec) + _disk_violations(spec) + _daily_stop_violations(spec))
+            + _network_violations(spec) + _disk_violations(spec) + _daily_stop_violations(spec)
+            + _access_violations(spec))
 
 
 def check_failed(found: list[Violation]) -> None:

@@ -17,6 +17,22 @@ CALLER_ADDRESS_PLACEHOLDER = "CALLER_IP/32"
 # (https://cloud.google.com/iap/docs/using-tcp-forwarding, "Create a firewall rule")
 IAP_TCP_FORWARDING_RANGE = "35.235.240.0/20"
 
+# What a VM with checkpoints may do, and nothing more (least privilege, one bucket):
+# the role, granted on the checkpoint bucket only. Google's predefined Storage Object User role
+# (roles/storage.objectUser) grants creating, reading, updating and deleting objects, and no
+# permission on the bucket's settings or IAM policy
+# (https://cloud.google.com/storage/docs/access-control/iam-roles; its exact wording was not
+# re-read here: unverified).
+CHECKPOINT_ROLE = "roles/storage.objectUser"
+# The one OAuth scope its token carries: "read-write: allows access to read and change data, but
+# not metadata like IAM policies" (https://cloud.google.com/storage/docs/oauth-scopes). Scopes
+# cap the token; IAM (the role above, on one bucket) decides what it may touch.
+CHECKPOINT_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+# A service account id "must be 6-30 characters long, and match the regular expression
+# [a-z]([-a-z0-9]*[a-z0-9])" (iam.v1.json, CreateServiceAccountRequest.accountId).
+ACCOUNT_ID_PREFIX = "gpuctl-"
+ACCOUNT_ID_MAX = 30
+
 
 @dataclass(frozen=True)
 class DailyStop:
@@ -64,6 +80,17 @@ class VmSpec:
     # SSH through Identity-Aware Proxy: no external address, port 22 open only to IAP's range,
     # and egress (apt, pip, NVIDIA's repositories) through a Cloud NAT of the VM's own.
     iap: bool = False
+    # The bucket the VM's checkpoints go to: the VM gets a service account of its own with
+    # CHECKPOINT_ROLE on this bucket only and CHECKPOINT_SCOPE. None: no service account at all.
+    checkpoint_bucket: str | None = None
+
+    @property
+    def service_account_id(self) -> str | None:
+        """gpuctl-<vm>, cut to IAM's 30 characters with a short hash when the name is longer
+        (two long names sharing a prefix still get two accounts); no trailing dash."""
+        if not self.checkpoint_bucket:
+            return None
+        return account_id_for(self.name)
 
     @property
     def provisioning_model(self) -> str:
@@ -81,3 +108,14 @@ class VmSpec:
     @property
     def has_server_side_guard(self) -> bool:
         return bool(self.max_run_seconds or self.termination_time or self.daily_stop)
+
+
+def account_id_for(vm_name: str) -> str:
+    import hashlib
+
+    whole = f"{ACCOUNT_ID_PREFIX}{vm_name}"
+    if len(whole) <= ACCOUNT_ID_MAX:
+        return whole
+    digest = hashlib.sha256(vm_name.encode()).hexdigest()[:6]
+    head = whole[:ACCOUNT_ID_MAX - len(digest) - 1].rstrip("-")
+    return f"{head}-{digest}"

@@ -10,6 +10,7 @@ Example:
     daily_stop = "06:00"        # stop every day at this clock time...
     time_zone = "Asia/Tokyo"    # ...in this zone
     iap = true                  # SSH through Identity-Aware Proxy: no external address
+    checkpoints = "auto"        # every VM may write checkpoints there (or gs://BUCKET/PREFIX)
     pulumi_backend = "gs://my-bucket/gpuctl"   # where stacks live (default: under the gpuctl home)
     [profiles.a100-spot]
     zones = ["asia-northeast1-c", "asia-northeast1-a"]
@@ -39,7 +40,7 @@ from .validation import as_value_error, first_error, project_id, ssh_source
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # GPUCTL_<NAME> environment variables that override config keys.
 ENV_KEYS = ("owner", "project", "region", "currency", "ttl", "cap", "daily_stop", "time_zone", "ssh_from",
-            "iap")
+            "iap", "checkpoints")
 
 
 class Config(BaseModel):
@@ -65,6 +66,9 @@ class Config(BaseModel):
     idle_minutes: int = Field(default=30, ge=0, le=24 * 60)  # 0 disables the idle watchdog
     ssh_from: str | None = None  # the caller's address; detected at apply time when unset
     iap: bool = False  # SSH through Identity-Aware Proxy: no external address, Cloud NAT egress
+    # Where VMs write checkpoints: gs://BUCKET/PREFIX or "auto" (gpuctl's bucket per project).
+    # Each VM then gets its own service account with object access to that one bucket.
+    checkpoints: str | None = None
     pulumi_backend: str | None = None  # e.g. gs://bucket/gpuctl; default: a file backend in the gpuctl home
     profiles: dict[str, dict[str, Any]] = {}
 
@@ -77,6 +81,16 @@ class Config(BaseModel):
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"
         raise ValueError("write iap = true or iap = false (GPUCTL_IAP=true|false)")
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoints(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        from .validation import gcs_url
+
+        bucket, prefix = as_value_error(lambda text: gcs_url(text, what=""), value)
+        return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
 
     @field_validator("project")
     @classmethod

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from gpuctl_infra import rules
 from gpuctl_infra.catalog import GPUS, MACHINES, REGIONS, region_of
-from gpuctl_infra.spec import CALLER_ADDRESS_PLACEHOLDER, DailyStop, VmSpec
+from gpuctl_infra.spec import (CALLER_ADDRESS_PLACEHOLDER, CHECKPOINT_ROLE, CHECKPOINT_SCOPE, DailyStop,
+                               VmSpec)
 
 from .config import label_safe
 from .context import Context
@@ -27,6 +28,9 @@ from .units import format_duration, is_off, parse_clock, parse_duration
 
 # Shown in the offline plan where apply generates a per-VM key pair on the user's machine.
 GENERATED_KEY_PLACEHOLDER = "ssh-ed25519 KEY-GENERATED-AT-APPLY gpuctl"
+# Shown in the offline plan for `checkpoints: auto` when the project (and so gpuctl's bucket
+# name, adapters/storage.default_bucket_name) is only known at apply time.
+AUTO_BUCKET_PLACEHOLDER = "gpuctl-ckpt-named-at-apply"
 MAX_RUN_SECONDS = rules.MAX_RUN_SECONDS
 MIN_BUDGET_SECONDS = 60
 
@@ -53,6 +57,7 @@ class UpOptions:
     on_demand: bool = False  # with --gpu: the STANDARD model instead of spot
     fallback: str | None = None  # e.g. "spot,flex-start,on-demand": models tried in this order
     iap: bool = False  # SSH through Identity-Aware Proxy, no external address (or config iap)
+    checkpoints: str | None = None  # gs://BUCKET/PREFIX or "auto" (or config checkpoints)
 
 
 # What users write -> GCE's provisioning model.
@@ -94,6 +99,7 @@ class VmPlan:
     region_reason: str = ""  # why this region: a sentence for the plan
 
     currency: object = None  # the DisplayCurrency money is shown in (money.DisplayCurrency)
+    checkpoints: str | None = None  # gs://BUCKET/PREFIX or "auto": the VM gets bucket access
 
     @property
     def worst_case(self) -> dict:
@@ -421,7 +427,43 @@ def build_spec(ctx: Context, profile: Profile, options: UpOptions, zone: str,
         labels=_labels(owner, name, expiry),
         project=ctx.config.project,
         iap=_iap(options, ctx),
+        checkpoint_bucket=planned_checkpoint_bucket(checkpoints_setting(options, ctx), ctx.config.project),
     )
+
+
+def checkpoints_setting(options: UpOptions, ctx: Context) -> str | None:
+    """--checkpoints, else the config's `checkpoints`: a gs:// URL (checked against Cloud
+    Storage's naming rules) or "auto"; None for a VM with no cloud identity at all."""
+    value = options.checkpoints if options.checkpoints is not None else ctx.config.checkpoints
+    if value is None or is_off(value):
+        return None
+    if value == "auto":
+        return value
+    from .validation import gcs_url
+
+    bucket, prefix = gcs_url(value, what="--checkpoints")
+    return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+
+
+def planned_checkpoint_bucket(setting: str | None, project: str | None) -> str | None:
+    if setting is None:
+        return None
+    if setting != "auto":
+        return setting[len("gs://"):].partition("/")[0]
+    from .adapters.storage import default_bucket_name
+
+    return default_bucket_name(project) if project else AUTO_BUCKET_PLACEHOLDER
+
+
+def checkpoint_access(spec: VmSpec, project: str | None) -> dict | None:
+    """What the VM may do in Cloud Storage, for the plan: one account, one binding, one scope."""
+    if not spec.checkpoint_bucket:
+        return None
+    email = f"{spec.service_account_id}@{project or 'PROJECT'}.iam.gserviceaccount.com"
+    return {"service_account": email, "bucket": spec.checkpoint_bucket, "role": CHECKPOINT_ROLE,
+            "scopes": [CHECKPOINT_SCOPE],
+            "summary": f"{email}: {CHECKPOINT_ROLE} on gs://{spec.checkpoint_bucket} only, "
+                       f"token scope devstorage.read_write"}
 
 
 def _iap(options: UpOptions, ctx: Context) -> bool:
@@ -506,7 +548,7 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
         forgotten=forgotten_table(hourly, guards.exposure()),
         steps=provisioning_steps(profile, guards, ctx.config.time_zone, idle),
         budget_usd=budget_usd, warnings=warnings, choices=kept, region_reason=region_reason,
-        currency=ctx.currency,
+        currency=ctx.currency, checkpoints=checkpoints_setting(options, ctx),
     )
     if with_resources:
         plan.resources = planned_resources(spec)
@@ -548,6 +590,7 @@ def plan_to_dict(plan: VmPlan, ctx: Context) -> dict:
         "provisioning": [s.as_dict() for s in plan.steps],
         "guards": [g.as_dict() for g in plan.guards.guards],
         "worst_case": plan.worst_case,
+        "checkpoint_access": checkpoint_access(plan.spec, ctx.config.project),
         "warnings": list(plan.warnings),
         "cost": cost_dict(plan.hourly, plan.forgotten, ctx),
         "versions": {"os": plan.profile.os, "driver": plan.profile.driver,

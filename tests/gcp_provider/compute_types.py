@@ -223,4 +223,8 @@ def instance_body(project: str, zone: str, inputs: dict) -> dict:
     }
     if policies:
         body["resourcePolicies"] = [policies] if isinstance(policies, str) else list(policies)
+    account = inputs.get("serviceAccount")
+    if account:  # the provider's single service_account block -> the API's one-element list
+        body["serviceAccounts"] = [{"email": account.get("email", ""),
+                                    "scopes": list(account.get("scopes", []))}]
     return body

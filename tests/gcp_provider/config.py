@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 COMPUTE_SUFFIX = "/compute/v1/"
 CONTAINER_SUFFIX = "/v1/"
 V1_SUFFIX = "/v1/"  # iamCustomEndpoint, resourceManagerCustomEndpoint
+STORAGE_SUFFIX = "/storage/v1/"  # storageCustomEndpoint (the provider's default base path's end)
 
 
 class ConfigError(Exception):
@@ -73,9 +74,10 @@ class ProviderConfig:
             self._clients[kind] = client
         return self._clients[kind]
 
-    def discovery(self, api: str, key: str):
+    def discovery(self, api: str, key: str, suffix: str = V1_SUFFIX):
         """A google-api-python-client client for `api` v1, built from the discovery document
-        the library ships, against the loopback base path in gcp:`key`."""
+        the library ships, against the loopback base path in gcp:`key`. The client's base is
+        the endpoint plus the document's servicePath ('' for iam, 'storage/v1/' for storage)."""
         if api not in self._clients:
             import json as _json
 
@@ -83,10 +85,11 @@ class ProviderConfig:
             from googleapiclient import discovery
             from googleapiclient.discovery_cache import get_static_doc
 
-            endpoint = api_endpoint(self.values.get(key, ""), V1_SUFFIX, key)
+            endpoint = api_endpoint(self.values.get(key, ""), suffix, key)
+            document = _json.loads(get_static_doc(api, "v1"))
             self._clients[api] = discovery.build_from_document(
-                _json.loads(get_static_doc(api, "v1")), http=httplib2.Http(timeout=30),
-                client_options={"api_endpoint": endpoint + "/"})
+                document, http=httplib2.Http(timeout=30),
+                client_options={"api_endpoint": endpoint + "/" + document.get("servicePath", "")})
         return self._clients[api]
 
     def container(self):

@@ -27,10 +27,13 @@ from .config import ConfigError, ProviderConfig, read_config
 from .container_types import Cluster, NodePool
 from .errors import ProviderError, abort, to_struct
 from .iam_types import Account, IAMMember
+from .mig_types import InstanceTemplate, RegionInstanceGroupManager
 from .router_types import Router, RouterNat
+from .storage_types import BucketIAMMember
 
 TYPES = {t.token: t for t in (Instance(), Firewall(), ResourcePolicy(), Router(), RouterNat(),
-                              Cluster(), NodePool(), Account(), IAMMember())}
+                              Cluster(), NodePool(), Account(), IAMMember(),
+                              BucketIAMMember(), InstanceTemplate(), RegionInstanceGroupManager())}
 
 
 def plugin_version() -> str:

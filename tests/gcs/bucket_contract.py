@@ -17,10 +17,27 @@ One answer is corrected to Google's: deleting a bucket that holds objects is 409
 ("If there are objects in the bucket when you attempt to delete it you will get a 409 Conflict",
 https://cloud.google.com/storage/docs/xml-api/delete-bucket; the JSON API's buckets.delete
 "fails if there are any objects in the bucket"); the emulator answers 412.
+
+Bucket IAM policies (storage.v1 buckets.getIamPolicy GET b/{bucket}/iam, buckets.setIamPolicy
+PUT b/{bucket}/iam) the emulator does not serve at all; the proxy serves them itself, held to
+the Policy schema of storage.v1.json both ways:
+  * a new bucket starts with the project's convenience bindings Google gives every bucket
+    (roles/storage.legacyBucketOwner for projectOwner:/projectEditor:, legacyBucketReader for
+    projectViewer:, https://cloud.google.com/storage/docs/access-control/iam#convenience-values;
+    the exact default set is unverified here);
+  * setIamPolicy replaces the whole policy; a request carrying an etag that no longer matches
+    is refused with 412 Precondition Failed, Cloud Storage's answer to a failed precondition
+    (https://cloud.google.com/storage/docs/request-preconditions; "API will reject etags that do
+    not match", gcloud storage buckets set-iam-policy --etag). No etag: the write goes through;
+  * roles are "of the format roles/storage.specificRole" and members one of the identifier
+    forms the schema lists (Policy.bindings, storage.v1.json): anything else is a 400;
+  * a bucket that does not exist (asked of the emulator) is a 404.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
 import re
@@ -34,11 +51,75 @@ API = "storage.v1"
 KEPT = ("labels", "lifecycle", "iamConfiguration", "location", "storageClass")
 BUCKETS = re.compile(r"/storage/v1/b/?")
 ONE_BUCKET = re.compile(r"/storage/v1/b/([^/]+)/?")
+BUCKET_IAM = re.compile(r"/storage/v1/b/([^/]+)/iam")
+MEMBER_FORMS = re.compile(r"(allUsers|allAuthenticatedUsers|(user|serviceAccount|group):[^@\s]+@[^@\s]+"
+                          r"|domain:[^\s]+|(projectOwner|projectEditor|projectViewer):[a-z][-a-z0-9]{4,28}[a-z0-9])")
+
+
+class BucketPolicies:
+    """Each bucket's IAM policy, as Cloud Storage keeps it (see the module's docstring)."""
+
+    def __init__(self, project: str):
+        self.project = project
+        self.policies: dict[str, dict[str, list[str]]] = {}  # bucket -> role -> members
+        self.writes: list[dict] = []  # every accepted setIamPolicy body, in order
+
+    def _default(self) -> dict[str, list[str]]:
+        p = self.project
+        return {"roles/storage.legacyBucketOwner": [f"projectEditor:{p}", f"projectOwner:{p}"],
+                "roles/storage.legacyBucketReader": [f"projectViewer:{p}"]}
+
+    def members(self, bucket: str, role: str) -> list[str]:
+        return list(self.policies.get(bucket, {}).get(role, []))
+
+    def forget(self, bucket: str) -> None:
+        self.policies.pop(bucket, None)
+
+    def etag(self, bucket: str) -> str:
+        canonical = json.dumps(self.policies.get(bucket) or self._default(), sort_keys=True)
+        return base64.b64encode(hashlib.sha256(canonical.encode()).digest()[:8]).decode()
+
+    def policy(self, bucket: str) -> dict:
+        bindings = self.policies.setdefault(bucket, self._default())
+        return {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{bucket}", "version": 1,
+                "etag": self.etag(bucket),
+                "bindings": [{"role": r, "members": sorted(m)} for r, m in sorted(bindings.items()) if m]}
+
+    def serve(self, verb: str, path: str, body: bytes, bucket_exists: bool) -> tuple[int, dict]:
+        bucket = unquote(BUCKET_IAM.fullmatch(path).group(1))
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            return 400, _error(400, "Parse Error")
+        method, problems = discovery.request_problems(API, verb, path, payload)
+        if problems:
+            return (400 if method else 404), _error(400 if method else 404, "; ".join(problems))
+        if not bucket_exists:
+            return 404, _error(404, "The specified bucket does not exist.", "notFound")
+        if verb == "GET":
+            return 200, self.policy(bucket)
+        current = self.policy(bucket)
+        if payload.get("etag") and payload["etag"] != current["etag"]:
+            return 412, _error(412, "Precondition Failed", "conditionNotMet")
+        wanted: dict[str, list[str]] = {}
+        for binding in payload.get("bindings") or []:
+            role, members = binding.get("role", ""), binding.get("members") or []
+            if not role.startswith("roles/"):
+                return 400, _error(400, f"Role {role!r} is not of the form roles/storage.specificRole.")
+            bad = [m for m in members if not MEMBER_FORMS.fullmatch(m)]
+            if bad:
+                return 400, _error(400, f"Invalid member: {bad[0]!r}.")
+            wanted.setdefault(role, [])
+            wanted[role] += [m for m in members if m not in wanted[role]]
+        self.policies[bucket] = wanted
+        self.writes.append(payload)
+        return 200, self.policy(bucket)
 
 
 class BucketContractProxy:
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, project: str = "gpuctl-test-project"):
         self.upstream_port = upstream_port
+        self.iam = BucketPolicies(project)
         self.kept: dict[str, dict] = {}  # bucket name -> the fields the emulator drops
         self.inserts: list[dict] = []
         self.authorizations: list[str | None] = []  # each request's Authorization header
@@ -86,6 +167,7 @@ class BucketContractProxy:
                 self.kept.setdefault(name, {}).update(kept)
             elif verb == "DELETE" and ONE_BUCKET.fullmatch(path):
                 self.kept.pop(unquote(ONE_BUCKET.fullmatch(path).group(1)), None)
+                self.iam.forget(unquote(ONE_BUCKET.fullmatch(path).group(1)))
 
     def enrich(self, verb: str, path: str, status: int, data: bytes) -> bytes:
         """Merge the kept fields into the emulator's bucket resources."""
@@ -124,6 +206,8 @@ def _handler(proxy: BucketContractProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with proxy.lock:
                 proxy.authorizations.append(self.headers.get("Authorization"))
+            if BUCKET_IAM.fullmatch(path):
+                return self._bucket_iam(verb, path, body)
             refusal = proxy.refusal(verb, path, body)
             if refusal is not None:
                 return self._send(400, {"Content-Type": "application/json"}, json.dumps(refusal).encode())
@@ -145,6 +229,24 @@ def _handler(proxy: BucketContractProxy) -> type[BaseHTTPRequestHandler]:
                 self._send(status, {k: v for k, v in response.getheaders() if k.lower() not in skip}, data)
             finally:
                 upstream.close()
+
+        def _bucket_iam(self, verb: str, path: str, body: bytes) -> None:
+            bucket = BUCKET_IAM.fullmatch(path).group(1)
+            upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+            try:
+                upstream.request("GET", f"/storage/v1/b/{bucket}")
+                response = upstream.getresponse()
+                response.read()
+                exists = response.status == 200
+            finally:
+                upstream.close()
+            with proxy.lock:
+                status, payload = proxy.iam.serve(verb, path, body, exists)
+                if status == 200:
+                    problems = discovery.check(API, "Policy", payload)
+                    if problems:  # the proxy's own defect: never answer outside the contract
+                        status, payload = 500, _error(500, "contract proxy defect: " + "; ".join(problems))
+            self._send(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
 
         def _send(self, status: int, headers: dict, data: bytes) -> None:
             self.send_response(status)

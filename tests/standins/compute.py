@@ -38,6 +38,7 @@ from tests.standins.compute_faults import FaultsMixin
 from tests.standins.compute_firewalls_policies import FirewallsPoliciesMixin, description_labels
 from tests.standins.compute_instances import InstancesMixin, Vm
 from tests.standins.compute_routers import RoutersMixin
+from tests.standins.compute_migs import MIG_ROUTES, MigsMixin
 
 _Z, _R, _N = r"zones/(?P<zone>[^/]+)", r"regions/(?P<region>[^/]+)", r"(?P<name>[^/]+)"
 _OP = r"(?P<operation>[^/]+)"
@@ -48,7 +49,7 @@ ROUTES = [(method, re.compile(pattern), rpc) for method, pattern, rpc in [
     ("GET", f"{_Z}/instances", "instances.list"),
     ("GET", f"{_Z}/instances/{_N}", "instances.get"),
     ("DELETE", f"{_Z}/instances/{_N}", "instances.delete"),
-    ("POST", f"{_Z}/instances/{_N}/(?P<verb>stop|start|setScheduling|setLabels|setMetadata)", "instances.{verb}"),
+    ("POST", f"{_Z}/instances/{_N}/(?P<verb>stop|start|setScheduling|setLabels|setMetadata|setServiceAccount)", "instances.{verb}"),
     ("GET", f"{_Z}/instances/{_N}/getGuestAttributes", "instances.getGuestAttributes"),
     ("GET", "aggregated/instances", "instances.aggregatedList"),
     ("GET", f"{_Z}/disks", "disks.list"),
@@ -82,6 +83,7 @@ ROUTES = [(method, re.compile(pattern), rpc) for method, pattern, rpc in [
     ("PUT", f"{_R}/routers/{_N}", "routers.update"),
     ("DELETE", f"{_R}/routers/{_N}", "routers.delete"),
     ("GET", "aggregated/routers", "routers.aggregatedList"),
+    *MIG_ROUTES,
 ]]
 _PREFIX = re.compile(r"/compute/v1/projects/(?P<project>[^/]+)/(?P<rest>.+)")
 
@@ -101,7 +103,8 @@ def permission_for(rpc: str) -> str:
     return f"compute.{resource}.{ {'insert': 'create', 'aggregatedList': 'list', 'wait': 'get'}.get(verb, verb)}"
 
 
-class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPoliciesMixin, RoutersMixin):
+class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPoliciesMixin, RoutersMixin,
+                     MigsMixin):
     """The stand-in server; a context manager, started on a free port of 127.0.0.1.
 
     operation_polls: how many polls (zoneOperations.get and friends) an Operation answers
@@ -134,6 +137,9 @@ class ComputeStandIn(LoopbackServer, FaultsMixin, InstancesMixin, FirewallsPolic
         self._firewalls: dict[tuple, dict] = {}
         self._policies: dict[tuple, dict] = {}
         self._routers: dict[tuple, dict] = {}  # (project, region, name) -> Router, NATs inside
+        self._templates: dict[tuple, dict] = {}  # (project, name) -> InstanceTemplate
+        self._migs: dict[tuple, dict] = {}  # (project, region, name) -> MIG and its members
+        self._preempted: set[tuple] = set()
         self.clear_faults()
 
     # ---------------------------------------------------------------- lifecycle and clients

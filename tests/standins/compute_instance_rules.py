@@ -89,6 +89,25 @@ class InstanceRulesMixin(BaseMixin):
                         "acceleratorCount": int(config.get("acceleratorCount", 0))})
         return gpu, count, out
 
+    @staticmethod
+    def checked_service_accounts(sent: list, field_name: str = "resource.serviceAccounts") -> list[dict]:
+        """compute.v1.json, Instance.serviceAccounts: "Only one service account per VM instance is
+        supported."; each names its account by email and lists its scopes (schema ServiceAccount).
+        An account that does not exist or a scope that is not Google's is refused by GCE too."""
+        if len(sent) > 1:
+            raise invalid(field_name, len(sent), "Only one service account per VM instance is supported.")
+        out = []
+        for i, account in enumerate(sent):
+            email = account.get("email") or ""
+            if email != "default" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.gserviceaccount\.com", email):
+                raise invalid(f"{field_name}[{i}].email", email, "Not a service account email. (stand-in wording)")
+            scopes = list(account.get("scopes") or [])
+            for scope in scopes:
+                if not scope.startswith("https://www.googleapis.com/auth/"):
+                    raise invalid(f"{field_name}[{i}].scopes", scope, "Not an OAuth scope URL. (stand-in wording)")
+            out.append({"email": email, "scopes": scopes})
+        return out
+
     def checked_scheduling(self, sent: dict, *, has_gpu: bool, field_name: str = "resource.scheduling") -> dict:
         s = public(sent)
         model = s.setdefault("provisioningModel", "STANDARD")

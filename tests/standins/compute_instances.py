@@ -110,6 +110,7 @@ class InstancesMixin(InstanceRulesMixin):
             raise invalid("resource.scheduling.provisioningModel", model, f"Machine type {shape.name} "
                           f"is not available with the {model} provisioning model. (stand-in wording)")
         labels = check_labels(body.get("labels") or {}, "resource.labels")
+        self.checked_service_accounts(body.get("serviceAccounts") or [])  # refused before capacity
         policies = self._policy_urls(project, region, body.get("resourcePolicies") or [])
         disks = self._plan_disks(project, zone, name, shape, body.get("disks") or [])
         spot = scheduling["provisioningModel"] == "SPOT" or bool(scheduling.get("preemptible"))
@@ -168,7 +169,7 @@ class InstancesMixin(InstanceRulesMixin):
             "networkInterfaces": nics, "disks": disks,
             "metadata": {"kind": "compute#metadata", "items": list(metadata.get("items") or []),
                          "fingerprint": fingerprint(metadata.get("items"))},
-            "serviceAccounts": list(body.get("serviceAccounts") or []),
+            "serviceAccounts": self.checked_service_accounts(body.get("serviceAccounts") or []),
             "selfLink": self.url(project, "zones", zone, "instances", name),
             "scheduling": scheduling, "cpuPlatform": "Intel Cascade Lake",
             "labels": labels, "labelFingerprint": fingerprint(labels),
@@ -252,6 +253,20 @@ class InstancesMixin(InstanceRulesMixin):
         if vm.doc["status"] == "RUNNING":
             self._set_termination_timestamp(vm)
         return self.operation(req.project, f"zones/{vm.zone}", "setScheduling", vm.doc["selfLink"],
+                              vm.doc["id"], request_id=req.query.get("requestId"))
+
+    def _h_instances_setServiceAccount(self, req: Req) -> dict:
+        vm = self.vm(req)
+        # The instance must be stopped to change its service account or scopes (Compute Engine
+        # docs, "Change the service account and access scopes for an instance"; pulumi-gcp's
+        # Instance.serviceAccount: "allowStoppingForUpdate must be set to true or your instance
+        # must have a desiredStatus of TERMINATED in order to update this field").
+        if vm.doc["status"] != "TERMINATED":
+            raise http_error(400, f"Invalid resource usage: 'Instance {vm.name} is {vm.doc['status']}; "
+                                  "the service account can only be set on a stopped (TERMINATED) "
+                                  "instance.' (stand-in wording)", "resourceNotReady")
+        vm.doc["serviceAccounts"] = self.checked_service_accounts([req.body or {}], "serviceAccounts")
+        return self.operation(req.project, f"zones/{vm.zone}", "setServiceAccount", vm.doc["selfLink"],
                               vm.doc["id"], request_id=req.query.get("requestId"))
 
     def _h_instances_setLabels(self, req: Req) -> dict:

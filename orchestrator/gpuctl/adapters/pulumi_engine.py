@@ -51,6 +51,8 @@ ENDPOINT_CONFIG = (
     ("GPUCTL_CONTAINER_ENDPOINT", "gcp:containerCustomEndpoint", "/v1/"),
     ("GPUCTL_IAM_ENDPOINT", "gcp:iamCustomEndpoint", "/v1/"),
     ("GPUCTL_RESOURCEMANAGER_ENDPOINT", "gcp:resourceManagerCustomEndpoint", "/v1/"),
+    # The bucket grant of a checkpointed VM lands where gpuctl reads the bucket.
+    ("GPUCTL_STORAGE_ENDPOINT", "gcp:storageCustomEndpoint", "/storage/v1/"),
 )
 
 

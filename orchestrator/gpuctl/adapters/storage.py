@@ -142,6 +142,16 @@ class StorageApi:
                 self._create(target.bucket, owner, location, retention_days)
         return target
 
+    def require_bucket(self, name: str) -> None:
+        """A bucket the user named must exist already: gpuctl grants a VM access to it but never
+        creates (or changes) a bucket it was not asked to make."""
+        with self._translated(name):
+            found = self.client().lookup_bucket(name, **self._call())
+        if found is None:
+            raise GpuctlError(f"the checkpoint bucket gs://{name} does not exist in project {self.project}",
+                              f"create it (`gcloud storage buckets create gs://{name}`), or pass "
+                              "--checkpoints auto for gpuctl's own bucket")
+
     def _create(self, name: str, owner: str, location: str, retention_days: int) -> None:
         from google.api_core import exceptions
 

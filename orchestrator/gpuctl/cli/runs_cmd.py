@@ -140,11 +140,21 @@ def build_spec(args: tuple[str, ...], *, run_name=None, env_pairs=(), secret_pai
               "(GKE: print the manifests, contact nothing).")
 @click.option("--validate", is_flag=True, help="GKE: have the cluster admit the manifests; create nothing.")
 @click.option("-y", "--yes", is_flag=True, help="GKE: do not ask for confirmation.")
+@click.option("--recover", is_flag=True, help="A spot VM group of one that Google Cloud replaces after "
+              "each preemption; the run resumes from its checkpoints with no laptop (TARGET: a new name).")
+@click.option("--budget", help="--recover: USD for every replacement together; the group is deleted then.")
+@click.option("--ttl", help="--recover: delete the group (and its VM) after this long, e.g. 24h.")
+@click.option("--region", help="--recover: the region whose zones the group may use.")
+@click.option("--preemptions", type=click.IntRange(0), default=3, show_default=True,
+              help="--recover: how many preemptions the plan's cost-to-finish allows for.")
+@click.option("--eta", help="--recover: how long the run takes with no preemption (e.g. 10h).")
+@click.option("--checkpoint-every", help="--recover: how often the run saves (e.g. 30m): the most a preemption redoes.")
 @kube_options
 @json_option
 def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, timeout,
         requirements, output_dir, no_sync, grace, price_per_hour, profile, ssh_key, known_hosts,
-        follow, dry_run, validate, yes, kubeconfig, context, namespace, as_json) -> None:
+        follow, dry_run, validate, yes, recover, budget, ttl, region, preemptions, eta, checkpoint_every,
+        kubeconfig, context, namespace, as_json) -> None:
     """Start a job on TARGET (a gpuctl VM or user@host[:port]), detached, or with --gke as a
     Job on GKE (then TARGET is the job file).
 
@@ -159,6 +169,9 @@ def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, t
     from ..backends import SubmitRequest, backend_for
     from ..units import parse_duration
 
+    if recover:
+        _run_recover(target, args, locals())
+        return
     if on_gke:
         target, args = None, (target, *args)
     elif validate or yes:
@@ -176,6 +189,68 @@ def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, t
                             grace_seconds=parse_duration(grace), validate=validate)
     backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
     submit_and_render(backend, request, follow=follow, yes=yes, as_json=as_json)
+
+
+def _run_recover(target: str, args: tuple[str, ...], opts: dict) -> None:
+    """`run NAME job.yaml --recover`: this version plans only (--dry-run)."""
+    from ..context import load_context
+    from ..errors import UsageError
+    from ..recovery.plan import RecoverOptions, plan_recover_run
+    from ..units import parse_duration
+    from . import render
+
+    if opts["on_gke"]:
+        raise UsageError("--recover is for VMs; on GKE a preempted pod is replaced by the Job",
+                         "drop --recover (GKE jobs recover by themselves)")
+    if not opts["dry_run"]:
+        raise UsageError("--recover only plans in this version", "add --dry-run to see the plan and worst case")
+    spec, spec_dir = build_spec(args, run_name=opts["run_name"], env_pairs=opts["env_pairs"],
+                                secret_pairs=opts["secret_pairs"], timeout=opts["timeout"],
+                                requirements=opts["requirements"], output_dir=opts["output_dir"],
+                                workdir=opts["workdir"], no_sync=opts["no_sync"])
+    hours = lambda text: parse_duration(text) / 3600 if text else None  # noqa: E731
+    options = RecoverOptions(
+        name=target, profile=opts["profile"], region=opts["region"], ttl=opts["ttl"], budget=opts["budget"],
+        preemptions=opts["preemptions"], run_hours=hours(opts["eta"]),
+        checkpoint_minutes=hours(opts["checkpoint_every"]) * 60 if opts["checkpoint_every"] else None)
+    report = plan_recover_run(load_context(), spec, options, None if opts["no_sync"] else
+                              (opts["workdir"] or spec_dir))
+    if opts["as_json"]:
+        render.print_json(report)
+        return
+    _render_recover_plan(report)
+
+
+def _render_recover_plan(report: dict) -> None:
+    from . import render
+
+    out, cost, guards = click.echo, report["cost"], report["guards"]
+    out(f"dry run: would start {report['run']} under a spot VM group {report['name']} "
+        f"({report['profile']}, {report['machine_type']}) in {report['region']}: zones "
+        f"{', '.join(report['zones'])}")
+    out("  resources: " + ", ".join(f"{r['type']} {r['name']}" for r in report["resources"]))
+    out(f"  checkpoints: {report['checkpoints']}/ (replacements resume from the newest complete one)")
+    out(f"  would upload: {', '.join(u.rsplit('/', 1)[-1] for u in report['uploads'])} "
+        f"-> {report['checkpoints']}/.gpuctl/")
+    out(f"  deadline: {guards['deadline']['at']} ({guards['deadline']['hours']:.2f} h, from the "
+        f"{guards['deadline']['from']}): {guards['deadline']['action']}")
+    out(f"  hard cap: {guards['hard_cap']['termination_time']}: {guards['hard_cap']['action']}")
+    out(f"  worst case: ${cost['worst_case_usd']:.2f} = {cost['deadline_hours']:.2f} h x "
+        f"${cost['price_per_hour']:.4f}/h, every replacement billed, one VM at a time, "
+        "however often it is preempted")
+    per = cost["restart_minutes"] + cost["redo_minutes"]
+    if cost["run_hours"] is not None:
+        out(f"  with {cost['preemptions']} preemptions x ({cost['restart_minutes']:.0f} min restart + "
+            f"{cost['redo_minutes']:.0f} min redone): {cost['hours_with_preemptions']:.2f} h, "
+            f"${cost['cost_with_preemptions_usd']:.2f} to finish; the deadline absorbs "
+            f"{cost['preemptions_absorbed']} preemptions")
+        if not cost["finishes"]:
+            render.warn_line(f"with {cost['preemptions']} preemptions the run needs "
+                             f"{cost['hours_with_preemptions']:.2f} h, past the deadline: raise --budget or --ttl")
+    else:
+        out(f"  each preemption costs about {per:.0f} min ({cost['restart_minutes']:.0f} restart + "
+            f"{cost['redo_minutes']:.0f} redone); pass --eta to see the cost to finish")
+    out(f"  {guards['daily_stop']}")
 
 
 def submit_and_render(backend, request, *, follow: bool, yes: bool, as_json: bool) -> None:

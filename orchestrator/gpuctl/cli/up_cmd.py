@@ -29,6 +29,9 @@ from .options import complete_profiles, json_option
 @click.option("--iap", is_flag=True,
               help="SSH through Identity-Aware Proxy: no external address, port 22 open only to "
               "IAP, egress through Cloud NAT; needs gcloud (config: iap = true).")
+@click.option("--checkpoints", help="gs://BUCKET/PREFIX or 'auto': the VM gets its own service "
+              "account with object read/write on that one bucket, so runs can save checkpoints "
+              "there (config: checkpoints). Without it the VM has no cloud credentials.")
 @click.option("--unguarded", is_flag=True,
               help="Allow a VM with no server-side guard (it bills until deleted).")
 @click.option("--any-region", is_flag=True,
@@ -84,6 +87,9 @@ def _choice_lines(report: dict) -> None:
         out.print(f"fallback: {' → '.join(models)}")
     if "budget" in report:
         out.print(f"budget: {report['budget']}")
+    access = report.get("checkpoint_access")
+    out.print(f"cloud access: {access['summary']}" if access
+              else "cloud access: none (no service account; pass --checkpoints to let runs save to a bucket)")
     cost = report["cost"]
     if cost["unpriced"]:
         out.print(f"[yellow]no price in the data for: {', '.join(cost['unpriced'])} "

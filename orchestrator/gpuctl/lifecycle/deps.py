@@ -41,6 +41,16 @@ class LiveDeps:
     sleep: Callable[[float], None] = time.sleep
     timeouts: Timeouts = field(default_factory=Timeouts)
     deadlines: Callable[[str], DeadlineApi] | None = None  # region -> API; tests may pass their own
+    storage: object | None = None  # a StorageApi (checkpoint buckets); made on first use
+
+    def storage_api(self):
+        """Cloud Storage for this project (GPUCTL_STORAGE_ENDPOINT reaches it, as for gpuctl's
+        other adapters); imported lazily: google-cloud-storage is only for checkpointed VMs."""
+        if self.storage is None:
+            from ..adapters.storage import StorageApi
+
+            self.storage = StorageApi(self.project)
+        return self.storage
 
     def deadline_api(self, region: str) -> DeadlineApi:
         """The Cloud Scheduler API for deadline jobs in `region` (a VM's job lives in the VM's

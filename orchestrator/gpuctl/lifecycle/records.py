@@ -55,6 +55,10 @@ class VmRecord:
     running_since: str | None = None  # when GCE reported RUNNING
     attempts: list[Attempt] = field(default_factory=list)
     provision: str | None = None  # ok | failed: ... | skipped
+    # Made with --checkpoints: the VM's own service account may read and write objects in this
+    # one bucket (gpu_vm.checkpoint_identity). None: the VM has no cloud credentials at all.
+    checkpoint_bucket: str | None = None
+    service_account: str | None = None  # its email
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -47,6 +47,8 @@ def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.dateti
         "zone": (view.zone if view else (record.zone if record else None)),
         "address": (view.address if view else None) or (record.address if record else None),
         "iap": bool(record and record.iap),  # SSH through IAP: no external address to show
+        # The one bucket its service account may write (gpuctl up --checkpoints); None: no account.
+        "checkpoint_bucket": record.checkpoint_bucket if record else None,
         "machine_type": view.machine_type if view else None,
         "uptime_seconds": ((now - start).total_seconds() if view and view.status == "RUNNING"
                            and start else 0.0),
@@ -95,6 +97,7 @@ def recorded_status(record: VmRecord, now: dt.datetime) -> dict:
     return {
         "name": record.name, "state": f"recorded {record.state} (not live)",
         "zone": record.zone, "address": record.address, "iap": record.iap, "machine_type": None,
+        "checkpoint_bucket": record.checkpoint_bucket,
         "uptime_seconds": None, "cost_so_far_usd": None, "hourly_usd": record.hourly_usd,
         "guards": guard_timers(record, None, now), "time_left_seconds": None,
         "tracked": True, "owner": None, "live": False,

@@ -103,6 +103,7 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
 
         destroy_everything(existing, deps, emit)
 
+    plan = _with_checkpoint_bucket(ctx, plan, deps, emit)
     order = candidates(ctx, plan, any_region)
     key = keys.ensure_key_pair(name)
     record = VmRecord(
@@ -113,7 +114,10 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
         key_file=str(key.private_path), max_run_seconds=plan.spec.max_run_seconds,
         termination_time=plan.spec.termination_time, iap=plan.spec.iap,
         daily_stop=({"cron": plan.spec.daily_stop.cron, "clock": plan.spec.daily_stop.clock,
-                     "time_zone": plan.spec.daily_stop.time_zone} if plan.spec.daily_stop else None))
+                     "time_zone": plan.spec.daily_stop.time_zone} if plan.spec.daily_stop else None),
+        checkpoint_bucket=plan.spec.checkpoint_bucket,
+        service_account=(f"{plan.spec.service_account_id}@{deps.project}.iam.gserviceaccount.com"
+                         if plan.spec.checkpoint_bucket else None))
     records.save(record)  # intent first: from here on, any failure is rolled back
     try:
         _apply_with_failover(plan, record, order, key.public_line, deps, emit)
@@ -179,6 +183,27 @@ def _try_zone(spec: VmSpec, record: VmRecord, deps: LiveDeps, emit: OnEvent) -> 
             emit("attempt", f"{spec.zone}: {reason}; retrying")
             deps.sleep(2.0 * 2 ** attempt)
     return "transient", "retries exhausted"  # pragma: no cover - the loop always returns
+
+
+def _with_checkpoint_bucket(ctx: Context, plan: VmPlan, deps: LiveDeps, emit: OnEvent) -> VmPlan:
+    """The bucket the VM's account is granted on, before anything is created: gpuctl's own
+    bucket (`auto`) is made when missing (adapters/storage.py); a user's bucket must exist,
+    because gpuctl never creates or changes a bucket the user named."""
+    if not plan.checkpoints:
+        return plan
+    from ..adapters.storage import default_bucket_name, parse_location
+
+    storage = deps.storage_api()
+    if plan.checkpoints == "auto":
+        bucket = default_bucket_name(deps.project)
+        emit("apply", f"checkpoint bucket gs://{bucket}")
+        storage.ensure_checkpoints(None, ctx.config.resolved_owner(), plan.spec.region)
+    else:
+        bucket = parse_location(plan.checkpoints).bucket
+        storage.require_bucket(bucket)
+    spec = replace(plan.spec, checkpoint_bucket=bucket)
+    rules.check(spec)
+    return replace(plan, spec=spec)
 
 
 def _gone(record: VmRecord, deps: LiveDeps) -> bool:

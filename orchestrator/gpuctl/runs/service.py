@@ -172,6 +172,8 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
     from ..targets import is_vm_name
 
     vm = req.target if is_vm_name(req.target) else None
+    if spec.checkpoints:
+        notes += require_checkpoint_access(spec.checkpoints, vm, req.target)
     tree: LocalTree | None = scan(req.workdir) if req.workdir is not None else None
     if tree is not None and req.cwd and not (tree.root / req.cwd).is_dir():
         raise UsageError(f"{req.cwd} is not a directory inside {tree.root}", "check --cwd")
@@ -249,6 +251,36 @@ def start_run(req: RunRequest, on_notice: Notice | None = None) -> dict:
                        "state": started["state"], "exit_code": started.get("exit_code"),
                        "round_trips": host.round_trips})
         return report
+
+
+def require_checkpoint_access(checkpoints: str, vm: str | None, target: str) -> list[str]:
+    """A checkpointed run needs a VM whose own service account may write that bucket (made by
+    `gpuctl up PROFILE --name VM --checkpoints gs://B/P`); refused here, before anything is
+    sent, with the fix. The account cannot be added to a running VM: Compute Engine changes a
+    VM's service account only while it is stopped (instances.setServiceAccount; pulumi-gcp's
+    Instance.serviceAccount needs allowStoppingForUpdate), and a stop loses the local NVMe, so
+    gpuctl recreates instead.
+    A user@host target is the user's own machine: its credentials are the user's business."""
+    from ..adapters.storage import default_bucket_name, parse_location
+    from ..jobspec import AUTO_CHECKPOINTS
+    from ..lifecycle import records
+
+    if vm is None:
+        return [f"checkpoints: {target} is not a gpuctl VM; the syncer uses the credentials of its "
+                "metadata server, which must allow writing the bucket"]
+    record = records.load(vm)
+    if record is None:
+        return []  # resolving the target names the missing VM with its own hint
+    wanted = (default_bucket_name(record.project) if checkpoints == AUTO_CHECKPOINTS
+              else parse_location(checkpoints).bucket)
+    if record.checkpoint_bucket == wanted:
+        return []
+    has = (f"may write only gs://{record.checkpoint_bucket}" if record.checkpoint_bucket
+           else "has no service account, so it cannot write to Cloud Storage")
+    flag = "auto" if checkpoints == AUTO_CHECKPOINTS else f"gs://{wanted}"
+    raise UsageError(f"VM {vm} {has}, and this job's checkpoints go to gs://{wanted}",
+                     f"recreate it with access: `gpuctl down {vm}` then `gpuctl up {record.profile} "
+                     f"--name {vm} --checkpoints {flag}` (a running VM's account cannot be changed)")
 
 
 def syncer_source() -> str:

@@ -1,0 +1,174 @@
+"""The recovering VM program: one spot GPU VM that Google Cloud itself replaces after a preemption.
+
+Resources, all children of one RecoveringVm component, named from the spec's name:
+  <name>-ssh   firewall rule: tcp/22 from the caller's one address, to this run's tag (for
+               `gpuctl logs` / `jobs` while the laptop is open; recovery needs no SSH)
+  <name>-tpl   instance template: the spot VM (machine, GPUs, local NVMe, boot disk), its
+               service account (Cloud Storage only), its hard cap (scheduling.terminationTime,
+               the same absolute time for every replacement), and in metadata only two gs://
+               addresses: `startup-script-url` (the bootstrap, bootstrap.py) and `gpuctl-recover`
+               (the run spec). No code and no secret is in metadata.
+  <name>       regional managed instance group of one VM (targetSize 1) over the allowed zones,
+               targetShape ANY, repairs on (defaultActionOnFailure REPAIR) that may change zone
+               (onRepair.allowChangingZone YES).
+
+Why a MIG: "If a VM in the group stops, crashes, gets preempted (Spot VMs), or is deleted by an
+action not initiated by the MIG, the MIG automatically recreates that VM based on its original
+configuration (same VM name, same template) so that the VM can resume its work"
+(https://cloud.google.com/compute/docs/instance-groups). ANY: "the group picks zones for creating
+VM instances to fulfill the requested number of VMs within present resource constraints"
+(compute.v1.json, DistributionPolicy.targetShape). See tests/standins/compute_migs.py.
+
+The deadline that ends every replacement together is a Cloud Scheduler job deleting the MIG
+(orchestrator/gpuctl/recovery/guards.py), made outside this program as the plain VM's is; the
+template's terminationTime is the hard cap behind it, enforced by GCE even if the job fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from . import rules
+from .catalog import MACHINES
+
+COMPONENT_TYPE = "gpuctl:vm:RecoveringVm"
+# The one scope the VM's token carries: "read-write: allows access to read and change data, but
+# not metadata like IAM policies" (https://cloud.google.com/storage/docs/oauth-scopes).
+STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+RECOVER_KEY = "gpuctl-recover"  # metadata key: gs:// address of the run spec
+STARTUP_URL_KEY = "startup-script-url"  # Google's guest environment fetches and runs it on boot
+SCRATCH_GB = 375  # one local SSD partition (GCP_FACTS.md, machine shapes)
+
+
+@dataclass(frozen=True)
+class RecoverSpec:
+    name: str  # the MIG's name, its VM's base name, the stack's name
+    region: str
+    zones: tuple[str, ...]  # the allowed zones, all in `region`, cheapest first
+    machine_type: str
+    image: str
+    boot_disk_gb: int
+    boot_disk_type: str
+    termination_time: str  # RFC 3339: the hard cap, the same for every replacement
+    bootstrap_url: str  # gs://BUCKET/PREFIX/RUN/.gpuctl/bootstrap.py
+    recover_url: str  # gs://BUCKET/PREFIX/RUN/.gpuctl/recover.json
+    service_account_email: str  # the VM's own identity, storage access on one bucket only
+    accelerator_type: str | None = None
+    accelerator_count: int = 0
+    local_ssd_count: int = 0
+    ssh_source_cidr: str = "CALLER_IP/32"
+    ssh_user: str = "gpuctl"
+    ssh_public_key: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "default"
+    project: str | None = None
+
+
+def labels_as_description(labels: dict[str, str]) -> str:
+    return "gpuctl " + " ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def violations(spec: RecoverSpec) -> list[rules.Violation]:
+    out: list[rules.Violation] = []
+    if not spec.zones:
+        out.append(rules.Violation("zones", "no zone to run in", "pass --zones or a region with the GPU"))
+    for zone in spec.zones:
+        if zone.rsplit("-", 1)[0] != spec.region:
+            out.append(rules.Violation("zones", f"zone {zone} is not in region {spec.region}",
+                                       "a regional MIG places its VM only in its own region's zones"))
+    if spec.machine_type not in MACHINES:
+        out.append(rules.Violation("machine-type", f"unknown machine type {spec.machine_type}",
+                                   "pick a profile or --gpu"))
+    for url in (spec.bootstrap_url, spec.recover_url):
+        if not url.startswith("gs://"):
+            out.append(rules.Violation("recover-url", f"{url!r} is not a gs:// address",
+                                       "recovery reads its spec and bootstrap from the checkpoint bucket"))
+    if not spec.service_account_email:
+        out.append(rules.Violation("identity", "a recovering VM needs a service account",
+                                   "it reads its code and checkpoints from Cloud Storage with no laptop"))
+    return out
+
+
+def template_metadata(spec: RecoverSpec) -> dict[str, str]:
+    """Only public material: two gs:// addresses, the login key, and SSH hardening switches."""
+    metadata = {
+        STARTUP_URL_KEY: spec.bootstrap_url,
+        RECOVER_KEY: spec.recover_url,
+        "enable-oslogin": "FALSE",
+        "block-project-ssh-keys": "TRUE",
+        "enable-guest-attributes": "TRUE",
+    }
+    if spec.ssh_public_key:
+        metadata["ssh-keys"] = f"{spec.ssh_user}:{spec.ssh_public_key.strip()}"
+    return metadata
+
+
+def template_scheduling(spec: RecoverSpec) -> dict:
+    """Spot, deleted on preemption (a stopped VM's disks would bill while the MIG recreates it),
+    and ended at the hard cap, an absolute time that every replacement inherits."""
+    return {
+        "provisioning_model": "SPOT",
+        "preemptible": True,
+        "automatic_restart": False,  # required with spot
+        "on_host_maintenance": "TERMINATE",  # the only choice with GPUs
+        "instance_termination_action": "DELETE",
+        "termination_time": spec.termination_time,
+    }
+
+
+class RecoveringVm(pulumi.ComponentResource):
+    template: gcp.compute.InstanceTemplate
+    group: gcp.compute.RegionInstanceGroupManager
+    firewall: gcp.compute.Firewall
+
+    def __init__(self, spec: RecoverSpec, opts: pulumi.ResourceOptions | None = None):
+        metadata = template_metadata(spec)
+        problems = violations(spec) + rules.metadata_violations(metadata)
+        if problems:
+            rules.check_failed(problems)
+        super().__init__(COMPONENT_TYPE, spec.name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        provider_args = {"project": spec.project} if spec.project else {}
+        tag = f"gpuctl-{spec.name}"
+        machine = MACHINES[spec.machine_type]
+
+        self.firewall = gcp.compute.Firewall(
+            f"{spec.name}-ssh", name=f"{spec.name}-ssh", network=spec.network, direction="INGRESS",
+            allows=[{"protocol": "tcp", "ports": ["22"]}], source_ranges=[spec.ssh_source_cidr],
+            target_tags=[tag], description=labels_as_description(spec.labels), opts=child, **provider_args)
+
+        disks: list[dict] = [{
+            "boot": True, "auto_delete": True, "source_image": spec.image,
+            "disk_size_gb": spec.boot_disk_gb, "disk_type": spec.boot_disk_type, "labels": dict(spec.labels),
+        }]
+        disks += [{"type": "SCRATCH", "interface": "NVME", "disk_type": "local-ssd", "disk_size_gb": SCRATCH_GB,
+                   "auto_delete": True}] * spec.local_ssd_count
+        network_interface: dict = {"network": spec.network, "access_configs": [{}]}
+        if machine.needs_gvnic:
+            network_interface["nic_type"] = "GVNIC"
+        template_args: dict = {}
+        if spec.accelerator_type:
+            template_args["guest_accelerators"] = [{"type": spec.accelerator_type,
+                                                    "count": spec.accelerator_count}]
+        self.template = gcp.compute.InstanceTemplate(
+            f"{spec.name}-tpl", name=f"{spec.name}-tpl", machine_type=spec.machine_type, disks=disks,
+            network_interfaces=[network_interface], scheduling=template_scheduling(spec),
+            metadata=metadata, labels=dict(spec.labels), tags=[tag],
+            service_account={"email": spec.service_account_email, "scopes": [STORAGE_SCOPE]},
+            opts=child, **template_args, **provider_args)
+
+        self.group = gcp.compute.RegionInstanceGroupManager(
+            spec.name, name=spec.name, region=spec.region, base_instance_name=spec.name,
+            versions=[{"instance_template": self.template.self_link, "name": "run"}],
+            target_size=1,
+            distribution_policy_zones=list(spec.zones),
+            distribution_policy_target_shape="ANY",
+            instance_lifecycle_policy={"default_action_on_failure": "REPAIR",
+                                       "on_repair": {"allow_changing_zone": "YES"}},
+            description=labels_as_description(spec.labels),
+            opts=child, **provider_args)
+        self.register_outputs({"group": self.group.name, "template": self.template.name,
+                               "region": spec.region})

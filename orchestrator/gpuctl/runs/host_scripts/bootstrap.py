@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""gpuctl recovery bootstrap: the startup script of a `run --recover` VM (stdlib only, Python 3.8+).
+
+Google's guest environment runs it as root on every boot of every VM the managed instance group
+makes, fetched from the `startup-script-url` metadata value (a gs:// object in the run's
+checkpoint bucket). With no laptop anywhere, it:
+
+  1. reads `instance/attributes/gpuctl-recover` (the gs:// address of the run spec) from the
+     metadata server, and the VM's service-account token from the same server
+     (https://cloud.google.com/compute/docs/metadata/querying-metadata, header Metadata-Flavor: Google);
+  2. downloads the run spec (recover.json), the code snapshot gpuctl packed at `run --recover`
+     time, and gpuctl's host helpers (run_host.py, checkpoint_sync.py) from the bucket;
+  3. formats (when blank) and mounts the local NVMe at the spec's mount point, as provisioning
+     does by hand (/dev/disk/by-id/google-local-nvme-ssd-0);
+  4. unpacks the code with `run_host.py apply` and starts the run with `run_host.py start`, as the
+     spec's user: the same supervisor a normal `gpuctl run` uses, which fetches the newest
+     complete checkpoint before the command and pushes new ones while it runs.
+
+It does nothing twice: a run already going on this boot is left alone, and a run whose bucket
+folder holds `.gpuctl/finished` (its command exited 0 on an earlier VM) is not started again.
+Secrets never come this way (gpuctl refuses `secrets:` with --recover).
+GCE_METADATA_HOST and GPUCTL_STORAGE_ENDPOINT point it elsewhere (tests), as the helpers honour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+RECOVER_KEY = "gpuctl-recover"
+NVME_LINK = "/dev/disk/by-id/google-local-nvme-ssd-0"
+STATE_DIR = "/var/lib/gpuctl/recover"
+FINISHED = ".gpuctl/finished"
+GOOGLE_STORAGE = "https://storage.googleapis.com"
+RETRIES = 6
+
+
+class BootstrapError(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    # The guest environment copies a startup script's output to the serial console and the
+    # system journal (google_metadata_script_runner): the place to look on a VM that did not start.
+    sys.stdout.write(f"gpuctl-bootstrap: {message}\n")
+    sys.stdout.flush()
+
+
+# --- the metadata server ----------------------------------------------------------------------
+
+def metadata_host() -> str:
+    return os.environ.get("GCE_METADATA_HOST") or "metadata.google.internal"
+
+
+def metadata(key: str) -> str:
+    url = f"http://{metadata_host()}/computeMetadata/v1/instance/{key}"
+    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+    for attempt in range(RETRIES):
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise BootstrapError(f"the metadata server has no {key}") from None
+            error = exc
+        except OSError as exc:  # the network may come up a moment after the script starts
+            error = exc
+        time.sleep(min(2 ** attempt, 16) * 0.25)
+    raise BootstrapError(f"metadata server ({metadata_host()}) unreachable for {key}: {error}")
+
+
+def access_token() -> str:
+    try:
+        return json.loads(metadata("service-accounts/default/token"))["access_token"]
+    except (ValueError, KeyError) as exc:
+        raise BootstrapError(f"no usable token from the metadata server: {exc}") from None
+
+
+# --- Cloud Storage (JSON API: objects.get alt=media, simple upload) ---------------------------
+
+def split_url(url: str):
+    if not url.startswith("gs://"):
+        raise BootstrapError(f"{url!r} is not a gs:// address")
+    bucket, _, name = url[len("gs://"):].partition("/")
+    return bucket, name
+
+
+def storage_endpoint() -> str:
+    return (os.environ.get("GPUCTL_STORAGE_ENDPOINT") or GOOGLE_STORAGE).rstrip("/")
+
+
+def _storage(method: str, url: str, data: bytes | None = None, headers: dict | None = None):
+    """(status, body); None body on 404. Retries 408/429/5xx and dropped connections
+    (https://cloud.google.com/storage/docs/retry-strategy)."""
+    for attempt in range(RETRIES):
+        request = urllib.request.Request(url, data=data, method=method, headers={
+            "Authorization": f"Bearer {access_token()}", **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return 404, None
+            if exc.code not in (408, 429) and exc.code < 500 or attempt == RETRIES - 1:
+                raise BootstrapError(f"{method} {url}: {exc.code} {exc.read()[:200]!r}") from None
+        except OSError as exc:
+            if attempt == RETRIES - 1:
+                raise BootstrapError(f"{method} {url}: {exc}") from None
+        time.sleep(min(2 ** attempt, 16) * 0.25)
+    raise BootstrapError("unreachable")
+
+
+def download(url: str) -> bytes | None:
+    bucket, name = split_url(url)
+    _, body = _storage("GET", f"{storage_endpoint()}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/"
+                              f"{urllib.parse.quote(name, safe='')}?alt=media")
+    return body
+
+
+def upload(url: str, data: bytes) -> None:
+    bucket, name = split_url(url)
+    query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+    _storage("POST", f"{storage_endpoint()}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?{query}",
+             data, {"Content-Type": "application/octet-stream"})
+
+
+def need(url: str) -> bytes:
+    body = download(url)
+    if body is None:
+        raise BootstrapError(f"{url} is missing: was the run started with `gpuctl run --recover`?")
+    return body
+
+
+# --- the local NVMe ---------------------------------------------------------------------------
+
+def is_mounted(path: str) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == target for line in mounts if len(line.split()) > 1)
+
+
+def mount_nvme(mount: str) -> bool:
+    """Format the first local NVMe SSD when it holds no filesystem, then mount it; False when
+    the VM has none (the run then goes on the boot disk, and the log says so)."""
+    if is_mounted(mount):
+        return True
+    if not os.path.exists(NVME_LINK):
+        return False
+    device = os.path.realpath(NVME_LINK)
+    probe = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", device], capture_output=True, text=True)
+    if not probe.stdout.strip():  # a fresh VM's local SSD is blank: nothing to lose
+        subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
+    os.makedirs(mount, exist_ok=True)
+    subprocess.run(["mount", "-o", "discard,defaults", device, mount], check=True, capture_output=True)
+    os.chmod(mount, 0o1777)
+    return True
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def ensure_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True, capture_output=True)
+        return pwd.getpwnam(name)
+
+
+def as_user(user: str, argv: list, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    keep = {k: os.environ[k] for k in ("GCE_METADATA_HOST", "GPUCTL_STORAGE_ENDPOINT") if os.environ.get(k)}
+    command = ["runuser", "-u", user, "--", "env", *[f"{k}={v}" for k, v in keep.items()], *argv]
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=600)
+
+
+def run_state(run_dir: str) -> str:
+    """'running', 'ended' or 'absent' for a run dir of this machine."""
+    if not os.path.isdir(run_dir):
+        return "absent"
+    if os.path.exists(os.path.join(run_dir, "exit_code")):
+        return "ended"
+    try:
+        with open(os.path.join(run_dir, "supervisor.pid")) as f:
+            os.kill(int(f.read().strip()), 0)
+        return "running"
+    except (OSError, ValueError):
+        return "ended"  # a supervisor from an earlier boot of this disk
+
+
+def bootstrap() -> dict:
+    spec_url = metadata(f"attributes/{RECOVER_KEY}").strip()
+    spec = json.loads(need(spec_url))
+    run, user, folder = spec["run"], spec["user"], spec["checkpoints"].rstrip("/")
+    if download(f"{folder}/{FINISHED}") is not None:
+        log(f"run {run} already finished on an earlier VM; nothing to start")
+        return {"run": run, "state": "finished"}
+    on_nvme = mount_nvme(spec["mount"])
+    account = ensure_user(user)
+    base = os.path.join(spec["mount"], "gpuctl") if on_nvme else os.path.join(account.pw_dir, "gpuctl-runs")
+    os.makedirs(base, exist_ok=True)
+    os.chown(base, account.pw_uid, account.pw_gid)
+    run_dir = os.path.join(base, "runs", run)
+    state = run_state(run_dir)
+    if state == "running":
+        log(f"run {run} is already running on this VM")
+        return {"run": run, "state": "running", "run_dir": run_dir}
+    if state == "ended":  # this disk survived a reboot: keep the old run's files beside
+        os.rename(run_dir, f"{run_dir}.{int(time.time())}")
+
+    helpers = os.path.join(STATE_DIR, run)
+    os.makedirs(helpers, exist_ok=True)
+    os.chmod(STATE_DIR, 0o755)
+    paths = {}
+    for name in ("run_host.py", "checkpoint_sync.py"):
+        paths[name] = os.path.join(helpers, name)
+        with open(paths[name], "wb") as f:
+            f.write(need(f"{spec['bundle']}/{name}"))
+        os.chmod(paths[name], 0o755)
+    os.chmod(helpers, 0o755)
+    code_dir = os.path.join(base, "code", run)
+    applied = as_user(user, [sys.executable, paths["run_host.py"], "apply", "--dir", code_dir],
+                      need(f"{spec['bundle']}/code.tar.gz"))
+    if applied.returncode != 0:
+        raise BootstrapError(f"unpacking the code failed: {applied.stderr.decode(errors='replace')[-300:]}")
+    with open(paths["checkpoint_sync.py"]) as f:
+        syncer = f.read()
+    request = {
+        "name": run, "base": base, "code_dir": code_dir, "cwd": spec.get("cwd"), "argv": spec["argv"],
+        "env": spec.get("env") or {}, "requirements": spec.get("requirements"), "timeout": spec.get("timeout"),
+        "grace": spec.get("grace") or 25,  # inside the 30 s a spot VM gets
+        "launcher": spec.get("launcher"),
+        "checkpoints": {"dir": os.path.join(base, "checkpoints", run), "url": folder, "syncer": syncer},
+    }
+    started = as_user(user, [sys.executable, paths["run_host.py"], "start"], json.dumps(request).encode())
+    if started.returncode != 0:
+        raise BootstrapError(f"starting the run failed: {started.stderr.decode(errors='replace')[-300:]}")
+    answer = json.loads(started.stdout.decode().strip().splitlines()[-1])
+    log(f"run {run} started ({answer.get('launcher')}), log {answer.get('log')}")
+    # A watcher outlives this script: when the command exits 0 it marks the run finished in the
+    # bucket, so no later replacement starts it again.
+    subprocess.Popen([sys.executable, os.path.abspath(__file__), "watch", answer["run_dir"], folder],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)
+    return {"run": run, "state": "started", "run_dir": answer.get("run_dir"), "on_nvme": on_nvme}
+
+
+def watch(run_dir: str, folder: str, poll_s: float = 2.0) -> int:
+    """Wait for the run's exit code; on 0, write <folder>/.gpuctl/finished (the exit code and
+    when). Any other end (preempted, failed) leaves the run to the next replacement."""
+    path = os.path.join(run_dir, "exit_code")
+    while not os.path.exists(path):
+        time.sleep(poll_s)
+    with open(path) as f:
+        code = f.read().strip()
+    if code == "0":
+        upload(f"{folder}/{FINISHED}", json.dumps({"exit_code": 0, "at": time.time()}).encode())
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "watch":
+        try:
+            return watch(sys.argv[2], sys.argv[3])
+        except (BootstrapError, OSError) as exc:
+            log(f"watch failed: {exc}")
+            return 1
+    try:
+        result = bootstrap()
+    except (BootstrapError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
+        log(f"failed: {exc}")
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

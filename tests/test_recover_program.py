@@ -1,0 +1,117 @@
+"""Stages (b) and (c) of `run --recover`: the RecoveringVm program (infra/gpuctl_infra/recovering_vm.py)
+under Pulumi's mocks (what each resource receives), and applied by the real Pulumi engine through
+the gcp provider double (tests/gcp_provider/mig_types.py) against the Compute stand-in: the
+template, the MIG of one and its spot VM exist; a preemption is repaired by the MIG, not by
+gpuctl; destroy leaves nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gpuctl_infra.errors import RuleViolation
+from gpuctl_infra.mock_run import run_under_mocks
+from gpuctl_infra.recovering_vm import RecoveringVm, RecoverSpec
+from tests.standins.compute import compute_standin  # noqa: F401 (fixture)
+
+# The hard cap: an absolute time GCE requires to be in the future (the stand-in checks it).
+CAP = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:00Z")
+BUCKET_RUN = "gs://alice-ckpts/llama/run-1/.gpuctl"
+
+
+def spec(**changes) -> RecoverSpec:
+    base = dict(
+        name="alice-llama", region="us-central1", zones=("us-central1-a", "us-central1-b", "us-central1-c"),
+        machine_type="g2-standard-8", image="projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts",
+        boot_disk_gb=100, boot_disk_type="pd-ssd", termination_time=CAP,
+        bootstrap_url=f"{BUCKET_RUN}/bootstrap.py", recover_url=f"{BUCKET_RUN}/recover.json",
+        service_account_email="gpuctl-alice-llama@gpuctl-test.iam.gserviceaccount.com", local_ssd_count=1,
+        ssh_source_cidr="198.51.100.7/32", ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE test",
+        labels={"gpuctl-managed": "true", "gpuctl-name": "alice-llama"}, project="gpuctl-test")
+    base.update(changes)
+    return RecoverSpec(**base)
+
+
+def planned(s: RecoverSpec) -> dict[str, dict]:
+    resources = run_under_mocks(lambda: RecoveringVm(s), project="gpuctl-test")
+    return {r.short_type: r.inputs for r in resources}
+
+
+def test_the_plan_is_a_template_and_a_regional_group_of_one_that_repairs_across_zones():
+    got = planned(spec())
+    assert set(got) == {"vm.RecoveringVm", "compute.Firewall", "compute.InstanceTemplate",
+                        "compute.RegionInstanceGroupManager"}
+    mig = got["compute.RegionInstanceGroupManager"]
+    assert mig["targetSize"] == 1 and mig["distributionPolicyTargetShape"] == "ANY"
+    assert mig["distributionPolicyZones"] == ["us-central1-a", "us-central1-b", "us-central1-c"]
+    assert mig["instanceLifecyclePolicy"] == {"defaultActionOnFailure": "REPAIR",
+                                              "onRepair": {"allowChangingZone": "YES"}}
+    tpl = got["compute.InstanceTemplate"]
+    assert tpl["scheduling"] == {"provisioningModel": "SPOT", "preemptible": True, "automaticRestart": False,
+                                 "onHostMaintenance": "TERMINATE", "instanceTerminationAction": "DELETE",
+                                 "terminationTime": CAP}
+    # Metadata: addresses and switches only; no code, no secret.
+    assert tpl["metadata"]["startup-script-url"] == f"{BUCKET_RUN}/bootstrap.py"
+    assert tpl["metadata"]["gpuctl-recover"] == f"{BUCKET_RUN}/recover.json"
+    assert "startup-script" not in tpl["metadata"] and "metadataStartupScript" not in tpl
+    assert tpl["serviceAccount"] == {"email": "gpuctl-alice-llama@gpuctl-test.iam.gserviceaccount.com",
+                                     "scopes": ["https://www.googleapis.com/auth/devstorage.read_write"]}
+    assert [d.get("type") for d in tpl["disks"]] == [None, "SCRATCH"]
+    assert got["compute.Firewall"]["sourceRanges"] == ["198.51.100.7/32"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"zones": ("us-central1-a", "europe-west4-a")}, "zone europe-west4-a is not in region us-central1"),
+    ({"zones": ()}, "no zone to run in"),
+    ({"recover_url": "https://example.com/recover.json"}, "is not a gs:// address"),
+    ({"service_account_email": ""}, "needs a service account"),
+    ({"ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}, "something other than a public key"),
+])
+def test_a_bad_spec_is_refused_before_anything_is_planned(changes, words):
+    with pytest.raises(RuleViolation) as caught:
+        planned(spec(**changes))
+    assert words in caught.value.message and caught.value.hint
+
+
+# --- the real engine ------------------------------------------------------------------------
+
+@pytest.fixture
+def engine(real_engine_env, compute_standin, monkeypatch):
+    from gpuctl.adapters.pulumi_engine import AutomationEngine
+
+    monkeypatch.setenv("GPUCTL_COMPUTE_ENDPOINT", compute_standin.endpoint)
+    return AutomationEngine("gpuctl-recover-test")
+
+
+def test_the_engine_applies_the_group_and_google_not_gpuctl_replaces_the_preempted_vm(engine, compute_standin):
+    s = spec()
+    outputs = engine.up(s.name, lambda: RecoveringVm(s), {"gcp:project": "gpuctl-test"})
+    assert outputs == {}  # nothing exported: gpuctl reads the group from the API
+    standin = compute_standin
+    [template] = standin.instance_templates()
+    props = template["properties"]
+    assert props["machineType"] == "g2-standard-8"  # a name, as templates take
+    assert props["scheduling"]["terminationTime"] == CAP
+    assert {i["key"]: i["value"] for i in props["metadata"]["items"]}["gpuctl-recover"] == f"{BUCKET_RUN}/recover.json"
+    [group] = standin.migs()
+    assert group["targetSize"] == 1 and group["distributionPolicy"]["targetShape"] == "ANY"
+    assert group["instanceLifecyclePolicy"]["onRepair"] == {"allowChangingZone": "YES"}
+    [(vm_name, member)] = standin.mig_members("alice-llama").items()
+    vm = standin.instance(vm_name)
+    assert vm["status"] == "RUNNING" and vm["zone"].endswith("/us-central1-a")
+    assert vm["serviceAccounts"][0]["email"].startswith("gpuctl-alice-llama@")
+    assert [d.get("type") for d in vm["disks"]][1:] == ["SCRATCH"]
+
+    # Google takes the VM back; the group recreates it where there is capacity; no gpuctl call.
+    calls_before = len(standin.requests)
+    standin.begin_preemption(vm_name)
+    standin.stockout("us-central1-a")
+    standin.finish_preemption(vm_name)
+    assert standin.reconcile_migs() == [{"event": "recreated", "vm": vm_name, "zone": "us-central1-b"}]
+    assert len(standin.requests) == calls_before  # nobody asked over the API
+    assert standin.instance(vm_name)["zone"].endswith("/us-central1-b")
+
+    engine.destroy(s.name)
+    assert standin.migs() == [] and standin.instances() == [] and standin.instance_templates() == []
+    assert standin.firewalls() == [] and standin.contract_violations == []
