@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from gpuctl.adapters import kube as kube_adapter
 from gpuctl.gke import jobs
 from gpuctl.gke.forward import LocalForward, inject_token
-from gpuctl.gke.incluster_scripts.authproxy import (COOKIE, HEALTH_PATH, ActivityRecorder, Proxy,
-                                                    credential, parse_head, strip_credentials,
+from gpuctl.gke.incluster_scripts.authproxy import (COOKIE, HEALTH_PATH, Proxy, credential,
+                                                    parse_head, strip_credentials,
                                                     without_query_token)
-from gpuctl.gke.incluster_scripts.idle import Decision, decide, last_activity
+from gpuctl.gke.incluster_scripts.idle import decide, last_activity
 from gpuctl.gke.incluster_scripts.incluster import micro_time, parse_time
 from tests.gke_helpers import running_proxy
 
@@ -110,20 +110,11 @@ def upstream():
     server.server_close()
 
 
-class Touches:
-    def __init__(self):
-        self.count = 0
-
-    def touch(self):
-        self.count += 1
-
-
 @pytest.fixture
 def proxy(upstream):
-    """The real Proxy; yields (port, activity, upstream)."""
-    activity = Touches()
-    with running_proxy(Proxy(TOKEN, "127.0.0.1", upstream.server_address[1], activity)) as port:
-        yield port, activity, upstream
+    """The real Proxy; yields (port, upstream)."""
+    with running_proxy(Proxy(TOKEN, "127.0.0.1", upstream.server_address[1])) as port:
+        yield port, upstream
 
 
 def get(port, path="/", headers=None, conn=None):
@@ -134,7 +125,7 @@ def get(port, path="/", headers=None, conn=None):
 
 
 def test_proxy_refuses_requests_without_the_token_before_they_reach_the_ui(proxy):
-    port, activity, _ = proxy
+    port, _ = proxy
     for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"},
                     {"Authorization": f"Basic {TOKEN}"}, {"Cookie": f"{COOKIE}=nope"}):
         response, body = get(port, "/", headers)
@@ -142,21 +133,20 @@ def test_proxy_refuses_requests_without_the_token_before_they_reach_the_ui(proxy
         assert response.getheader("WWW-Authenticate", "").startswith("Bearer")
     response, _ = get(port, "/?gpuctl_token=nope")
     assert response.status == 401
-    assert Upstream.seen == [] and activity.count == 0
+    assert Upstream.seen == []
 
 
-def test_proxy_passes_bearer_requests_without_the_token_and_counts_them(proxy):
-    port, activity, _ = proxy
+def test_proxy_passes_bearer_requests_without_the_token(proxy):
+    port, _ = proxy
     response, body = get(port, "/chat?q=1", {"Authorization": f"Bearer {TOKEN}", "X-Keep": "yes"})
     assert response.status == 200
     echoed = json.loads(body)
     assert echoed["path"] == "/chat?q=1" and echoed["headers"]["X-Keep"] == "yes"
     assert "Authorization" not in echoed["headers"]
-    assert activity.count >= 1
 
 
 def test_proxy_keeps_an_authorised_connection_alive_for_later_requests(proxy):
-    port, _, _ = proxy
+    port, _ = proxy
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     first, _ = get(port, "/a", {"Authorization": f"Bearer {TOKEN}"}, conn)
     second, body = get(port, "/b", {}, conn)  # same connection: its holder showed the token
@@ -167,7 +157,7 @@ def test_proxy_keeps_an_authorised_connection_alive_for_later_requests(proxy):
 
 
 def test_query_token_sets_an_http_only_cookie_and_drops_the_token_from_the_address(proxy):
-    port, _, _ = proxy
+    port, _ = proxy
     response, _ = get(port, f"/ui?x=1&gpuctl_token={TOKEN}")
     assert response.status == 303
     assert response.getheader("Location") == "/ui?x=1"
@@ -179,11 +169,11 @@ def test_query_token_sets_an_http_only_cookie_and_drops_the_token_from_the_addre
     assert Upstream.seen[0]["path"] == "/ui"
 
 
-def test_healthz_needs_no_token_never_counts_as_use_and_reports_the_ui(proxy):
-    port, activity, upstream = proxy
+def test_healthz_needs_no_token_never_reaches_the_ui_and_reports_it(proxy):
+    port, upstream = proxy
     response, body = get(port, HEALTH_PATH)
     assert (response.status, body) == (200, b"ok\n")
-    assert activity.count == 0 and Upstream.seen == []
+    assert Upstream.seen == []
     upstream.shutdown()
     upstream.server_close()
     response, _ = get(port, HEALTH_PATH)
@@ -193,7 +183,7 @@ def test_healthz_needs_no_token_never_counts_as_use_and_reports_the_ui(proxy):
 
 
 def test_proxy_answers_garbage_with_400_and_refuses_a_short_token(proxy):
-    port, _, _ = proxy
+    port, _ = proxy
     for garbage in (b"NOT A REQUEST\r\n\r\n", b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(garbage)
@@ -214,26 +204,10 @@ def test_credential_and_strip_helpers():
     assert without_query_token(f"/p?a=1&gpuctl_token={TOKEN}&b=2") == "/p?a=1&b=2"
 
 
-def test_activity_recorder_writes_at_most_once_per_interval():
-    clock = [1000.0]
-    writes = []
-
-    class FakeApi:
-        def patch_lease(self, namespace, name, patch):
-            writes.append((namespace, name, patch))
-
-    recorder = ActivityRecorder(FakeApi(), "ns", "lease", "pod-1", interval=30, clock=lambda: clock[0])
-    recorder._write = lambda now: writes.append(now)  # run inline instead of a thread
-    for step in (0, 10, 29.9, 30, 31, 61):
-        clock[0] = 1000.0 + step
-        recorder.touch()
-    assert writes == [1000.0, 1030.0, 1061.0]
-
-
 # --- gpuctl's local forwarder ---------------------------------------------------------------------
 
 def test_local_forward_adds_the_token_so_a_browser_needs_none(proxy):
-    port, activity, _ = proxy
+    port, _ = proxy
     with LocalForward(lambda: socket.create_connection(("127.0.0.1", port)), TOKEN) as forward:
         assert forward.url.startswith("http://127.0.0.1:")
         response, body = get(forward.port, "/", {"Authorization": "Bearer someone-elses"})

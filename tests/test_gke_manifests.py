@@ -8,11 +8,13 @@ tests/test_gke_workloads.py sends the same objects to a real apiserver.
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 
 from gpuctl.cli.main import cli
 from gpuctl.gke import kustomize
+from gpuctl.gke.incluster_scripts.authproxy import UI_PORT
 from gpuctl.gke.manifests import (ACCELERATOR_LABEL, COMPLETION_INDEX, GPU_RESOURCE, SPOT_LABEL,
                                   build_job_manifests, job_manifests_from_data, job_notes,
                                   manifests_yaml)
@@ -366,12 +369,36 @@ def test_webui_settings_change_gpu_idle_minutes_and_image():
     assert_invariants(objects)
 
 
-def test_webui_scripts_configmap_ships_the_package_sources_and_rbac_is_narrow():
+def test_webui_scripts_configmap_ships_what_the_containers_run_and_rbac_is_narrow():
     objects = webui_objects()
     objs = {(o["kind"], o["metadata"]["name"]): o for o in objects}
     data = objs[("ConfigMap", SCRIPTS)]["data"]
     assert data == script_sources()
-    assert "def decide(" in data["idle.py"] and "class Proxy" in data["authproxy.py"]
+    base = yaml.safe_load((REPO / "k8s" / "webui" / "scripts-configmap.yaml").read_text())
+    assert set(base["data"]) == set(data)  # the base's placeholders name the same files
+    # Exactly the scripts a container runs and what they import; each on the standard library
+    # alone (the Open WebUI image's Python has nothing else gpuctl may count on).
+    containers = objs[("Deployment", "gpuctl-webui")]["spec"]["template"]["spec"]["containers"]
+    wanted = [c["command"][-1].removeprefix("/opt/gpuctl/") for c in containers if "command" in c]
+    assert wanted == ["authproxy.py", "webui_waker.py"]
+    shipped: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        if name in shipped:
+            continue
+        shipped.add(name)
+        for node in ast.walk(ast.parse(data[name])):
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                       [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for module in modules:
+                top = module.split(".")[0]
+                if f"{top}.py" in data:
+                    wanted.append(f"{top}.py")
+                else:
+                    assert top in sys.stdlib_module_names or top == "__future__", (name, module)
+    assert shipped == set(data)
+    ui = next(c for c in containers if c["name"] == "open-webui")
+    assert int(env_of(ui)["PORT"]["value"]) == UI_PORT  # the proxy's default upstream
     for kind, name in objs:
         if kind == "Role":
             for rule in objs[(kind, name)]["rules"]:

@@ -5,7 +5,6 @@ rule taking it back to 0, and `down` leaving nothing."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import socket
@@ -28,8 +27,9 @@ from gpuctl.gke.serving_fit import check_fit, params_from_name, parse_params
 from gpuctl.gke.webui import (AUTH_SECRET, LEASE, MODEL, NAME, TOKEN_SECRET, WebuiSettings,
                               render_webui, require_fit, webui_down, webui_status, webui_up,
                               wait_ready)
-from gpuctl.gke.webui_waker import KubeRest, Waker, starting_message
-from gpuctl.gke.incluster_scripts.incluster import ApiError, parse_time
+from gpuctl.gke.incluster_scripts import idle
+from gpuctl.gke.incluster_scripts.incluster import Api, ApiError, parse_time
+from gpuctl.gke.webui_waker import Waker, starting_message
 from tests.gke_helpers import kube_flags
 from tests.k8s.nodes import DEFAULT_NODES
 
@@ -262,8 +262,7 @@ def sa_dir(kube, k8s_cluster, namespace, service_account, folder) -> dict:
                                 "spec": {"expirationSeconds": 600}})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "token").write_text(issued["status"]["token"])
-    config = yaml.safe_load(k8s_cluster.kubeconfig.read_text())
-    (folder / "ca.crt").write_bytes(base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]))
+    (folder / "ca.crt").write_bytes(k8s_cluster.ca_cert.read_bytes())
     (folder / "namespace").write_text(namespace)
     host, port = kube.server.removeprefix("https://").rsplit(":", 1)
     return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
@@ -291,7 +290,7 @@ def test_up_places_pods_the_waker_wakes_and_answers_and_idle_takes_it_to_zero(
 
     # Idle: the rule (as the waker runs it, with the UI pod's own token) takes it to zero.
     env = sa_dir(kube, k8s_cluster, k8s_namespace, NAME, tmp_path / "sa")
-    api = KubeRest.in_cluster(str(tmp_path / "sa"), env)
+    api = Api.in_cluster(str(tmp_path / "sa"), env)
     waker = Waker(api, k8s_namespace, MODEL, LEASE, "http://127.0.0.1:9", ["m"])
     assert waker.idle_round(30)["action"] == "keep" and scale_of(kube, k8s_namespace) == 1
     assert waker.idle_round(0.0001)["action"] == "scale-down"
@@ -356,19 +355,59 @@ def test_up_places_pods_the_waker_wakes_and_answers_and_idle_takes_it_to_zero(
 
 
 def test_the_waker_may_only_scale_the_model_and_record_use(kube, k8s_cluster, k8s_namespace, tmp_path):
+    """The stdlib client (incluster.Api) as the waker's ServiceAccount: what RBAC refuses, the
+    idle rule losing a race with a wake, a rotated token, and the errors it reports."""
     webui_up(kube, settings(namespace=k8s_namespace), token_factory=lambda: "t" * 43)
-    env = sa_dir(kube, k8s_cluster, k8s_namespace, NAME, tmp_path / "sa")
-    api = KubeRest.in_cluster(str(tmp_path / "sa"), env)
+    folder = tmp_path / "sa"
+    env = sa_dir(kube, k8s_cluster, k8s_namespace, NAME, folder)
+    api = Api.in_cluster(str(folder), env)
     ns = k8s_namespace
     for what, call in {
-        "scale the UI": lambda: api.read_scale(ns, NAME),
-        "read the admin Secret": lambda: api._call("GET", f"/api/v1/namespaces/{ns}/secrets/{AUTH_SECRET}"),
-        "list pods": lambda: api._call("GET", f"/api/v1/namespaces/{ns}/pods"),
+        "read the UI's scale": lambda: api.read_scale(ns, NAME),
+        "scale the UI": lambda: api.patch_scale(ns, NAME, {"spec": {"replicas": 0}}),
+        "renew another Lease": lambda: api.patch_lease(ns, "other", {"spec": {"holderIdentity": "x"}}),
+        "read the admin Secret": lambda: api.call("GET", f"/api/v1/namespaces/{ns}/secrets/{AUTH_SECRET}"),
+        "list pods": lambda: api.call("GET", f"/api/v1/namespaces/{ns}/pods"),
     }.items():
         with pytest.raises(ApiError) as err:
             call()
-        assert err.value.status == 403, what
+        assert err.value.status == 403 and "forbidden" in err.value.message, what
     assert api.read_scale(ns, MODEL)["spec"]["replicas"] == 1
+
+    class WokenInBetween(Api):
+        """A wake (here: admin scales to 2) lands between the idle rule's read and its patch."""
+
+        def read_scale(self, namespace, deployment):
+            scale = super().read_scale(namespace, deployment)
+            kube.patch("apps/v1", "Deployment", MODEL, ns, {"spec": {"replicas": 2}})
+            return scale
+
+    racing = WokenInBetween.in_cluster(str(folder), env)
+    with pytest.raises(ApiError) as err:
+        idle.run_once(racing, ns, MODEL, LEASE, 0.0001)
+    assert err.value.status == 409 and scale_of(kube, ns) == 2  # the wake won
+
+    # The kubelet rotates the token: each call reads the file afresh.
+    good = (folder / "token").read_text()
+    (folder / "token").write_text("not-a-token")
+    with pytest.raises(ApiError) as err:
+        api.read_scale(ns, MODEL)
+    assert err.value.status == 401
+    (folder / "token").write_text(good)
+    assert api.patch_lease(ns, LEASE, {"spec": {"holderIdentity": "rotated"}})["spec"]["holderIdentity"] == "rotated"
+
+    kube.delete("coordination.k8s.io/v1", "Lease", LEASE, ns)
+    assert api.read_lease(ns, LEASE) is None  # no use recorded yet: the idle rule reads None
+    with pytest.raises(ApiError, match="not found") as err:
+        api.patch_lease(ns, LEASE, {"spec": {"holderIdentity": "x"}})
+    assert err.value.status == 404
+    with pytest.raises(ApiError) as err:
+        Api("127.0.0.1", 1, str(folder)).read_scale(ns, MODEL)
+    assert err.value.status == 0
+    for environ, sa in (({}, folder), (env, tmp_path / "no-such-folder")):
+        with pytest.raises(ApiError) as err:
+            Api.in_cluster(str(sa), environ)
+        assert err.value.status == 0
     assert webui_down(kube, k8s_namespace)["left"] == []
 
 

@@ -53,6 +53,8 @@ CLEANUP_KINDS = (
     ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "ServiceAccount"), ("v1", "ConfigMap"),
     ("v1", "Secret"), ("coordination.k8s.io/v1", "Lease"),
 )
+# The ConfigMap SCRIPTS (k8s/webui/scripts-configmap.yaml): the auth-proxy and waker containers'
+# scripts, and the two the waker imports.
 SCRIPT_SOURCES = (("incluster_scripts", "incluster"), ("incluster_scripts", "idle"),
                   ("incluster_scripts", "authproxy"), ("", "webui_waker"))
 HF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

@@ -1,14 +1,16 @@
 """The Web UI's waker: the OpenAI-compatible address Open WebUI talks to, in front of vLLM.
 
-It runs beside Open WebUI in its pod (on the CPU system pool, always up, Python standard
-library only, shipped in the scripts ConfigMap). Every request counts as use (the Lease
-gpuctl-webui-activity, renewed at most every 30 s). While the model server answers its
+It runs beside Open WebUI in its pod (on the CPU system pool, always up), on the Open WebUI
+image's own Python: standard library only, shipped in the scripts ConfigMap with idle.py and
+incluster.py. It is the pod's only container with an API token and the only one that talks to
+the apiserver (incluster.Api, as the ServiceAccount gpuctl-webui). Every request counts as use
+(the Lease gpuctl-webui-activity, renewed at most every 30 s). While the model server answers its
 /health, requests go through to it unchanged (streaming included). While it does not, the waker
 scales its Deployment 0 -> 1 and answers at once, in OpenAI's shapes, so the chat page shows
 what is happening instead of a timeout: /v1/models lists the served names (Open WebUI gives a
 model list 10 s: AIOHTTP_CLIENT_TIMEOUT_MODEL_LIST), and a chat or completion gets one reply
 "The model server is starting on a GPU node: about N minutes left...". A thread applies the
-idle rule (idle.decide) every minute: no request for IDLE_MINUTES scales the model server to 0.
+idle rule (idle.run_once) every minute: no request for IDLE_MINUTES scales the model server to 0.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import http.server
 import json
 import math
 import os
-import ssl
 import sys
 import threading
 import time
@@ -27,82 +28,18 @@ import urllib.parse
 
 try:  # inside the gpuctl package
     from .incluster_scripts import idle
-    from .incluster_scripts.incluster import ApiError, in_cluster_namespace, micro_time
+    from .incluster_scripts.incluster import Api, ApiError, in_cluster_namespace, micro_time
 except ImportError:  # run as a script next to idle.py and incluster.py (the ConfigMap)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import idle  # type: ignore[no-redef]
-    from incluster import ApiError, in_cluster_namespace, micro_time  # type: ignore[no-redef]
+    from incluster import Api, ApiError, in_cluster_namespace, micro_time  # type: ignore[no-redef]
 
-SA_DIR = os.environ.get("GPUCTL_SA_DIR", "/var/run/secrets/kubernetes.io/serviceaccount")
-MERGE_PATCH = "application/merge-patch+json"
 START_SECONDS = 600.0  # a GPU node from zero: 4-10 minutes (GCP_FACTS.md), then the model loads
 HEALTH_CACHE = 3.0
 ACTIVITY_INTERVAL = 30.0
 MAX_BODY = 8 * 1024 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
-
-
-class KubeRest:
-    """The four calls the waker and the idle rule make, with the pod's projected token (re-read
-    on each call: the kubelet rotates it), over the standard library's HTTPS."""
-
-    def __init__(self, host: str, port: str, sa_dir: str = SA_DIR, timeout: float = 10.0):
-        self.host, self.port, self.sa_dir, self.timeout = host, int(port), sa_dir, timeout
-        self._context = ssl.create_default_context(cafile=f"{sa_dir}/ca.crt")
-
-    @classmethod
-    def in_cluster(cls, sa_dir: str = SA_DIR, environ=None) -> "KubeRest":
-        env = os.environ if environ is None else environ
-        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
-        if not host or not port:
-            raise ApiError(0, "KUBERNETES_SERVICE_HOST/PORT are not set: not in a pod")
-        return cls(host, port, sa_dir)
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        with open(f"{self.sa_dir}/token") as handle:
-            token = handle.read().strip()
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = MERGE_PATCH
-        conn = http.client.HTTPSConnection(self.host, self.port, context=self._context,
-                                           timeout=self.timeout)
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
-        except OSError as exc:
-            raise ApiError(0, str(exc)) from None
-        finally:
-            conn.close()
-        if response.status >= 300:
-            try:
-                message = json.loads(raw).get("message", response.reason)
-            except ValueError:
-                message = response.reason
-            raise ApiError(response.status, message)
-        return json.loads(raw)
-
-    def read_scale(self, namespace: str, deployment: str) -> dict:
-        return self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}/scale")
-
-    def patch_scale(self, namespace: str, deployment: str, patch: dict) -> dict:
-        return self._call("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}/scale",
-                          patch)
-
-    def read_lease(self, namespace: str, name: str) -> dict | None:
-        try:
-            return self._call("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def patch_lease(self, namespace: str, name: str, patch: dict) -> dict:
-        return self._call("PATCH", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
-                          patch)
 
 
 def starting_message(remaining_seconds: float) -> str:
@@ -130,7 +67,7 @@ def chat_reply(model: str, text: str, stream: bool) -> tuple[str, bytes]:
 
 
 class Waker:
-    def __init__(self, api, namespace: str, deployment: str, lease: str, upstream: str,
+    def __init__(self, api: Api, namespace: str, deployment: str, lease: str, upstream: str,
                  models: list[str], start_seconds: float = START_SECONDS,
                  clock=time.time, holder: str = "gpuctl-webui-waker"):
         self.api, self.namespace, self.deployment, self.lease = api, namespace, deployment, lease
@@ -294,8 +231,8 @@ def make_handler(waker: Waker):
 def main() -> int:
     namespace = in_cluster_namespace()
     try:
-        api = KubeRest.in_cluster()
-    except (ApiError, OSError) as exc:
+        api = Api.in_cluster()
+    except ApiError as exc:
         # Fail closed: a waker that cannot scale or record use would leave the GPU up or down.
         print(f"waker: cannot reach the Kubernetes API: {exc}; refusing to start",
               file=sys.stderr, flush=True)

@@ -1,7 +1,7 @@
-"""The Web UI's authenticating proxy (a sidecar in the helper image; the standard library, and
-`kubernetes` through incluster.py to renew the Lease).
+"""The Web UI's authenticating proxy: the container auth-proxy in the UI pod, run from the
+scripts ConfigMap by the Open WebUI image's own Python (standard library only, no API token).
 
-The UI listens on 127.0.0.1 inside the pod, so this proxy is the only way in. Every TCP
+Open WebUI listens on 127.0.0.1 inside the pod, so this proxy is the only way in. Every TCP
 connection must open with a request that carries the token from the Secret
 gpuctl-webui-token, as `Authorization: Bearer <token>`, as the cookie this proxy sets, or
 once as `?gpuctl_token=<token>` (answered with a redirect that sets the cookie and drops the
@@ -10,30 +10,19 @@ before a byte reaches the UI; one whose first request passes is piped to the UI 
 keep-alive, streaming responses and WebSockets work. Only one party holds each connection,
 so later requests on it come from whoever presented the token.
 
-Each authorised connection, and traffic on it, renews the Lease gpuctl-webui-activity (at
-most every 30 s); the idle rule (idle.py) scales the Deployment to zero when it goes stale.
-`/gpuctl/healthz` answers without a token (the kubelet's readiness probe), says only whether
-the UI is ready (its own health path answers 2xx, e.g. once its model is loaded), and never
-counts as use.
+`/gpuctl/healthz` answers without a token (the kubelet's readiness probe) and says only whether
+the UI is ready (its own health path answers 2xx). Use of the model server is recorded by the
+waker (gke/webui_waker.py), not here. gpuctl's local forwarder (gke/forward.py) shares the
+request-head helpers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import os
 import sys
-import threading
-import time
 import urllib.parse
-from collections.abc import Callable
-
-try:  # inside the gpuctl package
-    from .incluster import Api, ApiError, in_cluster_namespace, micro_time
-except ImportError:  # run as a script next to incluster.py (the ConfigMap)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from incluster import Api, ApiError, in_cluster_namespace, micro_time
 
 TOKEN_ENV = "GPUCTL_WEBUI_TOKEN"
 COOKIE = "gpuctl_webui_token"
@@ -42,7 +31,7 @@ HEALTH_PATH = "/gpuctl/healthz"
 MAX_HEAD = 64 * 1024
 HEAD_TIMEOUT = 30.0
 MIN_TOKEN_LENGTH = 16
-ACTIVITY_INTERVAL = 30.0
+UI_PORT = 8081  # Open WebUI's PORT in k8s/webui/deployment.yaml
 
 
 class BadRequest(Exception):
@@ -141,52 +130,14 @@ def _response(status: str, body: str, extra: list[tuple[str, str]] = ()) -> byte
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
 
 
-class ActivityRecorder:
-    """Renews the Lease's renewTime at most every `interval` seconds, off the event loop."""
-
-    def __init__(self, api: Api | None, namespace: str, lease: str, holder: str,
-                 interval: float = ACTIVITY_INTERVAL, clock: Callable[[], float] = time.time):
-        self.api, self.namespace, self.lease, self.holder = api, namespace, lease, holder
-        self.interval, self.clock = interval, clock
-        self._last = float("-inf")
-        self._lock = threading.Lock()
-        self.errors = 0
-
-    def touch(self) -> None:
-        now = self.clock()
-        with self._lock:
-            if now - self._last < self.interval:
-                return
-            self._last = now
-        if self.api is not None:
-            threading.Thread(target=self._write, args=(now,), daemon=True).start()
-
-    def _write(self, now: float) -> None:
-        when = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-        try:
-            self.api.patch_lease(self.namespace, self.lease,
-                                 {"spec": {"renewTime": micro_time(when),
-                                           "holderIdentity": self.holder}})
-        except ApiError as exc:
-            self.errors += 1
-            with self._lock:  # try again on the next request
-                self._last = float("-inf")
-            print(f"authproxy: could not record activity: {exc}", file=sys.stderr, flush=True)
-
-
 class Proxy:
     def __init__(self, token: str, upstream_host: str, upstream_port: int,
-                 activity: ActivityRecorder | None = None, health_path: str | None = None):
+                 health_path: str | None = None):
         if len(token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the token must be at least {MIN_TOKEN_LENGTH} characters")
         self.token = token
         self.upstream = (upstream_host, upstream_port)
-        self.activity = activity
         self.health_path = health_path  # None: ready when the UI accepts connections
-
-    def _touch(self) -> None:
-        if self.activity is not None:
-            self.activity.touch()
 
     async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
         return await asyncio.start_server(self.handle, host, port, limit=MAX_HEAD)
@@ -225,7 +176,6 @@ class Proxy:
                                    [("WWW-Authenticate", 'Bearer realm="gpuctl-webui"')]))
             await writer.drain()
             return
-        self._touch()
         if via == "query":
             cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
             writer.write(_response("303 See Other", "signed in\n",
@@ -242,20 +192,16 @@ class Proxy:
         try:
             up_writer.write(build_head(method, target, version,
                                        strip_credentials(headers, self.token)))
-            await asyncio.gather(self._pipe(reader, up_writer, count=True),
-                                 self._pipe(up_reader, writer, count=False))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         finally:
             up_writer.close()
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter,
-                    count: bool) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while True:
                 chunk = await source.read(64 * 1024)
                 if not chunk:
                     break
-                if count:
-                    self._touch()
                 sink.write(chunk)
                 await sink.drain()
             if sink.can_write_eof():
@@ -293,20 +239,8 @@ def main() -> int:
         print(f"authproxy: {TOKEN_ENV} is missing or shorter than {MIN_TOKEN_LENGTH} "
               "characters; refusing to start", file=sys.stderr, flush=True)
         return 2
-    lease = os.environ.get("ACTIVITY_LEASE")
-    recorder = None
-    if lease:
-        try:
-            api = Api.in_cluster()
-        except ApiError as exc:
-            # Fail closed here too: unrecorded use would let the idle rule stop a busy UI.
-            print(f"authproxy: cannot record activity on {lease}: {exc.message}; refusing to start",
-                  file=sys.stderr, flush=True)
-            return 2
-        recorder = ActivityRecorder(api, in_cluster_namespace(), lease,
-                                    os.environ.get("POD_NAME", "gpuctl-webui-proxy"))
     proxy = Proxy(token, os.environ.get("UPSTREAM_HOST", "127.0.0.1"),
-                  int(os.environ.get("UPSTREAM_PORT", "7860")), recorder,
+                  int(os.environ.get("UPSTREAM_PORT", UI_PORT)),
                   os.environ.get("UPSTREAM_HEALTH_PATH") or None)
 
     async def run() -> None:

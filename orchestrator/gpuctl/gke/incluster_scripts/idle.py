@@ -1,25 +1,23 @@
-"""The Web UI's idle rule: scale its Deployment to zero after N minutes without a request.
+"""The Web UI's idle rule: scale the model server to zero after N minutes without a request.
 
-`decide` is the rule, a pure function. `run_once` reads the inputs from the cluster (the
-Lease whose renewTime the proxy moves on each request, and the Deployment's scale) and
-applies the decision. Run as a script (`python idle.py`, from the CronJob in
-k8s/webui/idler-cronjob.yaml) it does one round with the pod's service account and prints one
-JSON line. The CronJob runs it in the helper image (the standard library and `kubernetes`).
+`decide` is the rule, a pure function (`gpuctl webui status` uses it too). `run_once` reads
+the inputs from the cluster (the Lease whose renewTime the waker moves on each request, and the
+model server Deployment's scale) and applies the decision. The waker (gke/webui_waker.py) runs
+it every minute in the UI pod, with the pod's ServiceAccount.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 try:  # inside the gpuctl package
-    from .incluster import Api, ApiError, in_cluster_namespace, parse_time
+    from .incluster import Api, parse_time
 except ImportError:  # run as a script next to incluster.py (the ConfigMap)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from incluster import Api, ApiError, in_cluster_namespace, parse_time
+    from incluster import Api, parse_time
 
 DEFAULT_IDLE_MINUTES = 30.0
 
@@ -71,8 +69,9 @@ def run_once(api: Api, namespace: str, deployment: str, lease: str, idle_minutes
              now: dt.datetime | None = None) -> Decision:
     """Read the scale and the Lease, decide, and scale down if the rule says so.
 
-    The scale-down patch carries the resourceVersion it decided on, so a `gpuctl webui up`
-    that lands in between wins (the patch fails with 409 and the next round decides again).
+    The scale-down patch carries the resourceVersion it decided on, so a wake (the waker's or
+    `gpuctl webui up`'s) that lands in between wins: the patch fails with 409 (ApiError) and the
+    next round decides again.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     scale = api.read_scale(namespace, deployment)
@@ -86,25 +85,3 @@ def run_once(api: Api, namespace: str, deployment: str, lease: str, idle_minutes
         api.patch_scale(namespace, deployment, patch)
     return decision
 
-
-def main(argv: list[str] | None = None) -> int:
-    namespace = in_cluster_namespace()
-    deployment = os.environ.get("DEPLOYMENT", "gpuctl-webui")
-    lease = os.environ.get("ACTIVITY_LEASE", "gpuctl-webui-activity")
-    try:
-        idle_minutes = float(os.environ.get("IDLE_MINUTES", DEFAULT_IDLE_MINUTES))
-    except ValueError:
-        idle_minutes = DEFAULT_IDLE_MINUTES
-    record = {"namespace": namespace, "deployment": deployment, "idle_minutes": idle_minutes}
-    try:
-        decision = run_once(Api.in_cluster(), namespace, deployment, lease, idle_minutes)
-    except ApiError as exc:
-        print(json.dumps({**record, "error": str(exc)}), flush=True)
-        # 409: someone scaled it between our read and our patch; the next round decides again.
-        return 0 if exc.status == 409 else 1
-    print(json.dumps({**record, **asdict(decision)}), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,25 +1,28 @@
-"""The Kubernetes API from inside a pod, through the official client (`kubernetes`).
+"""The Kubernetes API from inside a pod, on the standard library alone.
 
-The proxy and the idle rule need four calls: read and patch one Deployment's scale, read and
-renew one Lease. `Api.in_cluster()` configures the client from what the kubelet projects into
-the pod (a token it rotates, the cluster CA, the namespace); the client re-reads the token as
-it goes. Tests build the same thing from a folder holding a token the apiserver issued to the
-pod's ServiceAccount (`sa_dir`, `environ`), so they run this code path as the pod does.
+The waker (gke/webui_waker.py) runs on the Open WebUI image's own Python, which has no
+Kubernetes client, so `Api` speaks HTTPS itself. It makes the four calls the waker and its idle
+rule (idle.run_once) need: read and patch one Deployment's scale, read and renew one Lease.
+`Api.in_cluster()` uses what the kubelet projects into the pod (the apiserver's address in
+KUBERNETES_SERVICE_HOST/PORT; the token, the cluster CA and the namespace in SA_DIR) and re-reads
+the token on every call: the kubelet rotates it. Tests point it at a folder holding a token the
+test control plane issued to the pod's ServiceAccount, so they run this code as the pod does.
 
-`kubernetes` is imported inside `Api`: gpuctl itself imports the time helpers below, and
-`gpuctl --help` must not pay for the client.
+gpuctl itself imports the time helpers below (micro_time, parse_time).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import os
+import ssl
 
 # Where the kubelet projects the pod's token, CA and namespace (tests point it elsewhere).
 SA_DIR = os.environ.get("GPUCTL_SA_DIR", "/var/run/secrets/kubernetes.io/serviceaccount")
-TIMEOUT = 10.0  # seconds per API call: a CronJob round has 120 s in all
-MERGE_PATCH = "application/merge-patch+json"  # not the client's default (JSON Patch) for a dict
+TIMEOUT = 10.0  # seconds per API call
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class ApiError(Exception):
@@ -32,72 +35,82 @@ class ApiError(Exception):
 
 
 class Api:
-    def __init__(self, api_client):
-        from kubernetes import client
+    """The apiserver at host:port, as the ServiceAccount whose token and CA are in `sa_dir`."""
 
-        self.client = api_client  # for tests that check what the ServiceAccount may not do
-        self._apps = client.AppsV1Api(api_client)
-        self._leases = client.CoordinationV1Api(api_client)
+    def __init__(self, host: str, port: int, sa_dir: str = SA_DIR, timeout: float = TIMEOUT):
+        self.host, self.port, self.sa_dir, self.timeout = host, port, sa_dir, timeout
+        try:
+            self._context = ssl.create_default_context(cafile=f"{sa_dir}/ca.crt")
+        except (OSError, ssl.SSLError) as exc:
+            raise ApiError(0, f"cannot read the cluster CA in {sa_dir}: {exc}") from None
 
     @classmethod
     def in_cluster(cls, sa_dir: str | None = None, environ=None) -> "Api":
-        """The client as the pod's ServiceAccount: KUBERNETES_SERVICE_HOST/PORT, and the token
-        and CA in `sa_dir` (re-read about every minute: the kubelet rotates the token)."""
-        from kubernetes import client
-        from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.incluster_config import InClusterConfigLoader
+        env = os.environ if environ is None else environ
+        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port or not port.isdigit():
+            raise ApiError(0, "KUBERNETES_SERVICE_HOST/PORT are not set: not in a pod")
+        return cls(host, int(port), sa_dir or SA_DIR)
 
-        folder = sa_dir or SA_DIR
-        configuration = client.Configuration()
+    def call(self, method: str, path: str, patch: dict | None = None) -> dict:
+        """One request (a merge patch when `patch` is given); the answer as a dict, or ApiError
+        with the message the apiserver gave."""
         try:
-            InClusterConfigLoader(token_filename=f"{folder}/token", cert_filename=f"{folder}/ca.crt",
-                                  environ=os.environ if environ is None else environ
-                                  ).load_and_set(configuration)
-        except ConfigException as exc:
-            raise ApiError(0, f"not configured for the cluster: {exc}") from None
-        return cls(client.ApiClient(configuration))
-
-    def call(self, method, *args, **kwargs):
-        """One client call with its errors as ApiError (the message the apiserver gave)."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
+            with open(f"{self.sa_dir}/token") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise ApiError(0, f"no ServiceAccount token: {exc}") from None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        body = None
+        if patch is not None:
+            body = json.dumps(patch).encode()
+            headers["Content-Type"] = MERGE_PATCH
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self._context,
+                                           timeout=self.timeout)
         try:
-            return method(*args, _request_timeout=TIMEOUT, **kwargs)
-        except ApiException as exc:
-            message = exc.reason or ""
-            try:
-                message = json.loads(exc.body).get("message", message)
-            except (TypeError, ValueError, AttributeError):
-                pass
-            raise ApiError(exc.status or 0, message) from None
-        except (HTTPError, OSError) as exc:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except OSError as exc:
             raise ApiError(0, str(exc)) from None
-
-    def _plain(self, obj) -> dict:
-        # JSON-shaped dicts (times as RFC 3339 strings), as gpuctl's own client returns them:
-        # idle.decide and `gpuctl webui status` share one reading of a Lease.
-        return self.client.sanitize_for_serialization(obj)
+        finally:
+            conn.close()
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if response.status >= 300:
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise ApiError(response.status, message or response.reason)
+        if not isinstance(answer, dict):
+            raise ApiError(response.status, f"not a JSON object: {raw[:200]!r}")
+        return answer
 
     def read_scale(self, namespace: str, deployment: str) -> dict:
-        return self._plain(self.call(self._apps.read_namespaced_deployment_scale, deployment, namespace))
+        return self.call("GET", _scale(namespace, deployment))
 
     def patch_scale(self, namespace: str, deployment: str, patch: dict) -> dict:
-        return self._plain(self.call(self._apps.patch_namespaced_deployment_scale, deployment,
-                                      namespace, patch, _content_type=MERGE_PATCH))
+        return self.call("PATCH", _scale(namespace, deployment), patch)
 
     def read_lease(self, namespace: str, name: str) -> dict | None:
         """The Lease, or None if there is none."""
         try:
-            return self._plain(self.call(self._leases.read_namespaced_lease, name, namespace))
+            return self.call("GET", _lease(namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     def patch_lease(self, namespace: str, name: str, patch: dict) -> dict:
-        return self._plain(self.call(self._leases.patch_namespaced_lease, name, namespace, patch,
-                                      _content_type=MERGE_PATCH))
+        return self.call("PATCH", _lease(namespace, name), patch)
+
+
+def _scale(namespace: str, deployment: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}/scale"
+
+
+def _lease(namespace: str, name: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
 
 
 def micro_time(when: dt.datetime) -> str:
