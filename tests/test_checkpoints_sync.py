@@ -93,8 +93,13 @@ def test_replacement_pulls_the_newest_complete_checkpoint_only(tmp_path, gcs_emu
 
     second = tmp_path / "vm-2"
     assert sync.pull(gcs, str(second), str(tmp_path / "s2.json")) == "checkpoint-200"
+    # The files, and the writer's "finished" marker as the trainer left it (a trainer that picks
+    # its resume point by that marker finds this one): it holds the manifest.
     assert sorted(p.relative_to(second).as_posix() for p in second.rglob("*") if p.is_file()) == [
-        "checkpoint-200/model.bin", "checkpoint-200/optimizer.pt", "checkpoint-200/trainer_state.json"]
+        "checkpoint-200/" + sync.MARKER, "checkpoint-200/model.bin", "checkpoint-200/optimizer.pt",
+        "checkpoint-200/trainer_state.json"]
+    assert json.loads((second / "checkpoint-200" / sync.MARKER).read_text())["files"][
+        "checkpoint-200/optimizer.pt"] == len(big)
     assert (second / "checkpoint-200" / "model.bin").read_bytes() == b"step 200 weights"
     assert (second / "checkpoint-200" / "optimizer.pt").read_bytes() == big
     # What was pulled is not pushed back.
@@ -247,3 +252,27 @@ def test_a_vm_without_a_service_account_gets_one_line_naming_it(tmp_path, gcs_em
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and "service account" in lines[0]
     assert objects(bucket) == {}
+
+
+def test_a_checkpoint_deleted_while_going_up_is_skipped_not_marked(tmp_path, gcs_emulator, metadata, bucket):
+    """The Trainer's save_total_limit deletes an old checkpoint while the syncer uploads it: that
+    one gets no marker, the syncer carries on with the next, and nothing crashes."""
+    folder = tmp_path / "ckpt"
+    for step in (100, 200):
+        write(folder / f"checkpoint-{step}" / "model.bin", b"w%d" % step, OLD + step)
+        write(folder / f"checkpoint-{step}" / "trainer_state.json", b"{}", OLD + step + 1)
+    gcs = sync.Gcs(URL)
+    upload = gcs.upload
+
+    def upload_then_rotate(rel, path, *metadata):
+        upload(rel, path, *metadata)
+        if rel == "checkpoint-100/model.bin":
+            for item in (folder / "checkpoint-100").iterdir():
+                item.unlink()
+            (folder / "checkpoint-100").rmdir()
+
+    gcs.upload = upload_then_rotate
+    assert sync.push(gcs, str(folder), str(tmp_path / "state.json"), settle_s=30) == ["checkpoint-200"]
+    names = set(objects(bucket))
+    assert "llama/run-1/checkpoint-200/" + sync.MARKER in names
+    assert "llama/run-1/checkpoint-100/" + sync.MARKER not in names

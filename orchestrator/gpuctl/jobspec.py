@@ -14,12 +14,23 @@
     output_dir: /mnt/disks/nvme/out  # where the run writes checkpoints
     checkpoints: gs://BUCKET/PREFIX  # or `auto` (gpuctl's bucket per project): the run writes
                                      # to $GPUCTL_CHECKPOINT_DIR, kept in Cloud Storage
+                                     # (see "Finished checkpoints" below)
     timeout: 12h                     # a hard limit on the run's wall time
     max_retries: 3                   # GKE: retries after spot disruptions (never code errors)
 
 Keys that do not apply to a target are rejected or reported, never silently misread:
 `check_for_target` is the one place that decides which. Every problem of a spec is reported
 at once, each with its key and its fix, so a spec is mended in one round.
+
+Finished checkpoints (`checkpoints:` on a VM): each folder the run writes in
+$GPUCTL_CHECKPOINT_DIR goes up to the bucket as soon as the trainer says it is finished, and
+a restarted run gets the newest finished one. The Hugging Face Trainer says so by itself
+(trainer_state.json, its last file in a `checkpoint-<N>` folder). Any other trainer creates an
+empty file named `.gpuctl-complete` in the folder as its last step (and removes it before it
+ever writes into that folder again); it finds that file back in the folder a restart fetches.
+A folder with neither counts as finished only once nothing in it changed for 30 s, which a
+checkpoint saved in a spot VM's 30 s preemption notice never reaches: that one goes up only
+on the trainer's word.
 """
 
 from __future__ import annotations

@@ -1,22 +1,42 @@
 #!/usr/bin/env python3
 """gpuctl checkpoint syncer: the host side of `checkpoints:` (stdlib only, Python 3.8+).
 
-    push --dir D --url gs://B/P [--settle S] [--every S --while-pid PID]   upload settled checkpoints
+    push --dir D --url gs://B/P [--settle S] [--every S --while-pid PID] [--final] [--budget S]
+                                                              upload finished checkpoints
     pull --dir D --url gs://B/P                               fetch the newest finished one
 
 A checkpoint is a first-level entry of D (a folder such as checkpoint-500/, or one file). It is
-uploaded once it has *settled* (nothing in it changed for --settle seconds: the trainer is done
-writing it), file by file, then a marker object <entry>/.gpuctl-complete listing its files and
-sizes. `pull` only trusts entries with a marker, so a VM preempted in the middle of an upload
-never leaves a half checkpoint for its replacement to resume from.
+uploaded once it is *finished*, file by file, then a marker object <entry>/.gpuctl-complete
+listing its files and sizes. `pull` only trusts entries with a marker, so a VM preempted in the
+middle of an upload never leaves a half checkpoint for its replacement to resume from.
+
+Finished means, first, the writer says so:
+  * a Hugging Face `checkpoint-<N>` folder holding trainer_state.json (the Trainer writes it
+    after the weights, optimizer and scheduler), or
+  * a folder holding the file .gpuctl-complete, which any trainer can create as its last step
+    (and must remove before it writes into that folder again);
+and nothing in the folder changed for QUIET_S while the writer still runs (older Trainers
+write rng_state*.pth just after trainer_state.json). Once the writer has ended (--final),
+that evidence is enough. Without evidence, the fallback is age: nothing changed for --settle
+seconds (30). Finished entries go up at once, newest first; with --budget, what does not fit
+in the time is named on stderr and in the --final summary, never marked complete. The
+trainer's own .gpuctl-complete is a signal, not data: it is not uploaded (gpuctl's manifest
+takes its name in the bucket), and `pull` writes the manifest there, so a resumed trainer finds
+its marker on the checkpoint it resumes from.
+
+An upload cut off by the power-off is not resumed on the next VM: its bytes were on the VM's
+local NVMe, which the replacement does not get, so a resumable session kept in the bucket would
+have nothing to send. The replacement resumes from the newest checkpoint that did complete.
 
 Google's contract, as encoded here:
   * access token from the metadata server, header Metadata-Flavor: Google
     (https://cloud.google.com/compute/docs/access/authenticate-workloads#applications);
     GCE_METADATA_HOST overrides the host, as in Google's client libraries;
-  * resumable uploads: POST .../o?uploadType=resumable&name=N, then PUT chunks to the session
-    URI (Location) with Content-Range; 308 means "send more", 200/201 done; chunks are multiples
-    of 256 KiB except the last (https://cloud.google.com/storage/docs/performing-resumable-uploads);
+  * resumable uploads: POST .../o?uploadType=resumable&name=N, its JSON body the object's
+    metadata if any (custom key/values in `metadata`, https://cloud.google.com/storage/docs/
+    performing-resumable-uploads#initiate-session, .../json_api/v1/objects), then PUT chunks to the
+    session URI (Location) with Content-Range; 308 means "send more", 200/201 done; chunks are
+    multiples of 256 KiB except the last (https://cloud.google.com/storage/docs/performing-resumable-uploads);
   * objects.list with prefix and pageToken (https://cloud.google.com/storage/docs/json_api/v1/objects/list);
     download with alt=media (https://cloud.google.com/storage/docs/downloading-objects#rest-download-object);
   * retry 408, 429 and 5xx with exponential backoff (https://cloud.google.com/storage/docs/retry-strategy).
@@ -31,15 +51,21 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-MARKER = ".gpuctl-complete"
+MARKER = ".gpuctl-complete"  # the writer's "finished" file, and gpuctl's manifest in the bucket
+WRITTEN_AT = "gpuctl-written-at"  # the marker object's metadata: when the checkpoint was written
+TRAINER_STATE = "trainer_state.json"  # the Hugging Face Trainer's last file of a checkpoint
+TRAINER_FOLDER = re.compile(r"checkpoint-[0-9]+")
 CHUNK = 32 * 256 * 1024  # 8 MiB: a multiple of 256 KiB, as resumable chunks must be
-SETTLE_S = 30.0
+SETTLE_S = 30.0  # no evidence from the writer: finished once nothing changed for this long
+QUIET_S = 2.0  # evidence while the writer runs: and nothing changed for this long
+OUT_OF_TIME = 3  # exit status of a push that ran out of its --budget
 RETRIES = 5
 TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
 GOOGLE_ENDPOINT = "https://storage.googleapis.com"
@@ -47,6 +73,14 @@ GOOGLE_ENDPOINT = "https://storage.googleapis.com"
 
 class SyncError(Exception):
     pass
+
+
+class OutOfTime(SyncError):
+    """The --budget ran out; `pushed` went up, `left` (newest first) did not."""
+
+    def __init__(self, pushed=(), left=()):
+        super().__init__("out of time")
+        self.pushed, self.left = list(pushed), list(left)
 
 
 def split_url(url: str):
@@ -83,6 +117,16 @@ class Gcs:
         self.bucket, self.prefix = split_url(url)
         self.endpoint = (endpoint or os.environ.get("GPUCTL_STORAGE_ENDPOINT") or GOOGLE_ENDPOINT).rstrip("/")
         self.token = token or MetadataToken()
+        self.deadline = None  # time.monotonic() past which no request starts (--budget)
+
+    def time_left(self, cap: float) -> float:
+        """Seconds the next request may take: cap, or less near the deadline; OutOfTime past it."""
+        if self.deadline is None:
+            return cap
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise OutOfTime()
+        return min(cap, left)
 
     def object_name(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -92,11 +136,12 @@ class Gcs:
         """(status, headers, body); retried on 408/429/5xx and dropped connections. With `into`,
         the body is streamed to that file instead (checkpoints are far bigger than memory)."""
         for attempt in range(RETRIES):
+            self.time_left(60)  # past the deadline, nothing more starts
             token = self.token()  # outside the try: its failure is not the storage call's
             request = urllib.request.Request(url, data=data, method=method,
                                              headers={"Authorization": f"Bearer {token}", **(headers or {})})
             try:
-                with urllib.request.urlopen(request, timeout=60) as answer:
+                with urllib.request.urlopen(request, timeout=self.time_left(60)) as answer:
                     if into is None:
                         return answer.status, answer.headers, answer.read()
                     with open(into, "wb") as sink:
@@ -110,13 +155,17 @@ class Gcs:
             except OSError as exc:  # refused, reset, timed out
                 if attempt == RETRIES - 1:
                     raise SyncError(f"{method} {url}: {exc}") from None
-            time.sleep(min(2 ** attempt, 32) * 0.5)
+            pause = min(2 ** attempt, 32) * 0.5
+            if self.time_left(pause) < pause:
+                raise OutOfTime()
+            time.sleep(pause)
         raise SyncError("unreachable")
 
-    def upload(self, rel: str, path: str) -> None:
+    def upload(self, rel: str, path: str, metadata: dict | None = None) -> None:
         query = urllib.parse.urlencode({"uploadType": "resumable", "name": self.object_name(rel)})
         start = f"{self.endpoint}/upload/storage/v1/b/{urllib.parse.quote(self.bucket)}/o?{query}"
-        _, headers, _ = self._send("POST", start, b"", {"Content-Type": "application/json; charset=UTF-8"})
+        body = json.dumps({"metadata": metadata}).encode() if metadata else b""
+        _, headers, _ = self._send("POST", start, body, {"Content-Type": "application/json; charset=UTF-8"})
         session = headers.get("Location")
         if not session:
             raise SyncError(f"no upload session for {rel}")
@@ -163,53 +212,118 @@ def entries(folder: str) -> dict:
     """{entry: {relative file path: [size, mtime_ns]}} for each first-level entry of folder."""
     found = {}
     for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if name.endswith(".gpuctl-part") or os.path.islink(path):
-            continue
-        files = {}
-        if os.path.isfile(path):
-            files[name] = _stat(path)
-        elif os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
-                for item in sorted(names):
-                    full = os.path.join(root, item)
-                    if not os.path.islink(full) and not item.endswith(".gpuctl-part"):
-                        files[os.path.relpath(full, folder)] = _stat(full)
+        files = entry_files(folder, name)
         if files:
             found[name] = files
     return found
 
 
+def entry_files(folder: str, name: str) -> dict:
+    """{relative file path: [size, mtime_ns]} of one entry; the writer's MARKER left out."""
+    path = os.path.join(folder, name)
+    files = {}
+    if name.endswith(".gpuctl-part") or os.path.islink(path):
+        return files
+    if os.path.isfile(path):
+        stat = _stat(path)
+        if stat:
+            files[name] = stat
+    elif os.path.isdir(path):
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+            for item in sorted(names):
+                full = os.path.join(root, item)
+                if not os.path.islink(full) and not item.endswith(".gpuctl-part") \
+                        and not (root == path and item == MARKER):
+                    stat = _stat(full)
+                    if stat:
+                        files[os.path.relpath(full, folder)] = stat
+    return files
+
+
 def _stat(path: str) -> list:
-    info = os.stat(path)
+    """[size, mtime_ns], or [] for a file deleted meanwhile (the Trainer's save_total_limit)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return []
     return [info.st_size, info.st_mtime_ns]
 
 
-def push(gcs: Gcs, folder: str, state_path: str, settle_s: float = SETTLE_S, now: float | None = None) -> list:
-    """Upload each settled entry that changed since its last upload; returns their names."""
-    now = time.time() if now is None else now
-    state = _load(state_path)
-    done = []
+def _newest(files: dict) -> float:
+    return max(mtime for _, mtime in files.values()) / 1e9
+
+
+def writer_says_finished(folder: str, entry: str, files: dict) -> bool:
+    """The writer's own word: its MARKER file in the folder, or a Hugging Face checkpoint-<N>
+    folder with trainer_state.json (the Trainer's last file of a checkpoint)."""
+    if os.path.isfile(os.path.join(folder, entry, MARKER)):
+        return True
+    return bool(TRAINER_FOLDER.fullmatch(entry)) and f"{entry}/{TRAINER_STATE}" in files
+
+
+def finished(folder: str, entry: str, files: dict, now: float, settle_s: float, quiet_s: float) -> bool:
+    """By evidence (and quiet_s without change), else by age (settle_s without change)."""
+    wait = quiet_s if writer_says_finished(folder, entry, files) else settle_s
+    return _newest(files) <= now - wait
+
+
+def plan(folder: str, state: dict, settle_s: float, now: float, quiet_s: float):
+    """([(entry, files)] finished and not yet uploaded, newest first; [entries still being
+    written])."""
+    ready, unfinished = [], []
     for entry, files in entries(folder).items():
         if state.get(entry) == files:
             continue
-        if max(mtime for _, mtime in files.values()) / 1e9 > now - settle_s:
-            continue  # still being written
-        previous = state.get(entry) or {}
-        for rel, stat in files.items():
-            if previous.get(rel) != stat:
-                gcs.upload(rel, os.path.join(folder, rel))
-        manifest = {"files": {rel: size for rel, (size, _) in files.items()}, "written": now}
-        marker = os.path.join(os.path.dirname(state_path) or ".", f".{os.path.basename(state_path)}.marker")
-        with open(marker, "w") as f:
-            json.dump(manifest, f)
-        gcs.upload(f"{entry}/{MARKER}", marker)
-        os.remove(marker)
+        if finished(folder, entry, files, now, settle_s, quiet_s):
+            ready.append((entry, files))
+        else:
+            unfinished.append(entry)
+    ready.sort(key=lambda item: _newest(item[1]), reverse=True)  # a notice may not fit them all
+    return ready, unfinished
+
+
+def push(gcs: Gcs, folder: str, state_path: str, settle_s: float = SETTLE_S, now: float | None = None,
+         quiet_s: float = QUIET_S) -> list:
+    """Upload each finished entry that changed since its last upload, newest first; returns
+    their names. Past gcs.deadline: OutOfTime naming what went up and what was left."""
+    now = time.time() if now is None else now
+    state = _load(state_path)
+    ready, _ = plan(folder, state, settle_s, now, quiet_s)
+    done = []
+    for index, (entry, files) in enumerate(ready):
+        try:
+            complete = upload_entry(gcs, folder, entry, files, state.get(entry) or {}, state_path, now)
+        except OutOfTime:
+            raise OutOfTime(done, [name for name, _ in ready[index:]]) from None
+        except OSError:  # the writer deleted it meanwhile (the Trainer's save_total_limit)
+            complete = False
+        if not complete:
+            continue  # it changed while going up: a later pass takes it as it is then
         state[entry] = files
         _save(state_path, state)  # after each entry: a preempted push redoes only the rest
         done.append(entry)
     return done
+
+
+def upload_entry(gcs: Gcs, folder: str, entry: str, files: dict, previous: dict, state_path: str,
+                 now: float) -> bool:
+    """The entry's changed files, then its marker object, only if what went up is what the
+    marker lists (nothing changed meanwhile). False when it changed."""
+    for rel, stat in files.items():
+        if previous.get(rel) != stat:
+            gcs.upload(rel, os.path.join(folder, rel))
+    if entry_files(folder, entry) != files:
+        return False
+    manifest = {"files": {rel: size for rel, (size, _) in files.items()}, "written": now}
+    marker = os.path.join(os.path.dirname(state_path) or ".", f".{os.path.basename(state_path)}.marker")
+    with open(marker, "w") as f:
+        json.dump(manifest, f)
+    try:  # the checkpoint's own time: markers go up newest first, so theirs is not its order
+        gcs.upload(f"{entry}/{MARKER}", marker, {WRITTEN_AT: f"{_newest(files):.6f}"})
+    finally:
+        os.remove(marker)
+    return True
 
 
 def _load(path: str) -> dict:
@@ -235,14 +349,23 @@ def _updated(item: dict) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
+def _written_at(item: dict) -> float:
+    """When a marker's checkpoint was written (its WRITTEN_AT metadata), or for a marker without
+    it (an older syncer, which marked them oldest first) when the marker went up."""
+    try:
+        return float((item.get("metadata") or {})[WRITTEN_AT])
+    except (KeyError, ValueError):
+        return _updated(item).timestamp()
+
+
 def newest_complete(gcs: Gcs):
-    """(entry, manifest) of the newest entry whose marker exists, or None."""
+    """(entry, manifest) of the newest checkpoint whose marker object exists, or None."""
     root = f"{gcs.prefix}/" if gcs.prefix else ""
     markers = [item for item in gcs.list(root)
                if item["name"].endswith("/" + MARKER) and item["name"][len(root):].count("/") == 1]
     if not markers:
         return None
-    best = max(markers, key=lambda item: (_updated(item), item["name"]))
+    best = max(markers, key=lambda item: (_written_at(item), item["name"]))
     entry = best["name"][len(root):].split("/")[0]
     scratch = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gpuctl-marker-{os.getpid()}")
     gcs.download(best["name"], scratch)
@@ -267,6 +390,9 @@ def pull(gcs: Gcs, folder: str, state_path: str):
             gcs.download(gcs.object_name(rel), dest)
         if os.path.getsize(dest) != size:
             raise SyncError(f"{rel}: {os.path.getsize(dest)} bytes, the manifest says {size}")
+    if os.path.isdir(os.path.join(folder, entry)):  # the writer's marker, as it left it
+        with open(os.path.join(folder, entry, MARKER), "w") as f:
+            json.dump(manifest, f)
     state = _load(state_path)
     state[entry] = entries(folder).get(entry, {})
     _save(state_path, state)
@@ -283,6 +409,54 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def push_command(gcs: Gcs, folder: str, state_path: str, args) -> int:
+    """Passes while --while-pid lives (or one); with --final, one more once it has ended and a
+    summary line {"pushed", "left" (no time), "incomplete" (never finished)}."""
+    pushed, ended, out_of_time = [], args.ended_at, False
+    quiet = 0.0 if args.final and args.while_pid is None else QUIET_S
+    try:
+        while args.while_pid is None or pid_alive(args.while_pid):
+            pushed += _pass(gcs, folder, state_path, args.settle, ended, quiet)
+            if not args.every:
+                break
+            if not _nap(gcs, args.every, args.while_pid):
+                raise OutOfTime()  # the writer outlived the budget
+        if args.final and args.while_pid is not None:
+            ended, quiet = time.time(), 0.0  # the writer is gone: its evidence is enough
+            pushed += _pass(gcs, folder, state_path, args.settle, ended, quiet)
+    except OutOfTime as exc:
+        pushed, out_of_time = pushed + exc.pushed, True
+        if exc.pushed and not args.final:
+            print(json.dumps({"pushed": exc.pushed}), flush=True)
+    ready, unfinished = plan(folder, _load(state_path), args.settle, time.time() if ended is None else ended,
+                             quiet)
+    left = [entry for entry, _ in ready] if out_of_time else []
+    if args.final:
+        print(json.dumps({"pushed": pushed, "left": left, "incomplete": unfinished}), flush=True)
+    if left:
+        print(f"checkpoint sync: out of time ({args.budget:g} s): not uploaded, newest first: "
+              + ", ".join(left), file=sys.stderr, flush=True)
+        return OUT_OF_TIME
+    return 0
+
+
+def _pass(gcs: Gcs, folder: str, state_path: str, settle_s: float, now, quiet_s: float) -> list:
+    uploaded = push(gcs, folder, state_path, settle_s, now=now, quiet_s=quiet_s)
+    if uploaded:
+        print(json.dumps({"pushed": uploaded}), flush=True)
+    return uploaded
+
+
+def _nap(gcs: Gcs, every: float, pid) -> bool:
+    """Sleep `every` seconds, less when the writer ends; False once the deadline has passed."""
+    wake = time.monotonic() + every
+    while time.monotonic() < wake and (pid is None or pid_alive(pid)):
+        if gcs.deadline is not None and time.monotonic() >= gcs.deadline:
+            return False
+        time.sleep(min(0.5, every))  # notice the end of the run promptly
+    return gcs.deadline is None or time.monotonic() < gcs.deadline
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("push", "pull"))
@@ -290,11 +464,18 @@ def main(argv=None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--endpoint")
     parser.add_argument("--state", help="default: <dir>/../.<dir name>.sync.json")
-    parser.add_argument("--settle", type=float, default=SETTLE_S)
+    parser.add_argument("--settle", type=float, default=SETTLE_S,
+                        help="push: without the writer's evidence, finished after S s unchanged")
     parser.add_argument("--every", type=float, default=0, help="push: repeat every S seconds")
     parser.add_argument("--while-pid", type=int, help="push --every: until this process ends")
     parser.add_argument("--ended-at", type=float,
                         help="push: the writer ended at this time (epoch s): settle against it, not now")
+    parser.add_argument("--final", action="store_true",
+                        help="push: the writer has ended (or, with --while-pid, one more pass once it "
+                             "has): its evidence is enough; ends with a summary line")
+    parser.add_argument("--budget", type=float,
+                        help="push: nothing starts after S seconds (newest checkpoint first); "
+                             "SIGTERM is ignored, as the push ends by itself")
     args = parser.parse_args(argv)
     folder = os.path.abspath(args.dir)
     os.makedirs(folder, exist_ok=True)
@@ -304,19 +485,14 @@ def main(argv=None) -> int:
         if args.command == "pull":
             print(json.dumps({"pulled": pull(gcs, folder, state)}))
             return 0
-        # The last pass after the command ends is the supervisor's: only it knows whether the
-        # command finished its last checkpoint (exited by itself: --settle 0) or was killed in
-        # the middle of one (the default settle leaves that one out).
-        while args.while_pid is None or pid_alive(args.while_pid):
-            uploaded = push(gcs, folder, state, args.settle, now=args.ended_at)
-            if uploaded:
-                print(json.dumps({"pushed": uploaded}), flush=True)
-            if not args.every:
-                break
-            wake = time.monotonic() + args.every
-            while time.monotonic() < wake and (args.while_pid is None or pid_alive(args.while_pid)):
-                time.sleep(min(0.5, args.every))  # notice the end of the run promptly
-        return 0
+        if args.budget is not None:
+            gcs.deadline = time.monotonic() + args.budget
+            for sig in (signal.SIGTERM, signal.SIGHUP):  # a shutdown's: the budget bounds us
+                signal.signal(sig, signal.SIG_IGN)
+        # The last pass after the command ends is the supervisor's (--final): only it knows whether
+        # the command finished by itself (--settle 0: everything it left is finished) or was
+        # stopped (the default settle leaves a fresh checkpoint without evidence out).
+        return push_command(gcs, folder, state, args)
     except SyncError as exc:
         print(f"checkpoint sync: {exc}", file=sys.stderr)
         return 1

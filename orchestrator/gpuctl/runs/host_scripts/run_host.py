@@ -52,9 +52,17 @@ SYNC_META = ".gpuctl-sync.json"
 START_WAIT_S = 10.0
 POLL_S = 0.2
 HEARTBEAT_S = 5.0
-SYNC_EVERY_S = 30.0  # checkpoint syncer: how often it looks for new checkpoints
+SYNC_EVERY_S = 5.0  # checkpoint syncer: how often it looks for finished checkpoints (a dir walk)
 SYNC_PULL_S = 3600.0  # fetching the newest checkpoint before the command (tens of GB)
-SYNC_FLUSH_S = 900.0  # the last upload after the command ends
+SYNC_FLUSH_S = 900.0  # the last upload after the command ends by itself, is cancelled or times out
+# A stop signal is a spot VM's preemption notice (or a host shutdown): Compute Engine powers a
+# Spot VM off 30 s after the ACPI G2 soft off that starts the guest's shutdown (compute.v1.json,
+# Scheduling.skipGuestOsShutdown: "30 seconds for Spot VMs"; the preemption process in
+# https://cloud.google.com/compute/docs/instances/spot). From the SIGTERM, the command's last
+# save and its upload get NOTICE_FLUSH_S, leaving the rest for the shutdown itself.
+NOTICE_FLUSH_S = 20.0
+NOTICE_POLL_S = 0.5  # during the notice, how often the syncer looks for the last checkpoint
+SYNC_OUT_OF_TIME = 3  # checkpoint_sync.py's exit status when its --budget ran out
 CHUNK = 256 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM",
@@ -615,7 +623,12 @@ class Supervisor:
         with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
             self.meta = json.load(f)
         self.stop_requested = None  # the signal that asked us to stop
+        self.stopped_at = None  # time.monotonic() of the first such signal
         self.proc = None
+        self.sync = None  # the run's checkpoint_sync settings, once its command runs
+        self.syncer = None  # the periodic push, while the command runs
+        self.flusher = None  # the last push: bounded by the notice after a stop signal
+        self.flush_log_at = 0  # where the last push's lines start in checkpoint-sync.log
 
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
@@ -626,6 +639,8 @@ class Supervisor:
         return os.path.join(jobs, self.meta["name"] + ".pid") if jobs else None
 
     def _signalled(self, signum, frame) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
         self.stop_requested = signum
 
     def _publish_pid(self, pid: int) -> None:
@@ -662,6 +677,8 @@ class Supervisor:
                 reason = "timeout"
                 write_atomic(self.path("timed_out"), "1\n")
             if reason:
+                if reason == "stopped" and self.sync and proc is self.proc and self.flusher is None:
+                    self._start_notice_flush(pid=proc.pid)  # uploads while the command saves
                 terminate_tree(proc.pid, grace)
                 return proc.wait()
 
@@ -684,41 +701,102 @@ class Supervisor:
         os.write(log_fd, f"[gpuctl] checkpoints: {text}\n".encode())
 
     def _start_syncer(self, sync, pid: int):
+        return self._sync_process(self._sync_argv(sync, "push") + ["--every", str(SYNC_EVERY_S),
+                                                                  "--while-pid", str(pid)])
+
+    def _sync_process(self, argv):
         log = open(self.path("checkpoint-sync.log"), "ab")
         try:
-            return subprocess.Popen(self._sync_argv(sync, "push") + ["--every", str(SYNC_EVERY_S),
-                                                                     "--while-pid", str(pid)],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
         except OSError:
             return None
         finally:
             log.close()
 
-    def _finish_syncer(self, sync, syncer, log_fd, clean: bool) -> None:
+    def _start_notice_flush(self, pid=None, last=()) -> None:
+        """A stop signal: the periodic push makes way for one bounded by the notice. While the
+        command saves and exits (pid), each checkpoint it finishes goes up at once; once it has
+        exited, every finished one, newest first, until NOTICE_FLUSH_S after the signal.
+        Without pid the command has already ended; `last` says how it ended."""
+        stop_process(self.syncer)
+        budget = max(1.0, self.stopped_at + NOTICE_FLUSH_S - time.monotonic())
+        argv = self._sync_argv(self.sync, "push") + ["--final", "--budget", f"{budget:.1f}"]
+        argv += ["--while-pid", str(pid), "--every", str(NOTICE_POLL_S)] if pid else list(last)
+        self.flush_log_at = self._sync_log_size()
+        self.flusher = self._sync_process(argv)
+
+    def _sync_log_size(self) -> int:
+        try:
+            return os.path.getsize(self.path("checkpoint-sync.log"))
+        except OSError:
+            return 0
+
+    def _await_sync(self, proc, limit_s: float, until_stop: bool) -> bool:
+        """Wait for a sync process, killing it after limit_s. With until_stop, False as soon as a
+        stop signal arrives (the process is left running for the caller)."""
+        end = time.monotonic() + limit_s
+        while proc is not None and proc.poll() is None:
+            if until_stop and self.stop_requested is not None:
+                return False
+            if time.monotonic() > end:
+                stop_process(proc)
+            time.sleep(POLL_S)
+        return True
+
+    def _finish_syncer(self, log_fd, clean: bool) -> None:
         """The last upload, before the exit code says the run is over (so a finished run's
         checkpoints are in the bucket). A command that exited 0 by itself finished writing:
         all of it goes up now. Any other end (cancelled, timed out, killed, crashed) may have
-        cut a checkpoint in the middle: the syncer's settle time leaves a fresh one out."""
+        cut a checkpoint in the middle: only what its writer marked finished, or what had not
+        changed for the settle time when it ended, goes up. After a stop signal the last upload
+        is the notice's, bounded by NOTICE_FLUSH_S; a signal during a long one cuts it to that."""
         killed = not clean or self.stop_requested is not None or any(
             os.path.exists(self.path(name)) for name in ("timed_out", "cancelled"))
         ended = time.time()  # what was fresh when the command died is judged from here, not later
-        if syncer is not None:
-            try:
-                syncer.wait(timeout=SYNC_FLUSH_S)  # its loop ends with the command
-            except subprocess.TimeoutExpired:
-                syncer.kill()
-        argv = self._sync_argv(sync, "push") + (["--ended-at", str(ended)] if killed else ["--settle", "0"])
-        log = open(self.path("checkpoint-sync.log"), "ab")
+        last = ["--ended-at", str(ended)] if killed else ["--settle", "0"]
+        if self.flusher is None and self._await_sync(self.syncer, SYNC_FLUSH_S, until_stop=True):
+            self.flush_log_at = self._sync_log_size()
+            self.flusher = self._sync_process(self._sync_argv(self.sync, "push")
+                                              + ["--final", "--budget", str(SYNC_FLUSH_S)] + last)
+            if not self._await_sync(self.flusher, SYNC_FLUSH_S + 30, until_stop=True):
+                stop_process(self.flusher)
+                self._start_notice_flush(last=last)  # a notice came: again, bounded by it
+        elif self.flusher is None:
+            self._start_notice_flush(last=last)
+        limit = SYNC_FLUSH_S + 30 if self.stopped_at is None else \
+            max(0.0, self.stopped_at + NOTICE_FLUSH_S + 2 - time.monotonic())
+        self._await_sync(self.flusher, limit, until_stop=False)
+        self._report_flush(log_fd)
+
+    def _report_flush(self, log_fd) -> None:
+        """One line in the run's log: what the last upload took, left for lack of time, or left
+        out as unfinished; or that it failed."""
+        code = None if self.flusher is None else self.flusher.returncode
+        summary = {}
         try:
-            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                  timeout=SYNC_FLUSH_S).returncode
-        except (OSError, subprocess.TimeoutExpired) as e:
-            code = str(e)
-        finally:
-            log.close()
-        if code != 0:
-            os.write(log_fd, f"[gpuctl] checkpoints: the last upload failed ({code}); "
-                             "see checkpoint-sync.log\n".encode())
+            with open(self.path("checkpoint-sync.log"), "rb") as f:
+                f.seek(self.flush_log_at)
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            if line.startswith("{") and '"incomplete"' in line:
+                try:
+                    summary = json.loads(line)
+                except ValueError:
+                    pass
+        parts = []
+        if summary.get("pushed"):
+            parts.append("uploaded " + ", ".join(summary["pushed"]))
+        if summary.get("left"):
+            parts.append("no time left for " + ", ".join(summary["left"]) + " (newest first; the next "
+                         "host resumes from the newest complete one)")
+        if summary.get("incomplete"):
+            parts.append("not finished, not uploaded: " + ", ".join(summary["incomplete"]))
+        if code not in (0, SYNC_OUT_OF_TIME) or not summary:
+            parts.append(f"the last upload failed ({code}); see checkpoint-sync.log")
+        if parts:
+            os.write(log_fd, ("[gpuctl] checkpoints: " + "; ".join(parts) + "\n").encode())
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -748,10 +826,11 @@ class Supervisor:
                 if sync:
                     self._pull_checkpoint(sync, log_fd)
                 proc = self._spawn(self.meta["argv"], env, cwd, log_fd)
-                syncer = self._start_syncer(sync, proc.pid) if sync and proc else None
+                if sync and proc:
+                    self.sync, self.syncer = sync, self._start_syncer(sync, proc.pid)
                 code = 127 if proc is None else exit_status(self._wait(proc, deadline))
                 if sync and proc:
-                    self._finish_syncer(sync, syncer, log_fd, clean=code == 0)
+                    self._finish_syncer(log_fd, clean=code == 0)
             elif self.stop_requested is not None:
                 code = 128 + self.stop_requested
         finally:
@@ -763,6 +842,13 @@ class Supervisor:
                 except OSError:
                     pass
         return 0
+
+
+def stop_process(proc) -> None:
+    """Kill a child of ours (a sync process) and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def exit_status(returncode: int) -> int:
