@@ -162,7 +162,20 @@ BROKEN = {
     "boot-disk-size": valid_spec(boot_disk_gb=5),
     "daily-stop-clock": valid_spec(daily_stop=DailyStop(24, 0, "UTC")),
     "daily-stop-tz": valid_spec(daily_stop=DailyStop(6, 0, "Mars/Olympus_Mons")),
+    "checkpoint-bucket": valid_spec(checkpoint_bucket="goog-ckpt"),
 }
+# The VM identity rules judge a grant, not a spec (gpu_vm.py asks them before any resource).
+IDENTITY_BROKEN = {
+    "vm-scope": (["https://www.googleapis.com/auth/cloud-platform"], rules.CHECKPOINT_ROLE, "b-1"),
+    "vm-role": ([rules.CHECKPOINT_SCOPE], "roles/storage.admin", "b-1"),
+    "vm-role-scope": ([rules.CHECKPOINT_SCOPE], rules.CHECKPOINT_ROLE, None),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(IDENTITY_BROKEN))
+def test_breaking_one_identity_rule_yields_exactly_that_violation(rule):
+    found = rules.service_account_violations(*IDENTITY_BROKEN[rule])
+    assert [v.rule for v in found] == [rule] and found[0].message and found[0].hint
 
 
 @pytest.mark.parametrize("rule", sorted(BROKEN))
@@ -190,7 +203,7 @@ def test_every_rule_id_in_rules_py_is_exercised():
     source = inspect.getsource(rules)
     ids = set(re.findall(r'Violation\(\s*"([a-z-]+)"', source))
     ids |= set(re.findall(r'single_address_violations\([^,]+,\s*"([a-z-]+)"', source))
-    assert ids - {"metadata-secret"} == set(BROKEN)
+    assert ids - {"metadata-secret"} == set(BROKEN) | set(IDENTITY_BROKEN)
 
 
 @pytest.mark.parametrize("spec, words", [
