@@ -211,6 +211,24 @@ def test_dry_run_prints_a_plan_with_pinned_images_fit_and_cost(offline):
     assert all(d["kind"] != "Secret" for d in docs)  # the generated Secrets are never in a plan
 
 
+def test_gs_sources_name_the_read_grant_each_bucket_needs(offline):
+    result = offline.invoke(cli, ["webui", "up", "--model", "gs://team-models/llama-8b",
+                                  "--params", "8B", "--adapter", "a=gs://team-ckpt/run1/ckpt-200",
+                                  "--adapter", "b=gs://team-ckpt/run2/ckpt-300", "--dry-run",
+                                  "--json"])
+    assert result.exit_code == 0, result.output
+    grants = json.loads(result.stdout)["bucket_grants"]
+    assert [g["bucket"] for g in grants] == ["team-ckpt", "team-models"]  # one per bucket
+    assert {g["role"] for g in grants} == {"roles/storage.objectViewer"}  # read, never write
+    assert all(g["command"].endswith("subject/ns/gpuctl/sa/gpuctl-webui-model") for g in grants)
+    hub = offline.invoke(cli, ["webui", "up", "--dry-run", "--json"])
+    assert json.loads(hub.stdout)["bucket_grants"] == []  # a Hub model reads no bucket
+    text = offline.invoke(cli, ["webui", "up", "--model", "gs://team-models/llama-8b",
+                                "--params", "8B", "--dry-run"]).stdout
+    assert "storage: the model server reads Cloud Storage as" in text
+    assert "gcloud storage buckets add-iam-policy-binding gs://team-models" in text
+
+
 def test_dry_run_refuses_8b_on_a_t4_with_the_reason(offline):
     result = offline.invoke(cli, ["webui", "up", "--model", "meta-llama/Llama-3.1-8B-Instruct",
                                   "--gpu", "nvidia-tesla-t4", "--dry-run"])

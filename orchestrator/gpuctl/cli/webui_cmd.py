@@ -308,6 +308,12 @@ def _print_plan(plan: dict) -> None:
     echo("  secrets: made on the first `up`, never shown in plans:")
     for secret in plan["secrets"]:
         echo(f"           - {secret}")
+    if plan["bucket_grants"]:
+        echo(f"  storage: the model server reads Cloud Storage as the Kubernetes service account "
+             f"{plan['bucket_grants'][0]['account']} (Workload Identity); each bucket must grant "
+             "it read access once:")
+        for grant in plan["bucket_grants"]:
+            echo(f"           {grant['command']}")
 
 
 def _progress(quiet: bool):

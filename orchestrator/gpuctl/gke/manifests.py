@@ -206,16 +206,13 @@ def mount_checkpoints(job: dict, location) -> None:
 
 
 def checkpoint_grant_note(location, namespace: str) -> str:
-    """What the bucket must grant the pods (Workload Identity principal of CHECKPOINT_ACCOUNT):
-    https://cloud.google.com/kubernetes-engine/docs/how-to/cloud-storage-fuse-csi-driver-setup
-    ("Configure access to Cloud Storage buckets")."""
+    """What the bucket must grant the pods (see gke/bucket_access.py)."""
+    from .bucket_access import READ_WRITE, grant_command
+
     return (f"checkpoints: the pods mount {location.url} as {CHECKPOINT_MOUNT} "
             f"($GPUCTL_CHECKPOINT_DIR) and run as the Kubernetes service account "
-            f"{CHECKPOINT_ACCOUNT}; the bucket must grant it roles/storage.objectUser: "
-            f"gcloud storage buckets add-iam-policy-binding gs://{location.bucket} "
-            f"--role=roles/storage.objectUser --member=principal://iam.googleapis.com/projects/"
-            f"PROJECT_NUMBER/locations/global/workloadIdentityPools/PROJECT_ID.svc.id.goog/"
-            f"subject/ns/{namespace}/sa/{CHECKPOINT_ACCOUNT}")
+            f"{CHECKPOINT_ACCOUNT}; the bucket must grant it {READ_WRITE}: "
+            + grant_command(location.bucket, namespace, CHECKPOINT_ACCOUNT, READ_WRITE))
 
 
 def job_manifests_from_data(data: object, *, namespace: str, owner: str,

@@ -67,12 +67,11 @@ def params_text(params: float) -> str:
 def params_from_name(model: str) -> float | None:
     """The parameter count a model's name states, or None. For a path (an HF id's `org/name`,
     a gs:// location), the last part that states one; one part stating two different sizes is
-    ambiguous (None)."""
+    ambiguous (None). A size no model has (0, over MAX_PARAMS: `0T`, a version) is no size."""
     for part in reversed([p for p in re.split(r"[/]", model) if p]):
-        sizes = {_size(m) for m in _SIZE.finditer(part)}
+        sizes = {v for v in (_size(m) for m in _SIZE.finditer(part)) if 0 < v <= MAX_PARAMS}
         if len(sizes) == 1:
-            value = sizes.pop()
-            return value if 0 < value <= MAX_PARAMS else None
+            return sizes.pop()
         if len(sizes) > 1:
             return None
     return None

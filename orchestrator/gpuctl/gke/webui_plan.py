@@ -75,4 +75,17 @@ def plan_webui(settings: WebuiSettings, prices: PriceBook, region: str) -> dict:
             "LoadBalancer or NodePort; NetworkPolicy admits only the UI to the model server",
         ],
         "secrets": generated_secrets(),
+        "bucket_grants": bucket_grants(settings),
     }
+
+
+def bucket_grants(settings: WebuiSettings) -> list[dict]:
+    """The read grant each gs:// source (base model, adapters) needs for the model server's
+    Kubernetes service account, one per bucket (see gke/bucket_access.py)."""
+    from ..validation import gcs_url
+    from .bucket_access import READ, grant_command
+
+    sources = [settings.model] + [location for _, location in settings.adapters]
+    buckets = sorted({gcs_url(s)[0] for s in sources if s.startswith("gs://")})
+    return [{"bucket": b, "role": READ, "account": MODEL,
+             "command": grant_command(b, settings.namespace, MODEL, READ)} for b in buckets]
