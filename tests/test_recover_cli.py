@@ -34,7 +34,8 @@ def test_the_dry_run_prints_the_group_the_uploads_and_the_worst_case(job):
     assert plan["region"] == "us-central1" and all(z.startswith("us-central1-") for z in plan["zones"])
     assert len(plan["zones"]) > 1  # the group may use any of them
     assert {r["type"] for r in plan["resources"]} == {"compute.Firewall", "compute.InstanceTemplate",
-                                                      "compute.RegionInstanceGroupManager"}
+                                                      "compute.RegionInstanceGroupManager",
+                                                      "serviceaccount.Account", "storage.BucketIAMMember"}
     assert plan["checkpoints"] == "gs://alice-ckpts/runs/llama"
     assert plan["uploads"][0] == "gs://alice-ckpts/runs/llama/.gpuctl/recover.json"
     cost = plan["cost"]
@@ -60,7 +61,6 @@ def test_the_human_plan_says_the_worst_case_and_warns_when_preemptions_would_not
     ("name: llama\ncommand: [python, train.py]\n", ("--dry-run",), "needs `checkpoints:`"),
     ("name: llama\ncommand: [python, train.py]\ncheckpoints: gs://alice-ckpts/runs\n"
      "secrets: {HF_TOKEN: 'env:HF_TOKEN'}\n", ("--dry-run",), "cannot carry secrets"),
-    ("name: llama\ncommand: [python, train.py]\ncheckpoints: gs://alice-ckpts/runs\n", (), "only plans"),
     ("name: llama\ncommand: [python, train.py]\ncheckpoints: gs://alice-ckpts/runs\n",
      ("--dry-run", "--gke"), "--recover is for VMs"),
 ])
@@ -71,3 +71,22 @@ def test_refusals_are_one_line_with_a_hint(job, spec_text, extra, words, monkeyp
     assert done.exit_code != 0
     assert words in done.output and "hint" in done.output.lower()
     assert "hf_not_read" not in done.output
+
+
+def test_a_budget_is_read_as_money_the_way_up_reads_it(job):
+    done = invoke("llama", str(job), "--recover", "--dry-run", "--profile", "a100-spot", "--budget", "$20", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["cost"]["worst_case_usd"] == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--budget", "abc"), "is not an amount of money"),
+    (("--budget", "0"), "must be more than zero"),
+    (("--ttl", "zz"), "is not a duration"),
+    (("--budget", "5", "--region", "mars-1"), "no GPU data for region mars-1"),
+    (("--budget", "5", "--validate"), "--validate applies to GKE jobs"),
+])
+def test_bad_values_are_one_line_never_a_traceback(job, extra, words):
+    done = CliRunner().invoke(cli, ["run", "llama", str(job), "--recover", "--profile", "a100-spot", *extra])
+    assert done.exit_code != 0 and words in done.output
+    assert "Traceback" not in done.output and done.output.count("\n") <= 2

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from google.cloud import compute_v1
 
+from gpuctl.adapters.storage import StorageApi
 from gpuctl.jobspec import JobSpec
 from gpuctl.recovery.bundle import build_bundle, upload_bundle
 from tests.hosts.host import ThrowawayHost
@@ -129,7 +130,7 @@ def cloud(gcs_emulator, tmp_path):
     (workdir / "train.py").write_text(TRAINER)
     spec = JobSpec(name=RUN, command=["python3", "train.py", str(TOTAL), str(EVERY)], checkpoints=FOLDER)
     bundle = build_bundle(spec, RUN, FOLDER, workdir, user="gpuctl")
-    upload_bundle(bundle, storage)
+    upload_bundle(bundle, StorageApi("gpuctl-test", endpoint=gcs_emulator.endpoint))
     with ComputeStandIn() as compute:
         templates = compute.client(compute_v1.InstanceTemplatesClient)
         migs = compute.client(compute_v1.RegionInstanceGroupManagersClient)

@@ -14,6 +14,7 @@ from gpuctl_infra.errors import RuleViolation
 from gpuctl_infra.mock_run import run_under_mocks
 from gpuctl_infra.recovering_vm import RecoveringVm, RecoverSpec
 from tests.standins.compute import compute_standin  # noqa: F401 (fixture)
+from tests.test_vm_checkpoint_access_live import iam  # noqa: F401 (fixture)
 
 # The hard cap: an absolute time GCE requires to be in the future (the stand-in checks it).
 CAP = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:00Z")
@@ -26,7 +27,7 @@ def spec(**changes) -> RecoverSpec:
         machine_type="g2-standard-8", image="projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts",
         boot_disk_gb=100, boot_disk_type="pd-ssd", termination_time=CAP,
         bootstrap_url=f"{BUCKET_RUN}/bootstrap.py", recover_url=f"{BUCKET_RUN}/recover.json",
-        service_account_email="gpuctl-alice-llama@gpuctl-test.iam.gserviceaccount.com", local_ssd_count=1,
+        checkpoint_bucket="alice-ckpts", local_ssd_count=1,
         ssh_source_cidr="198.51.100.7/32", ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE test",
         labels={"gpuctl-managed": "true", "gpuctl-name": "alice-llama"}, project="gpuctl-test")
     base.update(changes)
@@ -41,7 +42,11 @@ def planned(s: RecoverSpec) -> dict[str, dict]:
 def test_the_plan_is_a_template_and_a_regional_group_of_one_that_repairs_across_zones():
     got = planned(spec())
     assert set(got) == {"vm.RecoveringVm", "compute.Firewall", "compute.InstanceTemplate",
-                        "compute.RegionInstanceGroupManager"}
+                        "compute.RegionInstanceGroupManager", "serviceaccount.Account", "storage.BucketIAMMember"}
+    # The run's own identity, shared with `up --checkpoints`: one account, one role on one bucket.
+    assert got["serviceaccount.Account"]["accountId"] == "gpuctl-alice-llama"
+    assert got["storage.BucketIAMMember"]["bucket"] == "alice-ckpts"
+    assert got["storage.BucketIAMMember"]["role"] == "roles/storage.objectUser"
     mig = got["compute.RegionInstanceGroupManager"]
     assert mig["targetSize"] == 1 and mig["distributionPolicyTargetShape"] == "ANY"
     assert mig["distributionPolicyZones"] == ["us-central1-a", "us-central1-b", "us-central1-c"]
@@ -65,7 +70,7 @@ def test_the_plan_is_a_template_and_a_regional_group_of_one_that_repairs_across_
     ({"zones": ("us-central1-a", "europe-west4-a")}, "zone europe-west4-a is not in region us-central1"),
     ({"zones": ()}, "no zone to run in"),
     ({"recover_url": "https://example.com/recover.json"}, "is not a gs:// address"),
-    ({"service_account_email": ""}, "needs a service account"),
+    ({"checkpoint_bucket": ""}, "needs a service account on its checkpoint bucket"),
     ({"ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}, "something other than a public key"),
 ])
 def test_a_bad_spec_is_refused_before_anything_is_planned(changes, words):
@@ -77,14 +82,16 @@ def test_a_bad_spec_is_refused_before_anything_is_planned(changes, words):
 # --- the real engine ------------------------------------------------------------------------
 
 @pytest.fixture
-def engine(real_engine_env, compute_standin, monkeypatch):
+def engine(real_engine_env, compute_standin, iam, gcs_emulator, monkeypatch):
     from gpuctl.adapters.pulumi_engine import AutomationEngine
 
     monkeypatch.setenv("GPUCTL_COMPUTE_ENDPOINT", compute_standin.endpoint)
+    gcs_emulator.client().create_bucket("alice-ckpts")
     return AutomationEngine("gpuctl-recover-test")
 
 
-def test_the_engine_applies_the_group_and_google_not_gpuctl_replaces_the_preempted_vm(engine, compute_standin):
+def test_the_engine_applies_the_group_and_google_not_gpuctl_replaces_the_preempted_vm(engine, compute_standin, iam,
+                                                                                     gcs_emulator):
     s = spec()
     outputs = engine.up(s.name, lambda: RecoveringVm(s), {"gcp:project": "gpuctl-test"})
     assert outputs == {}  # nothing exported: gpuctl reads the group from the API
@@ -112,6 +119,13 @@ def test_the_engine_applies_the_group_and_google_not_gpuctl_replaces_the_preempt
     assert len(standin.requests) == calls_before  # nobody asked over the API
     assert standin.instance(vm_name)["zone"].endswith("/us-central1-b")
 
+    # The VM's identity: its own account, objectUser on the one bucket (as `up --checkpoints`).
+    (account,) = iam.accounts.values()
+    assert account["email"] == "gpuctl-alice-llama@gpuctl-test.iam.gserviceaccount.com"
+    policy = gcs_emulator.contract.iam.policies["alice-ckpts"]
+    assert policy["roles/storage.objectUser"] == [f"serviceAccount:{account['email']}"]
+
     engine.destroy(s.name)
+    assert iam.accounts == {} and "roles/storage.objectUser" not in gcs_emulator.contract.iam.policies["alice-ckpts"]
     assert standin.migs() == [] and standin.instances() == [] and standin.instance_templates() == []
     assert standin.firewalls() == [] and standin.contract_violations == []

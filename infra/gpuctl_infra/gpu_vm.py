@@ -146,7 +146,8 @@ class GpuVm(pulumi.ComponentResource):
 
         self.account, self.bucket_access = (None, None)
         if spec.checkpoint_bucket:
-            self.account, self.bucket_access = checkpoint_identity(spec, child, provider_args)
+            self.account, self.bucket_access = checkpoint_identity(
+                spec.name, spec.service_account_id, spec.checkpoint_bucket, spec.labels, child, provider_args)
             instance_args["service_account"] = {"email": self.account.email,
                                                 "scopes": [CHECKPOINT_SCOPE]}
 
@@ -221,29 +222,32 @@ def cloud_nat(spec: VmSpec, child: pulumi.ResourceOptions,
     return router, nat
 
 
-def checkpoint_identity(spec: VmSpec, child: pulumi.ResourceOptions, provider_args: dict
+def checkpoint_identity(name: str, account_id: str, bucket: str, labels: dict[str, str],
+                        child: pulumi.ResourceOptions, provider_args: dict
                         ) -> tuple[gcp.serviceaccount.Account, gcp.storage.BucketIAMMember]:
-    """The VM's own service account and its one grant: CHECKPOINT_ROLE on the checkpoint bucket.
+    """A VM's own service account (`account_id`) and its one grant: CHECKPOINT_ROLE on `bucket`
+    alone. Shared by the plain VM (GpuVm) and the recovering VM's template (RecoveringVm); the
+    VM's token carries CHECKPOINT_SCOPE only (the caller sets it on the instance or template).
 
     BucketIAMMember is non-authoritative: it adds this one member to the bucket's policy and
     keeps every other binding (pulumi-gcp's gcp.storage.BucketIAMMember reference), so a user's
     own bucket keeps its policy, and `down` removes exactly this member again. Service accounts
     take no labels (iam.v1.json, ServiceAccount has none), so gpuctl's labels go in its
     description, as for firewall rules."""
-    problems = rules.service_account_violations([CHECKPOINT_SCOPE], CHECKPOINT_ROLE, spec.checkpoint_bucket)
+    problems = rules.service_account_violations([CHECKPOINT_SCOPE], CHECKPOINT_ROLE, bucket)
     if problems:
         rules.check_failed(problems)
     account = gcp.serviceaccount.Account(
-        f"{spec.name}-sa",
-        account_id=spec.service_account_id,
-        display_name=f"gpuctl VM {spec.name} (checkpoints)"[:100],
-        description=labels_as_description(spec.labels),
+        f"{name}-sa",
+        account_id=account_id,
+        display_name=f"gpuctl VM {name} (checkpoints)"[:100],
+        description=labels_as_description(labels),
         opts=child,
         **provider_args,
     )
     grant = gcp.storage.BucketIAMMember(
-        f"{spec.name}-ckpt",
-        bucket=spec.checkpoint_bucket,
+        f"{name}-ckpt",
+        bucket=bucket,
         role=CHECKPOINT_ROLE,
         member=account.email.apply(lambda email: f"serviceAccount:{email}"),
         opts=child,

@@ -3,8 +3,11 @@
 Resources, all children of one RecoveringVm component, named from the spec's name:
   <name>-ssh   firewall rule: tcp/22 from the caller's one address, to this run's tag (for
                `gpuctl logs` / `jobs` while the laptop is open; recovery needs no SSH)
-  <name>-tpl   instance template: the spot VM (machine, GPUs, local NVMe, boot disk), its
-               service account (Cloud Storage only), its hard cap (scheduling.terminationTime,
+  <name>-sa    the run's own service account (gpuctl-<name>), and
+  <name>-ckpt  its one role (roles/storage.objectUser) on the checkpoint bucket alone: the same
+               identity as `gpuctl up --checkpoints` (gpu_vm.checkpoint_identity)
+  <name>-tpl   instance template: the spot VM (machine, GPUs, local NVMe, boot disk), that
+               service account with the devstorage.read_write scope only, its hard cap (scheduling.terminationTime,
                the same absolute time for every replacement), and in metadata only two gs://
                addresses: `startup-script-url` (the bootstrap, bootstrap.py) and `gpuctl-recover`
                (the run spec). No code and no secret is in metadata.
@@ -33,11 +36,10 @@ import pulumi_gcp as gcp
 
 from . import rules
 from .catalog import MACHINES
+from .gpu_vm import checkpoint_identity, labels_as_description
+from .spec import CHECKPOINT_SCOPE, account_id_for
 
 COMPONENT_TYPE = "gpuctl:vm:RecoveringVm"
-# The one scope the VM's token carries: "read-write: allows access to read and change data, but
-# not metadata like IAM policies" (https://cloud.google.com/storage/docs/oauth-scopes).
-STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 RECOVER_KEY = "gpuctl-recover"  # metadata key: gs:// address of the run spec
 STARTUP_URL_KEY = "startup-script-url"  # Google's guest environment fetches and runs it on boot
 SCRATCH_GB = 375  # one local SSD partition (GCP_FACTS.md, machine shapes)
@@ -55,7 +57,7 @@ class RecoverSpec:
     termination_time: str  # RFC 3339: the hard cap, the same for every replacement
     bootstrap_url: str  # gs://BUCKET/PREFIX/RUN/.gpuctl/bootstrap.py
     recover_url: str  # gs://BUCKET/PREFIX/RUN/.gpuctl/recover.json
-    service_account_email: str  # the VM's own identity, storage access on one bucket only
+    checkpoint_bucket: str  # the run's own account may read and write objects here only
     accelerator_type: str | None = None
     accelerator_count: int = 0
     local_ssd_count: int = 0
@@ -65,10 +67,6 @@ class RecoverSpec:
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "default"
     project: str | None = None
-
-
-def labels_as_description(labels: dict[str, str]) -> str:
-    return "gpuctl " + " ".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 def violations(spec: RecoverSpec) -> list[rules.Violation]:
@@ -86,8 +84,8 @@ def violations(spec: RecoverSpec) -> list[rules.Violation]:
         if not url.startswith("gs://"):
             out.append(rules.Violation("recover-url", f"{url!r} is not a gs:// address",
                                        "recovery reads its spec and bootstrap from the checkpoint bucket"))
-    if not spec.service_account_email:
-        out.append(rules.Violation("identity", "a recovering VM needs a service account",
+    if not spec.checkpoint_bucket:
+        out.append(rules.Violation("identity", "a recovering VM needs a service account on its checkpoint bucket",
                                    "it reads its code and checkpoints from Cloud Storage with no laptop"))
     return out
 
@@ -123,6 +121,8 @@ class RecoveringVm(pulumi.ComponentResource):
     template: gcp.compute.InstanceTemplate
     group: gcp.compute.RegionInstanceGroupManager
     firewall: gcp.compute.Firewall
+    account: gcp.serviceaccount.Account
+    bucket_access: gcp.storage.BucketIAMMember
 
     def __init__(self, spec: RecoverSpec, opts: pulumi.ResourceOptions | None = None):
         metadata = template_metadata(spec)
@@ -149,6 +149,8 @@ class RecoveringVm(pulumi.ComponentResource):
         network_interface: dict = {"network": spec.network, "access_configs": [{}]}
         if machine.needs_gvnic:
             network_interface["nic_type"] = "GVNIC"
+        self.account, self.bucket_access = checkpoint_identity(
+            spec.name, account_id_for(spec.name), spec.checkpoint_bucket, spec.labels, child, provider_args)
         template_args: dict = {}
         if spec.accelerator_type:
             template_args["guest_accelerators"] = [{"type": spec.accelerator_type,
@@ -156,9 +158,11 @@ class RecoveringVm(pulumi.ComponentResource):
         self.template = gcp.compute.InstanceTemplate(
             f"{spec.name}-tpl", name=f"{spec.name}-tpl", machine_type=spec.machine_type, disks=disks,
             network_interfaces=[network_interface], scheduling=template_scheduling(spec),
-            metadata=metadata, labels=dict(spec.labels), tags=[tag],
-            service_account={"email": spec.service_account_email, "scopes": [STORAGE_SCOPE]},
-            opts=child, **template_args, **provider_args)
+            metadata=metadata, labels=dict(spec.labels), tags=[tag], description=labels_as_description(spec.labels),
+            service_account={"email": self.account.email, "scopes": [CHECKPOINT_SCOPE]},
+            # Every VM the group makes boots with its bucket access in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access]),
+            **template_args, **provider_args)
 
         self.group = gcp.compute.RegionInstanceGroupManager(
             spec.name, name=spec.name, region=spec.region, base_instance_name=spec.name,

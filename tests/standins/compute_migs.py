@@ -39,6 +39,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from google.cloud import compute_v1
+
+from tests.standins import compute_base
 from tests.standins.compute_base import BaseMixin, Req, public
 from tests.standins.compute_catalog import ZONES, numeric_id
 from tests.standins.compute_errors import ApiError, already_exists, http_error, in_use, invalid, not_found
@@ -47,6 +50,7 @@ from tests.standins.compute_instance_rules import check_labels
 _R, _N = r"regions/(?P<region>[^/]+)", r"(?P<name>[^/]+)"
 MIG_ROUTES = [
     ("POST", "global/instanceTemplates", "instanceTemplates.insert"),
+    ("GET", "global/instanceTemplates", "instanceTemplates.list"),
     ("GET", f"global/instanceTemplates/{_N}", "instanceTemplates.get"),
     ("DELETE", f"global/instanceTemplates/{_N}", "instanceTemplates.delete"),
     ("POST", f"{_R}/instanceGroupManagers", "regionInstanceGroupManagers.insert"),
@@ -55,8 +59,18 @@ MIG_ROUTES = [
     ("POST", f"{_R}/instanceGroupManagers/{_N}/resize", "regionInstanceGroupManagers.resize"),
     ("POST", f"{_R}/instanceGroupManagers/{_N}/listManagedInstances",
      "regionInstanceGroupManagers.listManagedInstances"),
+    ("GET", "aggregated/instanceGroupManagers", "instanceGroupManagers.aggregatedList"),
 ]
-SPOT_NOTICE_S = 30  # Scheduling.skipGuestOsShutdown: "30 seconds for Spot VMs" between G2 and G3
+SPOT_NOTICE_S = 30
+# Who a group's own inserts and deletes are recorded as: the Google APIs service agent
+# (https://cloud.google.com/compute/docs/access/service-accounts#google_apis_service_agent; the
+# exact `user` of a MIG's operations is unverified here).
+MIG_AGENT = "123456789012@cloudservices.gserviceaccount.com"
+# List filters on templates and groups name these resources' own fields, as for the others.
+compute_base._KNOWN_FIELDS.update({
+    kind: {f.json_name for f in message.pb().DESCRIPTOR.fields}
+    for kind, message in {"instanceTemplate": compute_v1.InstanceTemplate,
+                          "instanceGroupManager": compute_v1.InstanceGroupManager}.items()})  # Scheduling.skipGuestOsShutdown: "30 seconds for Spot VMs" between G2 and G3
 
 
 def _name_of(value: str | None) -> str:
@@ -112,6 +126,10 @@ class MigsMixin(BaseMixin):
 
     def _h_instanceTemplates_get(self, req: Req) -> dict:
         return public(self._template(req.project, req.params["name"]))
+
+    def _h_instanceTemplates_list(self, req: Req) -> dict:
+        docs = [public(d) for (p, _), d in sorted(self._templates.items()) if p == req.project]
+        return self.page(req, docs, "instanceTemplate", "compute#instanceTemplateList", "global/instanceTemplates")
 
     def _h_instanceTemplates_delete(self, req: Req) -> dict:
         doc = self._template(req.project, req.params["name"])
@@ -189,6 +207,14 @@ class MigsMixin(BaseMixin):
         doc["status"] = {"isStable": actions["none"] == len(state["members"]) == doc["targetSize"]}
         return doc
 
+    def _h_instanceGroupManagers_aggregatedList(self, req: Req) -> dict:
+        """Regional groups under "regions/R" (this stand-in makes no zonal groups)."""
+        regions = sorted(set(ZONES.values()))
+        scoped = {f"regions/{r}": [self._mig_view(s) for (p, region, _), s in sorted(self._migs.items())
+                                   if p == req.project and region == r] for r in regions}
+        return self.aggregated(req, scoped, "instanceGroupManager", "instanceGroupManagers",
+                               "compute#instanceGroupManagerAggregatedList", "instanceGroupManagers")
+
     def _h_regionInstanceGroupManagers_get(self, req: Req) -> dict:
         return self._mig_view(self._mig(req))
 
@@ -226,10 +252,12 @@ class MigsMixin(BaseMixin):
         state = self._mig(req)
         key = (req.project, req.params["region"], req.params["name"])
 
-        def gone() -> None:  # the group's VMs go with it
+        def gone() -> None:  # the group's VMs go with it, each by a delete the group makes
             for vm_name, member in state["members"].items():
                 vm = self._vms.get((key[0], member["zone"], vm_name))
                 if vm is not None:
+                    self.operation(vm.project, f"zones/{vm.zone}", "delete", vm.doc["selfLink"], vm.doc["id"],
+                                   polls=0, user=MIG_AGENT)
                     self.remove_vm(vm)
             self._migs.pop(key, None)
 

@@ -46,8 +46,34 @@ class InstanceView:
 
 
 @dataclass(frozen=True)
+class ManagedVm:
+    """One VM of a managed instance group, as regionInstanceGroupManagers.listManagedInstances
+    reports it (compute.v1.json, ManagedInstance): its name, its zone (from `instance`, the URL
+    it has or will have), `instanceStatus` (empty while it does not exist) and `currentAction`
+    (NONE, CREATING, RECREATING, ...)."""
+
+    name: str
+    zone: str
+    status: str
+    action: str
+
+
+@dataclass(frozen=True)
+class OperationView:
+    """A zone Operation on one instance (compute.v1.json, Operation): `operationType` (e.g.
+    insert, delete, compute.instances.preempted), `targetId` (the instance's unique id: a
+    recreated VM has the same name and a new id) and when it ended."""
+
+    kind: str
+    target_id: str
+    inserted: dt.datetime | None
+    ended: dt.datetime | None
+    failed: bool  # it ended with `error` set (an insert refused for lack of capacity, say)
+
+
+@dataclass(frozen=True)
 class ResourceView:
-    kind: str  # instance | disk | firewall | resource-policy
+    kind: str  # instance | disk | firewall | resource-policy | router | instance-group | instance-template
     name: str
     location: str  # zone, region or "global"
     labels: dict[str, str] = field(default_factory=dict)
@@ -202,6 +228,46 @@ class ComputeApi:
                 scheduling_resource=scheduling, **self._opts())
             operation.result()
 
+    # -- managed instance groups ---------------------------------------------------------
+    def managed_vms(self, region: str, group: str) -> list[ManagedVm] | None:
+        """The group's VMs now; None when the group does not exist (deleted: cancelled, or its
+        deadline fired)."""
+        from google.api_core import exceptions
+
+        with translated(self.project, self.endpoint):
+            try:
+                pager = self._client("RegionInstanceGroupManagersClient").list_managed_instances(
+                    project=self.project, region=region, instance_group_manager=group, **self._opts())
+                found = list(pager)
+            except exceptions.NotFound:
+                return None
+        return [ManagedVm(m.name or last_segment(m.instance), _zone_of(m.instance), m.instance_status,
+                          m.current_action) for m in found]
+
+    def instance_operations(self, zone: str, vm_name: str) -> list[OperationView]:
+        """Every zone Operation Compute Engine kept on instance `vm_name` in `zone`, oldest
+        first: one zoneOperations.list filtered by targetLink, paged."""
+        from google.cloud import compute_v1
+
+        link = f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}/instances/{vm_name}"
+        request = compute_v1.ListZoneOperationsRequest(project=self.project, zone=zone,
+                                                       filter=f'targetLink = "{link}"', max_results=500)
+        with translated(self.project, self.endpoint):
+            pager = self._client("ZoneOperationsClient").list(request=request, **self._opts())
+            found = [OperationView(o.operation_type, str(o.target_id), parse_time(o.insert_time),
+                                   parse_time(o.end_time), bool(o.error.errors)) for o in pager]
+        return sorted(found, key=lambda o: o.inserted or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+
+    def _templates(self) -> list[ResourceView]:
+        from google.cloud import compute_v1
+
+        request = compute_v1.ListInstanceTemplatesRequest(project=self.project, max_results=500)
+        with translated(self.project, self.endpoint):
+            pager = self._client("InstanceTemplatesClient").list(request=request, **self._opts())
+            return [ResourceView("instance-template", t.name, "global",
+                                 dict(t.properties.labels) or labels_from_description(t.description))
+                    for t in pager]
+
     # -- quotas -------------------------------------------------------------------------
     def region_quotas(self, region: str) -> dict[str, tuple[float, float]] | None:
         """metric -> (limit, usage) from regions.get; None when the region does not exist.
@@ -218,8 +284,9 @@ class ComputeApi:
 
     # -- everything labelled, for verification and sweep ---------------------------------
     def labelled_resources(self, labels: dict[str, str]) -> list[ResourceView]:
-        """Instances, disks, firewall rules, resource policies and Cloud Routers (with their
-        NAT, from `--iap`) carrying `labels`."""
+        """Instances, disks, firewall rules, resource policies, Cloud Routers (with their NAT,
+        from `--iap`), managed instance groups and instance templates (`run --recover`) carrying
+        `labels`."""
         found = [ResourceView("instance", i.name, i.zone, i.labels, status=i.status,
                               machine_type=i.machine_type)
                  for i in self.labelled_instances(labels)]
@@ -227,6 +294,7 @@ class ComputeApi:
         found += [r for r in self._firewalls() if _has(r.labels, labels)]
         found += [r for r in self._resource_policies() if _has(r.labels, labels)]
         found += [r for r in self._routers() if _has(r.labels, labels)]
+        found += [r for r in self._groups() + self._templates() if _has(r.labels, labels)]
         return found
 
     def _labelled_disks(self, labels: dict[str, str]) -> list[ResourceView]:
@@ -254,26 +322,34 @@ class ComputeApi:
     def _resource_policies(self) -> list[ResourceView]:
         from google.cloud import compute_v1
 
-        request = compute_v1.AggregatedListResourcePoliciesRequest(
-            project=self.project, max_results=500)
-        with translated(self.project, self.endpoint):
-            pager = self._client("ResourcePoliciesClient").aggregated_list(request=request,
-                                                                           **self._opts())
-            return [ResourceView("resource-policy", p.name, last_segment(p.region),
-                                 labels_from_description(p.description))
-                    for _, scoped in pager for p in scoped.resource_policies]
+        return self._described("ResourcePoliciesClient", "resource_policies", "resource-policy",
+                               compute_v1.AggregatedListResourcePoliciesRequest(project=self.project, max_results=500))
 
     def _routers(self) -> list[ResourceView]:
         # Routers take no labels either (compute.v1 Router has no `labels` field); gpuctl writes
         # them into the description, like firewall rules. A router's NATs live inside it.
         from google.cloud import compute_v1
 
-        request = compute_v1.AggregatedListRoutersRequest(project=self.project, max_results=500)
+        return self._described("RoutersClient", "routers", "router",
+                               compute_v1.AggregatedListRoutersRequest(project=self.project, max_results=500))
+
+    def _groups(self) -> list[ResourceView]:
+        # Groups take no labels (compute.v1 InstanceGroupManager has none): gpuctl writes them
+        # into the description. One aggregatedList covers every region and zone.
+        from google.cloud import compute_v1
+
+        return self._described("InstanceGroupManagersClient", "instance_group_managers", "instance-group",
+                               compute_v1.AggregatedListInstanceGroupManagersRequest(project=self.project,
+                                                                                     max_results=500))
+
+    def _described(self, client_name: str, field_name: str, kind: str, request) -> list[ResourceView]:
+        """One paged aggregatedList of a kind that takes no labels: gpuctl's are read back from
+        each one's description ("gpuctl k=v ..."); its location is its region (or zone)."""
         with translated(self.project, self.endpoint):
-            pager = self._client("RoutersClient").aggregated_list(request=request, **self._opts())
-            return [ResourceView("router", r.name, last_segment(r.region),
+            pager = self._client(client_name).aggregated_list(request=request, **self._opts())
+            return [ResourceView(kind, r.name, last_segment(getattr(r, "region", "") or getattr(r, "zone", "")),
                                  labels_from_description(r.description))
-                    for _, scoped in pager for r in scoped.routers]
+                    for _, scoped in pager for r in getattr(scoped, field_name)]
 
     def delete(self, resource: ResourceView) -> None:
         """Delete one resource found by a sweep and wait for it; gone already is fine."""
@@ -286,6 +362,11 @@ class ComputeApi:
             "resource-policy": ("ResourcePoliciesClient",
                                 {"region": resource.location, "resource_policy": resource.name}),
             "router": ("RoutersClient", {"region": resource.location, "router": resource.name}),
+            # Deleting a group deletes its VMs too (regionInstanceGroupManagers.delete: "Deletes
+            # the specified managed instance group and all of the instances in that group").
+            "instance-group": ("RegionInstanceGroupManagersClient",
+                               {"region": resource.location, "instance_group_manager": resource.name}),
+            "instance-template": ("InstanceTemplatesClient", {"instance_template": resource.name}),
         }
         client_name, args = calls[resource.kind]
         with translated(self.project, self.endpoint):
@@ -295,6 +376,11 @@ class ComputeApi:
                 operation.result()
             except exceptions.NotFound:
                 return
+
+
+def _zone_of(instance_url: str) -> str:
+    parts = instance_url.split("/")
+    return parts[parts.index("zones") + 1] if "zones" in parts[:-1] else ""
 
 
 def _has(have: dict[str, str], want: dict[str, str]) -> bool:

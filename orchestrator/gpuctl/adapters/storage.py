@@ -170,6 +170,21 @@ class StorageApi:
                 raise GpuctlError(f"the bucket name {name} is taken by another project",
                                   "set `checkpoints: gs://YOUR-BUCKET/PREFIX` in the job spec") from None
 
+    # -- objects ----------------------------------------------------------------------------
+    def upload_objects(self, folder: str, objects: dict[str, bytes], last: str | None = None) -> list[str]:
+        """Write each object under gs://BUCKET/PREFIX (`folder`), `last` after all the others (a
+        reader that finds it finds everything it names); returns the gs:// addresses written.
+        A write replaces an object of the same name (https://cloud.google.com/storage/docs/json_api/v1/objects/insert)."""
+        location = parse_location(folder)
+        written = []
+        with self._translated(location.bucket):
+            bucket = self.client().bucket(location.bucket)
+            for name in sorted(objects, key=lambda n: n == last):
+                key = f"{location.prefix}/{name}" if location.prefix else name
+                bucket.blob(key).upload_from_string(objects[name], **self._call())
+                written.append(f"{location.url}/{name}")
+        return written
+
     # -- sweep ------------------------------------------------------------------------------
     def labelled_buckets(self, labels: dict[str, str] | None = None) -> list[BucketView]:
         """Buckets of this project carrying all of `labels` (gpuctl's by default), each sized.

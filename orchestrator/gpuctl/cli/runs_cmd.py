@@ -192,7 +192,7 @@ def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, t
 
 
 def _run_recover(target: str, args: tuple[str, ...], opts: dict) -> None:
-    """`run NAME job.yaml --recover`: this version plans only (--dry-run)."""
+    """`run NAME job.yaml --recover`: the plan (--dry-run), or, confirmed, the group itself."""
     from ..context import load_context
     from ..errors import UsageError
     from ..recovery.plan import RecoverOptions, plan_recover_run
@@ -202,8 +202,8 @@ def _run_recover(target: str, args: tuple[str, ...], opts: dict) -> None:
     if opts["on_gke"]:
         raise UsageError("--recover is for VMs; on GKE a preempted pod is replaced by the Job",
                          "drop --recover (GKE jobs recover by themselves)")
-    if not opts["dry_run"]:
-        raise UsageError("--recover only plans in this version", "add --dry-run to see the plan and worst case")
+    if opts["validate"]:
+        raise UsageError("--validate applies to GKE jobs", "drop it; --dry-run shows the --recover plan")
     spec, spec_dir = build_spec(args, run_name=opts["run_name"], env_pairs=opts["env_pairs"],
                                 secret_pairs=opts["secret_pairs"], timeout=opts["timeout"],
                                 requirements=opts["requirements"], output_dir=opts["output_dir"],
@@ -213,19 +213,43 @@ def _run_recover(target: str, args: tuple[str, ...], opts: dict) -> None:
         name=target, profile=opts["profile"], region=opts["region"], ttl=opts["ttl"], budget=opts["budget"],
         preemptions=opts["preemptions"], run_hours=hours(opts["eta"]),
         checkpoint_minutes=hours(opts["checkpoint_every"]) * 60 if opts["checkpoint_every"] else None)
-    report = plan_recover_run(load_context(), spec, options, None if opts["no_sync"] else
-                              (opts["workdir"] or spec_dir))
-    if opts["as_json"]:
-        render.print_json(report)
+    workdir = None if opts["no_sync"] else (opts["workdir"] or spec_dir)
+    report = {**plan_recover_run(load_context(), spec, options, workdir), "dry_run": bool(opts["dry_run"])}
+    if opts["dry_run"]:
+        if opts["as_json"]:
+            render.print_json(report)
+            return
+        _render_recover_plan(report)
         return
-    _render_recover_plan(report)
+    if not (opts["yes"] or opts["as_json"]):
+        _render_recover_plan(report)
+        click.confirm("Start it?", abort=True)
+    _start_recover(spec, options, workdir, opts)
+
+
+def _start_recover(spec, options, workdir, opts: dict) -> None:
+    from ..recovery.apply import start_recover_run
+    from . import render
+    from .vm_cmd import _deps, _event_printer
+
+    ctx, deps = _deps(need_engine=True)
+    started = start_recover_run(ctx, spec, options, workdir, deps, cwd=opts["cwd"] or None,
+                                on_event=_event_printer(opts["as_json"]))
+    if opts["as_json"]:
+        render.print_json(started)
+        return
+    cost = started["cost"]
+    click.echo(f"started {started['run']} under group {started['name']} in {started['region']} "
+               f"(VM {started['vm'] or 'being created'}); worst case ${cost['worst_case_usd']:.2f} until "
+               f"{started['guards']['deadline']['at']}")
+    render.next_steps(started["next_steps"])
 
 
 def _render_recover_plan(report: dict) -> None:
     from . import render
 
     out, cost, guards = click.echo, report["cost"], report["guards"]
-    out(f"dry run: would start {report['run']} under a spot VM group {report['name']} "
+    out(f"{'dry run: would start' if report['dry_run'] else 'plan: start'} {report['run']} under a spot VM group {report['name']} "
         f"({report['profile']}, {report['machine_type']}) in {report['region']}: zones "
         f"{', '.join(report['zones'])}")
     out("  resources: " + ", ".join(f"{r['type']} {r['name']}" for r in report["resources"]))
@@ -328,7 +352,7 @@ def jobs(names, on_gke, kubeconfig, context, namespace, as_json) -> None:
     from . import render
 
     backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
-    views = backend.list(list(names) or None)
+    views = _vm_and_recovering_views(backend, list(names)) if not on_gke else backend.list(list(names) or None)
     if as_json:
         render.print_json([v.as_dict() for v in views])
         return
@@ -340,6 +364,19 @@ def jobs(names, on_gke, kubeconfig, context, namespace, as_json) -> None:
         render.gke_jobs([v.detail for v in views])
     else:
         render_jobs([v.detail for v in views], _currency())
+
+
+def _vm_and_recovering_views(backend, names: list[str]) -> list:
+    """Runs on hosts (over SSH) and `run --recover` groups (from Compute Engine), by name."""
+    from ..backends.base import JobView
+    from ..recovery.cancel import is_recovering
+    from ..runs.service import recovering_run_views
+
+    groups = [n for n in names if is_recovering(n)]
+    hosts = [n for n in names if n not in groups]
+    views = backend.list(hosts or None) if hosts or not names else []
+    return views + [JobView("vm", v["name"], v["target"], v["state"], v)
+                    for v in (recovering_run_views(groups or None) if groups or not names else [])]
 
 
 STATE_STYLE = {"running": "green", "starting": "green", "succeeded": "bold green",
@@ -381,6 +418,8 @@ def render_jobs(views: list[dict], cur) -> None:
     out = render.console()
     out.print(table)
     for v in views:
+        if v.get("recover"):
+            out.print(recover_line(v["recover"], cur))
         for warning in v["warnings"]:
             out.print(f"[yellow]{v['name']}: {warning}[/]")
         if v.get("error"):
@@ -388,6 +427,17 @@ def render_jobs(views: list[dict], cur) -> None:
         if v["price_per_hour_usd"] is None and v["state"] in ("running", "starting"):
             out.print(f"[dim]{v['name']}: no price known; start runs with --price-per-hour or "
                       "--profile to see cost[/]")
+
+
+def recover_line(g: dict, cur) -> str:
+    """One line for a `run --recover` group: where it runs, recreations, cost, worst case left."""
+    from . import render
+
+    where = f"VM {g['vm']} in {g['zone']} ({(g['vm_status'] or '-').lower()})" if g["zone"] else "no VM now"
+    return (f"{g['name']}: run {g['run']}, {where}; recreated {g['recreations']} time(s) after "
+            f"{g['preemptions']} preemption(s); cost so far {render.money(g['cost_so_far_usd'], cur)} "
+            f"(every replacement); worst case left {render.money(g['worst_case_left_usd'], cur)} "
+            f"(planned in all: {render.money(g['planned_worst_case_usd'], cur)})")
 
 
 @click.command()
@@ -423,9 +473,13 @@ def cancel(name: str, grace: str, on_gke: bool, kubeconfig, context, namespace,
     """Stop a job: SIGTERM (to its process group, or its pods), then SIGKILL after the grace
     period."""
     from ..backends import backend_for
+    from ..recovery.cancel import is_recovering
     from ..units import parse_duration
     from . import render
 
+    if not on_gke and is_recovering(name):
+        _cancel_recover(name, as_json)
+        return
     backend = backend_for(on_gke, kubeconfig=kubeconfig, context=context, namespace=namespace)
     result = backend.cancel(name, parse_duration(grace))
     if as_json:
@@ -439,6 +493,23 @@ def cancel(name: str, grace: str, on_gke: bool, kubeconfig, context, namespace,
     else:
         how = "killed after the grace period" if result.detail.get("killed") else "stopped cleanly"
         click.echo(f"{name}: {how}; {result.state} (exit {result.detail.get('exit_code')})")
+
+
+def _cancel_recover(name: str, as_json: bool) -> None:
+    from ..recovery.cancel import cancel_recover_run
+    from . import render
+    from .vm_cmd import _deps
+
+    _, deps = _deps(need_engine=False)
+    result = cancel_recover_run(name, deps)
+    if as_json:
+        render.print_json(result)
+    elif result["already_ended"]:
+        click.echo(f"{name} was already cancelled; `gpuctl down {name}` removes the rest")
+    else:
+        click.echo(f"{name}: deleted {', '.join(result['deleted'])}: no VM runs and none will be made again. "
+                   f"Cost ${result['cost_so_far_usd']:,.2f} over {result['recreations'] + 1} VM(s). Kept: "
+                   f"{', '.join(result['kept'])}; `gpuctl down {name}` removes the rest")
 
 
 @click.command()

@@ -82,6 +82,13 @@ def _status_table(rows: list[dict], live: bool) -> None:
         table.add_row(row["name"], row["state"], row["zone"] or "-", address,
                       duration_text(row["uptime_seconds"]), cost, guards or "none")
     render.console().print(table)
+    recovering = [row["recover"] for row in rows if row.get("recover")]
+    if recovering:
+        from .runs_cmd import _currency, recover_line
+
+        cur = _currency()
+        for group in recovering:
+            render.console().print(recover_line(group, cur))
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -7,10 +7,9 @@ done already, and the record is removed last.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
-
-from gpuctl_infra.catalog import region_of
+from typing import Callable, Iterator
 
 from ..adapters.pulumi_engine import StackError
 from ..errors import GpuctlError
@@ -47,9 +46,9 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
     left them (e.g. its state was lost); raises LeftoverError if any survive."""
     record.state = "destroying"
     records.save(record)
-    if record.deadline_seconds and record.zone:
-        try:
-            deps.deadline_api(region_of(record.zone)).delete(record.name)
+    if record.deadline_seconds and record.region:
+        try:  # a --recover group's job has the same name (recovery/deadline.py)
+            deps.deadline_api(record.region).delete(record.name)
         except GpuctlError as exc:  # a job left behind only fails against a deleted VM; sweep lists it
             emit("warn", f"could not delete the deadline job of {record.name}: {exc.message}")
     try:
@@ -76,6 +75,18 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
     return deleted
 
 
+@contextmanager
+def rollback_on_failure(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> Iterator[None]:
+    """Everything made for `record` is destroyed when the block fails in any way (Ctrl-C
+    included), and the failure goes on: what `up` and `run --recover` wrap their apply in."""
+    try:
+        yield
+    except BaseException:
+        emit("rollback", f"removing everything made for {record.name}")
+        destroy_everything(record, deps, emit)
+        raise
+
+
 def vm_leftovers(deps: LiveDeps, name: str) -> list:
     """What is labelled for VM `name`, leaving out a GKE cluster's nodes of the same name."""
     from .sweep import is_gke_resource
@@ -84,10 +95,14 @@ def vm_leftovers(deps: LiveDeps, name: str) -> list:
     return [r for r in deps.compute.labelled_resources(labels) if not is_gke_resource(r)]
 
 
+DELETE_ORDER = {"instance-group": 0, "instance": 1, "instance-template": 2, "disk": 2, "resource-policy": 3,
+                "firewall": 4, "router": 5}
+
+
 def _delete_order(resource) -> int:
-    # Instances first: their disks, policies and NAT cannot go while an instance uses them.
-    return {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3,
-            "router": 4}.get(resource.kind, 5)
+    # A group first (else it recreates the VMs deleted under it); then instances: their disks,
+    # policies, template and NAT cannot go while an instance or group uses them.
+    return DELETE_ORDER.get(resource.kind, 6)
 
 
 def down_vm(name: str, deps: LiveDeps, on_event: OnEvent | None = None) -> DownResult:
@@ -100,8 +115,14 @@ def down_vm(name: str, deps: LiveDeps, on_event: OnEvent | None = None) -> DownR
         record = VmRecord(name=name, profile="?", project=deps.project, state="destroying",
                           stack=name, zones_to_try=[], created_at=deps.clock().isoformat(),
                           hourly_usd=0.0, stopped_hourly_usd=0.0, termination_action="DELETE")
-    view = deps.compute.instance(record.zone, name) if record.zone else None
-    cost, hours = cost_so_far(record, view, deps.clock())
+    if record.group and record.state == "ready":  # --recover: every replacement, from Google's records
+        from ..recovery.view import group_view
+
+        seen = group_view(record, deps)
+        cost, hours = seen.cost_so_far_usd, seen.cost_so_far_usd / record.hourly_usd if record.hourly_usd else None
+    else:
+        view = deps.compute.instance(record.zone, name) if record.zone else None
+        cost, hours = cost_so_far(record, view, deps.clock())
     emit("destroy", f"destroying {name}")
     deleted = destroy_everything(record, deps, emit)
     return DownResult(name, True, cost, hours, deleted)

@@ -59,6 +59,18 @@ class VmRecord:
     # one bucket (gpu_vm.checkpoint_identity). None: the VM has no cloud credentials at all.
     checkpoint_bucket: str | None = None
     service_account: str | None = None  # its email
+    # Made by `gpuctl run NAME job.yaml --recover`: not one VM but a regional managed instance
+    # group of one spot VM that Google recreates after each preemption (recovery/apply.py):
+    # {"region", "template", "run", "checkpoints", "deadline" (RFC 3339), "worst_case_usd",
+    #  "cancelled_at" (RFC 3339, set by `gpuctl cancel`)}. `zone` stays None: the VM moves.
+    group: dict | None = None
+
+    @property
+    def region(self) -> str | None:
+        """Its region (where its deadline job lives): the group's, or its VM's zone's."""
+        if self.group:
+            return self.group["region"]
+        return self.zone.rsplit("-", 1)[0] if self.zone else None
 
     def as_dict(self) -> dict:
         return asdict(self)

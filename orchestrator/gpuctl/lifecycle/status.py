@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from ..adapters.compute import InstanceView
+from ..adapters.compute import InstanceView, parse_time
 from ..errors import NetworkError
 from . import records
 from .billing_time import STOPPED_STATES, cost_so_far, guard_timers, running_window, time_left
@@ -62,15 +62,38 @@ def vm_status(record: VmRecord | None, view: InstanceView | None, now: dt.dateti
     }
 
 
+def group_status(record: VmRecord, deps: LiveDeps, now: dt.datetime) -> dict:
+    """A `run --recover` group in the same row shape, plus where it runs now, how often Google
+    recreated its VM and the worst case left (recovery/view.py)."""
+    from ..recovery.view import group_view
+
+    seen = group_view(record, deps, now)
+    deadline = parse_time(seen.deadline) if seen.deadline else None
+    left = max(0.0, (deadline - now).total_seconds()) if deadline else None
+    return {
+        "name": record.name, "state": seen.state, "zone": seen.zone, "address": None, "iap": False,
+        "checkpoint_bucket": record.checkpoint_bucket, "machine_type": None, "uptime_seconds": None,
+        "cost_so_far_usd": seen.cost_so_far_usd, "hourly_usd": record.hourly_usd,
+        "guards": [{"kind": "deadline", "action": "delete group", "at": seen.deadline,
+                    "fires_in_seconds": left}] if left else [],
+        "time_left_seconds": left, "tracked": True, "owner": None, "live": True,
+        "recover": seen.as_dict(),
+    }
+
+
 def status_all(deps: LiveDeps, name: str | None = None) -> list[dict]:
     now = deps.clock()
     labels = {"gpuctl-managed": "true"}
     if name:
         labels["gpuctl-name"] = name
-    views = {v.name: v for v in deps.compute.labelled_instances(labels)}
     local = {r.name: r for r in records.all_records() if not name or r.name == name}
+    groups = {n for n, r in local.items() if r.group}
+    # A group's VM carries the group's gpuctl-name label (from its template): shown in its row.
+    views = {v.name: v for v in deps.compute.labelled_instances(labels)
+             if v.labels.get("gpuctl-name") not in groups}
     names = sorted(set(views) | set(local))
-    return [vm_status(local.get(n), views.get(n), now, _deadline(local.get(n), views.get(n), deps, now))
+    return [group_status(local[n], deps, now) if n in groups else
+            vm_status(local.get(n), views.get(n), now, _deadline(local.get(n), views.get(n), deps, now))
             for n in names]
 
 

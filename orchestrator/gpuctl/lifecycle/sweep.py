@@ -1,7 +1,9 @@
 """`gpuctl sweep`: find what a crash, a Ctrl-C or a lost laptop left behind.
 
 Three kinds of leftovers:
-  orphan       a gpuctl-labelled resource (instance, disk, firewall rule, resource policy), or a
+  orphan       a gpuctl-labelled resource (instance, disk, firewall rule, resource policy, and for
+               `run --recover` a managed instance group or an instance template: labels in their
+               description, as groups take none, and a template's own properties.labels), or a
                VM's deadline job in Cloud Scheduler (named gpuctl-deadline-VM: jobs take no
                labels), with neither a stack nor a local record: nothing else will delete it;
   stale stack  a stack or record whose resources are all gone (e.g. a guard deleted the VM);
@@ -27,6 +29,7 @@ from ..errors import PriceError
 from ..prices.model import HOURS_PER_MONTH
 from . import hostkeys, keys, records
 from .deps import LiveDeps
+from .down import DELETE_ORDER
 
 
 @dataclass
@@ -159,9 +162,8 @@ def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps,
                      storage: StorageApi | None = None) -> list[str]:
     """Delete orphans (instances first) and forget stale stacks; tracked VMs are left alone."""
     done = []
-    order = {"instance": 0, "disk": 1, "resource-policy": 2, "firewall": 3, "router": 4}
     orphans = sorted((l for l in leftovers if l.kind == "orphan"),
-                     key=lambda l: order.get(l.resource.kind, 9))
+                     key=lambda l: DELETE_ORDER.get(l.resource.kind, 9))
     for item in orphans:
         if item.resource.kind == "deadline-job":
             deps.deadline_api(item.resource.location).delete(item.vm)
@@ -176,10 +178,8 @@ def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps,
             deps.engine.remove(item.vm)
         record = records.load(item.vm)
         if record is not None:
-            if record.deadline_seconds and record.zone:  # the VM is gone: so must its job be
-                from gpuctl_infra.catalog import region_of
-
-                deps.deadline_api(region_of(record.zone)).delete(item.vm)
+            if record.deadline_seconds and record.region:  # the VM (or group) is gone: so must its job be
+                deps.deadline_api(record.region).delete(item.vm)
             if record.address:
                 hostkeys.unpin(record.address)
             keys.remove_key_pair(item.vm)

@@ -91,14 +91,7 @@ def pack_empty() -> bytes:
     return sink.getvalue()
 
 
-def upload_bundle(bundle: Bundle, bucket_client) -> list[str]:
-    """Write every object with a google-cloud-storage Client (the adapter's, or a test's);
-    returns the gs:// addresses written. The code and helpers go first, recover.json last: a
-    VM that reads the spec finds everything it names."""
-    bucket_name, _, prefix = bundle.url[len("gs://"):].partition("/")
-    bucket = bucket_client.bucket(bucket_name)
-    written = []
-    for name in sorted(bundle.objects, key=lambda n: n == "recover.json"):
-        bucket.blob(f"{prefix}/{name}").upload_from_string(bundle.objects[name])
-        written.append(f"{bundle.url}/{name}")
-    return written
+def upload_bundle(bundle: Bundle, storage) -> list[str]:
+    """Write every object through the storage adapter (adapters/storage.py StorageApi); the code
+    and helpers go first, recover.json last: a VM that reads the spec finds everything it names."""
+    return storage.upload_objects(bundle.url, bundle.objects, last="recover.json")

@@ -16,6 +16,14 @@ class GroupDeadlineApi(DeadlineApi):
     """DeadlineApi whose job deletes regions/REGION/instanceGroupManagers/NAME (the `zone`
     argument of set() is ignored: a regional group lives in the API's region)."""
 
+    @classmethod
+    def like(cls, api: DeadlineApi) -> "GroupDeadlineApi":
+        """The same project, region, acting account and endpoint as a VM's DeadlineApi (from
+        LiveDeps.deadline_api), aimed at the group. The account needs
+        compute.instanceGroupManagers.delete (roles/compute.instanceAdmin.v1 has it)."""
+        return cls(api.project, api.region, api.service_account, endpoint=api.endpoint,
+                   credentials=api._credentials)
+
     def _job(self, vm_name: str, zone: str, cron: str):
         from google.cloud import scheduler_v1
 

@@ -1,21 +1,20 @@
-"""`gpuctl run NAME job.yaml --recover --dry-run`: the plan of a run Google Cloud restarts by
-itself, before anything exists: the resources (from the real RecoveringVm program under Pulumi's
-mocks), the bundle it uploads next to the checkpoints, and the worst case across every
-replacement (recovery/guards.py)."""
+"""`gpuctl run NAME job.yaml --recover`: the plan of a run Google Cloud restarts by itself, made
+before anything exists: the resources (from the real RecoveringVm program under Pulumi's mocks),
+the bundle it uploads next to the checkpoints, and the worst case across every replacement
+(recovery/guards.py). `--dry-run` prints it; the apply path (recovery/apply.py) applies the same
+RecoverSpec with the caller's address, key and project filled in."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UsageError
 from ..jobspec import JobSpec
 from ..units import parse_duration
 from .bundle import DEFAULT_MOUNT, FOLDER, HELPERS
-from .guards import DEFAULT_PREEMPTIONS, DEFAULT_RESTART_MINUTES, plan_recovery, termination_time
-
-PLACEHOLDER_ACCOUNT = "gpuctl-{name}@PROJECT.iam.gserviceaccount.com"
+from .guards import DEFAULT_PREEMPTIONS, DEFAULT_RESTART_MINUTES, RecoverPlan, plan_recovery, termination_time
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,23 @@ class RecoverOptions:
     run_hours: float | None = None
 
 
-def plan_recover_run(ctx, spec: JobSpec, options: RecoverOptions, workdir: Path | None) -> dict:
-    from gpuctl_infra.mock_run import run_under_mocks
-    from gpuctl_infra.recovering_vm import RecoveringVm, RecoverSpec
+@dataclass(frozen=True)
+class RecoverSetup:
+    """Everything the dry run shows and the apply path applies."""
+
+    vm: object  # the VmPlan the group's VM is priced and shaped from (plan.plan_vm)
+    spec: object  # gpuctl_infra.recovering_vm.RecoverSpec
+    guards: RecoverPlan
+    folder: str  # gs://BUCKET/PREFIX/<run>
+    deadline: dt.datetime  # the Scheduler job and the template's cap, the same minute
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return self.spec.zones
+
+
+def recover_setup(ctx, spec: JobSpec, options: RecoverOptions, project: str) -> RecoverSetup:
+    from gpuctl_infra.recovering_vm import RecoverSpec
 
     from ..checkpoints import run_location
     from ..plan import UpOptions, plan_vm
@@ -49,46 +62,67 @@ def plan_recover_run(ctx, spec: JobSpec, options: RecoverOptions, workdir: Path 
         raise UsageError(f"--recover cannot carry secrets yet ({', '.join(sorted(spec.secrets))})",
                          "drop `secrets:` for a --recover run; Secret Manager support is planned")
     vm = plan_vm(ctx, UpOptions(profile=options.profile, name=options.name, region=options.region,
-                                ttl=options.ttl, budget=options.budget, stop_at="none"), with_resources=False)
+                                ttl=options.ttl, budget=options.budget, stop_at="none",
+                                checkpoints=spec.checkpoints), with_resources=False)
     region = vm.spec.region
     zones = tuple(z for z in vm.zones if z.rsplit("-", 1)[0] == region)
-    price = vm.hourly.running
-    budget = float(options.budget) if options.budget else None
+    budget = vm.budget_usd  # in USD, however the user wrote it ($20, 3000JPY): plan_vm's reading
     if budget is None:  # the run limit plan_vm chose (--ttl, or the config's default)
         ttl_hours = vm.spec.max_run_seconds / 3600 if vm.spec.max_run_seconds else None
     else:  # plan_vm folds the budget into its run limit; here the two stay apart, to say which binds
         ttl_hours = parse_duration(options.ttl) / 3600 if options.ttl else None
-    guards = plan_recovery(price, ttl_hours=ttl_hours, budget_usd=budget, run_hours=options.run_hours,
+    guards = plan_recovery(vm.hourly.running, ttl_hours=ttl_hours, budget_usd=budget, run_hours=options.run_hours,
                            preemptions=options.preemptions, restart_minutes=options.restart_minutes,
                            checkpoint_minutes=options.checkpoint_minutes)
-    project = ctx.config.project or "PROJECT"
-    folder = run_location(spec, spec.name, project).url.rstrip("/")
+    location = run_location(spec, spec.name, project)
+    folder = location.url.rstrip("/")
     bundle_url = f"{folder}/{FOLDER}"
     cap = termination_time(ctx.now, guards)
     recover = RecoverSpec(
         name=options.name, region=region, zones=zones, machine_type=vm.spec.machine_type, image=vm.spec.image,
         boot_disk_gb=vm.spec.boot_disk_gb, boot_disk_type=vm.spec.boot_disk_type, termination_time=cap,
         bootstrap_url=f"{bundle_url}/bootstrap.py", recover_url=f"{bundle_url}/recover.json",
-        service_account_email=PLACEHOLDER_ACCOUNT.format(name=options.name),
-        accelerator_type=vm.spec.accelerator_type, accelerator_count=vm.spec.accelerator_count,
-        local_ssd_count=vm.spec.local_ssd_count, labels=dict(vm.spec.labels), project=ctx.config.project)
-    resources = run_under_mocks(lambda: RecoveringVm(recover), project=project)
+        checkpoint_bucket=location.bucket, accelerator_type=vm.spec.accelerator_type,
+        accelerator_count=vm.spec.accelerator_count, local_ssd_count=vm.spec.local_ssd_count,
+        labels=dict(vm.spec.labels), project=ctx.config.project)
     # The job fires at the cap's minute: Scheduler deletes the group as GCE's cap ends the VM.
     deadline = dt.datetime.fromisoformat(cap.replace("Z", "+00:00"))
+    return RecoverSetup(vm, recover, guards, folder, deadline)
+
+
+def for_apply(setup: RecoverSetup, *, project: str, caller_cidr: str, public_key: str) -> RecoverSetup:
+    return replace(setup, spec=replace(setup.spec, project=project, ssh_source_cidr=caller_cidr,
+                                       ssh_public_key=public_key))
+
+
+def plan_recover_run(ctx, spec: JobSpec, options: RecoverOptions, workdir: Path | None) -> dict:
+    """The dry run: what would exist and what it may cost, from the same setup the apply uses."""
+    from gpuctl_infra.mock_run import run_under_mocks
+    from gpuctl_infra.recovering_vm import RecoveringVm
+
+    project = ctx.config.project or "PROJECT"
+    setup = recover_setup(ctx, spec, options, project)
+    resources = run_under_mocks(lambda: RecoveringVm(setup.spec), project=project)
+    return {**setup_report(setup, spec, workdir), "dry_run": True,
+            "resources": [{"type": r.short_type, "name": r.name} for r in resources
+                          if not r.short_type.startswith("vm.")]}
+
+
+def setup_report(setup: RecoverSetup, spec: JobSpec, workdir: Path | None) -> dict:
+    name, bundle_url = setup.spec.name, f"{setup.folder}/{FOLDER}"
     return {
-        "name": options.name, "run": spec.name, "dry_run": True, "profile": vm.profile.name,
-        "machine_type": vm.spec.machine_type, "region": region, "zones": list(zones),
-        "checkpoints": folder, "mount": DEFAULT_MOUNT,
+        "name": name, "run": spec.name, "profile": setup.vm.profile.name,
+        "machine_type": setup.spec.machine_type, "region": setup.spec.region, "zones": list(setup.zones),
+        "checkpoints": setup.folder, "mount": DEFAULT_MOUNT,
         "uploads": [f"{bundle_url}/{n}" for n in ("recover.json", "code.tar.gz", *HELPERS)],
         "code": str(workdir) if workdir else None,
-        "resources": [{"type": r.short_type, "name": r.name} for r in resources
-                      if not r.short_type.startswith("vm.")],
         "guards": {
-            "deadline": {"at": deadline.isoformat(), "hours": round(guards.deadline_hours, 3),
-                         "from": guards.deadline_reason,
-                         "action": f"Cloud Scheduler deletes group {options.name} and every VM it would make"},
-            "hard_cap": {"termination_time": cap, "action": "GCE deletes any replacement at this time"},
+            "deadline": {"at": setup.deadline.isoformat(), "hours": round(setup.guards.deadline_hours, 3),
+                         "from": setup.guards.deadline_reason,
+                         "action": f"Cloud Scheduler deletes group {name} and every VM it would make"},
+            "hard_cap": {"termination_time": setup.spec.termination_time,
+                         "action": "GCE deletes any replacement at this time"},
             "daily_stop": "not used with --recover: a stopped VM in a group is recreated",
         },
-        "cost": guards.as_dict(),
+        "cost": setup.guards.as_dict(),
     }

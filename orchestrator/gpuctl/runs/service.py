@@ -388,6 +388,36 @@ def list_runs(names: list[str] | None = None) -> list[dict]:
             for r in records]
 
 
+def recovering_run_views(names: list[str] | None = None) -> list[dict]:
+    """`gpuctl jobs` rows of `run --recover` runs, in run_view's shape plus `recover`. Such a
+    run has no host to ask: it is a managed instance group, read from Compute Engine and Cloud
+    Scheduler (recovery/view.py): where it runs now, recreations, cost so far across every
+    replacement, and the worst case left. Step and loss live on the VM: not read here."""
+    from ..lifecycle import records as vm_records
+
+    groups = [r for r in vm_records.all_records() if r.group and (not names or r.name in names)]
+    if not groups:
+        return []
+    from ..context import load_context
+    from ..lifecycle.deps import live_deps
+    from ..recovery.view import group_view
+
+    deps = live_deps(load_context(), need_engine=False)
+    rows = []
+    for record in groups:
+        seen = group_view(record, deps)
+        where = f"group {seen.name}" + (f" ({seen.zone})" if seen.zone else "")
+        rows.append({
+            "name": seen.name, "target": where, "host": seen.vm, "state": seen.state, "last_state": seen.state,
+            "exit_code": None, "started_at": record.created_at, "run_seconds": None, "command": None,
+            "run_dir": seen.checkpoints, "price_source": f"profile {record.profile}", "step": None,
+            "total_steps": None, "percent": None, "loss": None, "loss_finite": True, "smoothed_loss": None,
+            "loss_trend": None, "eval_loss": None, "eta_seconds": None, "finished": False,
+            "cost_so_far_usd": seen.cost_so_far_usd, "cost_to_complete_usd": None,
+            "price_per_hour_usd": seen.hourly_usd, "warnings": [], "error": None, "recover": seen.as_dict()})
+    return rows
+
+
 def _vm_gone(record: RunRecord) -> str | None:
     """A run on a VM gpuctl has since deleted: say so instead of timing out on its address."""
     if not record.vm:
