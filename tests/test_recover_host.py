@@ -33,7 +33,7 @@ from tests.test_recover_standin import REGION, ZONES
 BUCKET = "alice-ckpts"
 FOLDER = f"gs://{BUCKET}/llama/run-1"
 RUN = "llama"
-TOTAL, EVERY = 40, 10
+TOTAL, EVERY = 60, 10
 RUN_DIR = f"/mnt/disks/nvme/gpuctl/runs/{RUN}"
 
 TRAINER = '''
@@ -234,6 +234,60 @@ def test_a_preempted_run_resumes_on_the_replacement_at_the_right_step(cloud, thr
         finally:
             metadata.stop()
             relay.close()
+
+
+def preempt_after(host: ThrowawayHost, compute: ComputeStandIn, vm_name: str, step: int,
+                  storage) -> tuple[int, str]:
+    """Google preempts the VM once the run has passed `step`: SIGTERM to the supervisor (the
+    guest's shutdown), the trainer saves at the end of its step and exits 143, the syncer pushes
+    that checkpoint. Returns (the step saved, the run's log on this machine)."""
+    wait_for(host, f"grep -q '^step {step} ' {RUN_DIR}/output.log && echo yes")
+    compute.begin_preemption(vm_name)
+    host.run_local(f"kill -TERM $(cat {RUN_DIR}/supervisor.pid)")
+    exit_code = wait_for(host, f"cat {RUN_DIR}/exit_code", timeout=30).strip()
+    log = host.run_local(f"cat {RUN_DIR}/output.log").stdout
+    assert exit_code == "143", log
+    saved = max(steps_in(log))
+    assert f"llama/run-1/checkpoint-{saved}/.gpuctl-complete" in {b.name for b in storage.list_blobs(BUCKET)}
+    return saved, log
+
+
+def test_a_run_preempted_twice_finishes_with_every_step_done_once_after_each_checkpoint(
+        cloud, throwaway_host, host_rootfs):
+    """Issue 13's done-when on real hosts: three machines in turn (the VM and two replacements
+    the group made in other zones), no gpuctl process in between; each resumes from the
+    checkpoint its predecessor saved during the notice and redoes nothing."""
+    compute, vm_name, storage, gcs = cloud
+    saved, logs = [0], []
+    with ThrowawayHost(disks=1, rootfs=host_rootfs) as second, \
+            ThrowawayHost(disks=1, rootfs=host_rootfs) as third:
+        for turn, host in enumerate((throwaway_host, second, third)):
+            done, metadata, relay = boot(host, compute, vm_name, gcs)
+            try:
+                assert done.returncode == 0, done.stdout + done.stderr
+                if turn < 2:
+                    step, log = preempt_after(host, compute, vm_name, saved[-1] + 12, storage)
+                    saved.append(step)
+                    logs.append(log)
+                else:
+                    assert wait_for(host, f"cat {RUN_DIR}/exit_code", timeout=60).strip() == "0"
+                    logs.append(host.run_local(f"cat {RUN_DIR}/output.log").stdout)
+            finally:
+                metadata.stop()
+                relay.close()
+            if turn < 2:  # 30 s later the VM is gone; capacity only in the next zone
+                compute.stockout(ZONES[turn])
+                compute.finish_preemption(vm_name)
+                assert compute.reconcile_migs() == [{"event": "recreated", "vm": vm_name,
+                                                     "zone": ZONES[turn + 1]}]
+    ends = saved[1:] + [TOTAL]
+    for turn, log in enumerate(logs):
+        assert f"resuming after step {saved[turn]}" in log
+        assert steps_in(log) == list(range(saved[turn] + 1, ends[turn] + 1)), log
+    assert saved[1] < saved[2] < TOTAL  # both preemptions cut the run short
+    final = json.loads(storage.bucket(BUCKET).blob(f"llama/run-1/checkpoint-{TOTAL}/state.json")
+                       .download_as_bytes())
+    assert final["losses"] == [round(10.0 / s, 6) for s in range(1, TOTAL + 1)]  # one curve
 
 
 def test_the_bootstrap_says_in_one_line_when_the_vm_has_no_service_account(throwaway_host, gcs_emulator):
