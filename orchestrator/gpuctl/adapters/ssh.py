@@ -228,28 +228,7 @@ class RemoteHost:
         command outlives `timeout`."""
         what = what or f"`{command[:60]}`"
         self.round_trips += 1
-        transport = self._transport()
-        chan = None
-        try:
-            chan = self._open_session(transport)
-            transport = chan.get_transport()
-            chan.exec_command(command)
-            if writer is not None:
-                with chan.makefile("wb") as sink:
-                    writer(sink)
-            elif stdin:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-        except SshError:
-            raise
-        except Exception as exc:
-            if not _ended_before_reading_stdin(chan, transport, exc):
-                if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
-                    raise  # our own bug or a local file problem, not the network
-                raise self._dropped(what) from exc
-            # Otherwise the command exited before it read all of its stdin (the run helper's
-            # `exit 97` when it is not installed yet, a `cat` that failed): its exit status
-            # and stderr, collected below, say what happened. Not a dropped connection.
+        chan = self._start(command, what, stdin=stdin, writer=writer)
         out, err = bytearray(), bytearray()
         started = last = time.monotonic()
         try:
@@ -287,27 +266,42 @@ class RemoteHost:
         finally:
             chan.close()
         code = chan.recv_exit_status()
-        if code == -1 and not transport.is_active():
+        if code == -1 and not chan.get_transport().is_active():
             raise self._dropped(what)  # closed with the transport, not by the command's exit
         return StreamResult(code, bytes(out), bytes(err))
 
     def open_reader(self, command: str, stdin: bytes = b"") -> RemoteReader:
         """Start `command` and return its stdout as a file to read at the caller's pace."""
         self.round_trips += 1
-        chan = transport = None
+        return RemoteReader(self._start(command, f"`{command[:60]}`", stdin=stdin))
+
+    def _start(self, command: str, what: str, *, stdin: bytes | None = None,
+               writer: Callable | None = None):
+        """A channel running `command`, its stdin fed (bytes, or `writer(file)` streaming) and
+        closed. Raises SshError when the connection drops before that is done."""
+        transport = self._transport()
+        chan = None
         try:
-            transport = self._transport()
-            chan = transport.open_session(timeout=OPEN_TIMEOUT_S)
+            chan = self._open_session(transport)
+            transport = chan.get_transport()
             chan.exec_command(command)
-            if stdin:
+            if writer is not None:
+                with chan.makefile("wb") as sink:
+                    writer(sink)
+            elif stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
         except SshError:
             raise
         except Exception as exc:
             if not _ended_before_reading_stdin(chan, transport, exc):
-                raise self._dropped(f"`{command[:60]}`") from exc
-        return RemoteReader(chan)
+                if transport.is_active() and not isinstance(exc, (EOFError, OSError)):
+                    raise  # our own bug or a local file problem, not the network
+                raise self._dropped(what) from exc
+            # Otherwise the command exited before it read all of its stdin (the run helper's
+            # `exit 97` when it is not installed yet, a `cat` that failed): its exit status
+            # and stderr say what happened. Not a dropped connection.
+        return chan
 
     def put(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
         """Write `data` to `remote_path` (created with its directory; replaced atomically)."""
