@@ -59,14 +59,49 @@ def scheduling_args(spec: VmSpec) -> dict:
 
 def instance_metadata(spec: VmSpec) -> dict[str, str]:
     """Only public material: the login user's public key, and switches that harden SSH."""
+    return login_metadata(spec.ssh_user, spec.ssh_public_key)
+
+
+def login_metadata(user: str, public_key: str | None) -> dict[str, str]:
+    """The SSH part of every gpuctl VM's metadata (a plain VM's, a recovering VM's template)."""
     metadata = {
         "enable-oslogin": "FALSE",
         "block-project-ssh-keys": "TRUE",  # only the key gpuctl made for this VM
         "enable-guest-attributes": "TRUE",  # publishes host keys so the first SSH is verified
     }
-    if spec.ssh_public_key:
-        metadata["ssh-keys"] = f"{spec.ssh_user}:{spec.ssh_public_key.strip()}"
+    if public_key:
+        metadata["ssh-keys"] = f"{user}:{public_key.strip()}"
     return metadata
+
+
+def ssh_firewall(name: str, network: str, source: str, tag: str, labels: dict[str, str],
+                 child: pulumi.ResourceOptions, provider_args: dict) -> gcp.compute.Firewall:
+    """tcp:22 from one source range to the VMs carrying `tag`; labels in the description
+    (firewall rules take none)."""
+    return gcp.compute.Firewall(
+        f"{name}-ssh",
+        name=f"{name}-ssh",
+        network=network,
+        direction="INGRESS",
+        allows=[{"protocol": "tcp", "ports": ["22"]}],
+        source_ranges=[source],
+        target_tags=[tag],
+        description=labels_as_description(labels),
+        opts=child,
+        **provider_args,
+    )
+
+
+def network_interface(network: str, external_address: bool, needs_gvnic: bool) -> dict:
+    # An access config is what gives a VM an external IPv4 address (compute.v1.json,
+    # NetworkInterface.accessConfigs: "If there are noaccessConfigs specified, then this
+    # instance will have no external internet access.").
+    interface: dict = {"network": network}
+    if external_address:
+        interface["access_configs"] = [{}]
+    if needs_gvnic:
+        interface["nic_type"] = "GVNIC"
+    return interface
 
 
 class GpuVm(pulumi.ComponentResource):
@@ -90,20 +125,10 @@ class GpuVm(pulumi.ComponentResource):
         network_tag = f"gpuctl-{spec.name}"
         machine = MACHINES[spec.machine_type]
 
-        self.firewall = gcp.compute.Firewall(
-            f"{spec.name}-ssh",
-            name=f"{spec.name}-ssh",
-            network=spec.network,
-            direction="INGRESS",
-            allows=[{"protocol": "tcp", "ports": ["22"]}],
-            # With IAP: only IAP's TCP forwarding range (spec.IAP_TCP_FORWARDING_RANGE, from
-            # https://cloud.google.com/iap/docs/using-tcp-forwarding); else the caller's /32.
-            source_ranges=[spec.ssh_firewall_source],
-            target_tags=[network_tag],
-            description=labels_as_description(spec.labels),
-            opts=child,
-            **provider_args,
-        )
+        # With IAP: only IAP's TCP forwarding range (spec.IAP_TCP_FORWARDING_RANGE, from
+        # https://cloud.google.com/iap/docs/using-tcp-forwarding); else the caller's /32.
+        self.firewall = ssh_firewall(spec.name, spec.network, spec.ssh_firewall_source,
+                                     network_tag, spec.labels, child, provider_args)
 
         self.schedule = None
         schedule_link = None
@@ -135,14 +160,8 @@ class GpuVm(pulumi.ComponentResource):
         self.router, self.nat = (None, None)
         if spec.iap:
             self.router, self.nat = cloud_nat(spec, child, provider_args)
-        # An access config is what gives a VM an external IPv4 address (compute.v1.json,
-        # NetworkInterface.accessConfigs: "If there are noaccessConfigs specified, then this
-        # instance will have no external internet access."). With IAP there is none.
-        network_interface: dict = {"network": spec.network}
-        if not spec.iap:
-            network_interface["access_configs"] = [{}]
-        if machine.needs_gvnic:
-            network_interface["nic_type"] = "GVNIC"
+        # With IAP the VM has no external address.
+        interface = network_interface(spec.network, not spec.iap, machine.needs_gvnic)
 
         self.account, self.bucket_access = (None, None)
         if spec.checkpoint_bucket:
@@ -171,7 +190,7 @@ class GpuVm(pulumi.ComponentResource):
                     "labels": dict(spec.labels),
                 },
             },
-            network_interfaces=[network_interface],
+            network_interfaces=[interface],
             scheduling=scheduling_args(spec),
             labels=dict(spec.labels),
             tags=[network_tag],

@@ -36,7 +36,8 @@ import pulumi_gcp as gcp
 
 from . import rules
 from .catalog import MACHINES
-from .gpu_vm import checkpoint_identity, labels_as_description
+from .gpu_vm import (checkpoint_identity, labels_as_description, login_metadata,
+                     network_interface, ssh_firewall)
 from .spec import CHECKPOINT_SCOPE, account_id_for
 
 COMPONENT_TYPE = "gpuctl:vm:RecoveringVm"
@@ -92,16 +93,8 @@ def violations(spec: RecoverSpec) -> list[rules.Violation]:
 
 def template_metadata(spec: RecoverSpec) -> dict[str, str]:
     """Only public material: two gs:// addresses, the login key, and SSH hardening switches."""
-    metadata = {
-        STARTUP_URL_KEY: spec.bootstrap_url,
-        RECOVER_KEY: spec.recover_url,
-        "enable-oslogin": "FALSE",
-        "block-project-ssh-keys": "TRUE",
-        "enable-guest-attributes": "TRUE",
-    }
-    if spec.ssh_public_key:
-        metadata["ssh-keys"] = f"{spec.ssh_user}:{spec.ssh_public_key.strip()}"
-    return metadata
+    return {STARTUP_URL_KEY: spec.bootstrap_url, RECOVER_KEY: spec.recover_url,
+            **login_metadata(spec.ssh_user, spec.ssh_public_key)}
 
 
 def template_scheduling(spec: RecoverSpec) -> dict:
@@ -135,10 +128,8 @@ class RecoveringVm(pulumi.ComponentResource):
         tag = f"gpuctl-{spec.name}"
         machine = MACHINES[spec.machine_type]
 
-        self.firewall = gcp.compute.Firewall(
-            f"{spec.name}-ssh", name=f"{spec.name}-ssh", network=spec.network, direction="INGRESS",
-            allows=[{"protocol": "tcp", "ports": ["22"]}], source_ranges=[spec.ssh_source_cidr],
-            target_tags=[tag], description=labels_as_description(spec.labels), opts=child, **provider_args)
+        self.firewall = ssh_firewall(spec.name, spec.network, spec.ssh_source_cidr, tag,
+                                     spec.labels, child, provider_args)
 
         disks: list[dict] = [{
             "boot": True, "auto_delete": True, "source_image": spec.image,
@@ -146,9 +137,7 @@ class RecoveringVm(pulumi.ComponentResource):
         }]
         disks += [{"type": "SCRATCH", "interface": "NVME", "disk_type": "local-ssd", "disk_size_gb": SCRATCH_GB,
                    "auto_delete": True}] * spec.local_ssd_count
-        network_interface: dict = {"network": spec.network, "access_configs": [{}]}
-        if machine.needs_gvnic:
-            network_interface["nic_type"] = "GVNIC"
+        interface = network_interface(spec.network, True, machine.needs_gvnic)
         self.account, self.bucket_access = checkpoint_identity(
             spec.name, account_id_for(spec.name), spec.checkpoint_bucket, spec.labels, child, provider_args)
         template_args: dict = {}
@@ -157,7 +146,7 @@ class RecoveringVm(pulumi.ComponentResource):
                                                     "count": spec.accelerator_count}]
         self.template = gcp.compute.InstanceTemplate(
             f"{spec.name}-tpl", name=f"{spec.name}-tpl", machine_type=spec.machine_type, disks=disks,
-            network_interfaces=[network_interface], scheduling=template_scheduling(spec),
+            network_interfaces=[interface], scheduling=template_scheduling(spec),
             metadata=metadata, labels=dict(spec.labels), tags=[tag], description=labels_as_description(spec.labels),
             service_account={"email": self.account.email, "scopes": [CHECKPOINT_SCOPE]},
             # Every VM the group makes boots with its bucket access in place.
