@@ -184,6 +184,30 @@ def policy_body(inputs: dict, region: str) -> dict:
             "instanceSchedulePolicy": inputs.get("instanceSchedulePolicy", {})}
 
 
+def nic_bodies(inputs: dict, networks: str) -> list[dict]:
+    """The provider's network_interface blocks -> the API's networkInterfaces (an instance's or
+    a template's): one ONE_TO_ONE_NAT access config per block the program gave."""
+    nics = []
+    for nic in inputs.get("networkInterfaces", []):
+        entry = {"network": f"{networks}/{nic.get('network', 'default')}",
+                 "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}
+                                   for _ in nic.get("accessConfigs", [])]}
+        if nic.get("nicType"):
+            entry["nicType"] = nic["nicType"]
+        nics.append(entry)
+    return nics
+
+
+def scheduling_body(inputs: dict) -> dict:
+    """The provider's scheduling block -> the API's Scheduling (int64 seconds as a string)."""
+    scheduling = dict(inputs.get("scheduling", {}))
+    if "maxRunDuration" in scheduling:
+        scheduling["maxRunDuration"] = {"seconds": str(_int(scheduling["maxRunDuration"]["seconds"]))}
+    if "onInstanceStopAction" in scheduling:
+        scheduling["onInstanceStopAction"] = dict(scheduling["onInstanceStopAction"])
+    return scheduling
+
+
 def instance_body(project: str, zone: str, inputs: dict) -> dict:
     boot = inputs["bootDisk"]
     params = boot.get("initializeParams", {})
@@ -194,19 +218,8 @@ def instance_body(project: str, zone: str, inputs: dict) -> dict:
     for _ in inputs.get("scratchDisks", []):
         disks.append({"type": "SCRATCH", "interface": "NVME", "autoDelete": True,
                       "initializeParams": {"diskType": f"zones/{zone}/diskTypes/local-ssd"}})
-    nics = []
-    for nic in inputs.get("networkInterfaces", []):
-        entry = {"network": f"projects/{project}/global/networks/{nic.get('network', 'default')}",
-                 "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}
-                                   for _ in nic.get("accessConfigs", [])]}
-        if nic.get("nicType"):
-            entry["nicType"] = nic["nicType"]
-        nics.append(entry)
-    scheduling = dict(inputs.get("scheduling", {}))
-    if "maxRunDuration" in scheduling:
-        scheduling["maxRunDuration"] = {"seconds": str(_int(scheduling["maxRunDuration"]["seconds"]))}
-    if "onInstanceStopAction" in scheduling:
-        scheduling["onInstanceStopAction"] = dict(scheduling["onInstanceStopAction"])
+    nics = nic_bodies(inputs, f"projects/{project}/global/networks")
+    scheduling = scheduling_body(inputs)
     policies = inputs.get("resourcePolicies")
     body = {
         "name": inputs["name"],

@@ -13,12 +13,9 @@ from __future__ import annotations
 import json
 
 from .calls import is_not_found, request, wait
+from .compute_types import _int, nic_bodies, scheduling_body
 from .config import ProviderConfig
 from .errors import ProviderError
-
-
-def _int(value) -> int:
-    return int(value) if value is not None else 0
 
 
 def template_body(inputs: dict) -> dict:
@@ -42,17 +39,8 @@ def template_body(inputs: dict) -> dict:
         if params:
             entry["initializeParams"] = params
         disks.append(entry)
-    nics = []
-    for nic in inputs.get("networkInterfaces", []):
-        entry = {"network": f"global/networks/{nic.get('network', 'default')}",
-                 "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}
-                                   for _ in nic.get("accessConfigs", [])]}
-        if nic.get("nicType"):
-            entry["nicType"] = nic["nicType"]
-        nics.append(entry)
-    scheduling = dict(inputs.get("scheduling", {}))
-    if "maxRunDuration" in scheduling:
-        scheduling["maxRunDuration"] = {"seconds": str(_int(scheduling["maxRunDuration"]["seconds"]))}
+    nics = nic_bodies(inputs, "global/networks")
+    scheduling = scheduling_body(inputs)
     metadata = dict(inputs.get("metadata", {}))
     if inputs.get("metadataStartupScript"):
         metadata["startup-script"] = inputs["metadataStartupScript"]

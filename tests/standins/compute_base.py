@@ -17,7 +17,7 @@ from google.cloud import compute_v1
 
 from tests.standins.compute_catalog import (BASE, ZONES, accelerator_type_resource, machine_type_resource,
                                             numeric_id, zone_resource)
-from tests.standins.compute_errors import ApiError, http_error, invalid, not_found
+from tests.standins.compute_errors import ApiError, already_exists, http_error, invalid, not_found
 from tests.standins.compute_filter import FilterError, compile_filter
 
 PACIFIC = ZoneInfo("America/Los_Angeles")  # GCE writes its timestamps in Pacific time
@@ -100,6 +100,28 @@ class BaseMixin:
     def check_name(name, field_name: str = "resource.name") -> None:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise invalid(field_name, name if name is not None else "", NAME_RULE)
+
+    # -- regional resources (resource policies, routers, instance group managers), each kept
+    # in a dict keyed (project, region, name) --
+    def new_regional_name(self, store: dict, req: Req, collection: str) -> str:
+        """The name an insert asks for: checked, and not taken in its region (Google's 409)."""
+        name = (req.body or {}).get("name")
+        self.check_name(name)
+        if (req.project, req.params["region"], name) in store:
+            raise already_exists(f"projects/{req.project}/regions/{req.params['region']}/{collection}/{name}")
+        return name
+
+    @staticmethod
+    def regional(store: dict, req: Req, collection: str):
+        """What the request's region and name point at in `store`, or Google's 404."""
+        key = (req.project, req.params["region"], req.params["name"])
+        if key not in store:
+            raise not_found(f"projects/{key[0]}/regions/{key[1]}/{collection}/{key[2]}")
+        return store[key]
+
+    @staticmethod
+    def in_region(store: dict, project: str, region: str) -> list[dict]:
+        return [public(d) for (p, r, _), d in store.items() if p == project and r == region]
 
     # -- operations --
     def operation(self, project: str, scope: str, op_type: str, target: str, target_id: str, *,

@@ -89,10 +89,7 @@ class FirewallsPoliciesMixin(BaseMixin):
         if replay:
             return replay
         body, project, region = req.body or {}, req.project, req.params["region"]
-        name = body.get("name")
-        self.check_name(name)
-        if (project, region, name) in self._policies:
-            raise already_exists(f"projects/{project}/regions/{region}/resourcePolicies/{name}")
+        name = self.new_regional_name(self._policies, req, "resourcePolicies")
         schedule = body.get("instanceSchedulePolicy")
         kinds = [k for k in ("instanceSchedulePolicy", "snapshotSchedulePolicy", "groupPlacementPolicy",
                              "diskConsistencyGroupPolicy", "workloadPolicy") if body.get(k)]
@@ -122,16 +119,13 @@ class FirewallsPoliciesMixin(BaseMixin):
                               request_id=req.query.get("requestId"))
 
     def _policy(self, req: Req) -> dict:
-        key = (req.project, req.params["region"], req.params["name"])
-        if key not in self._policies:
-            raise not_found(f"projects/{key[0]}/regions/{key[1]}/resourcePolicies/{key[2]}")
-        return self._policies[key]
+        return self.regional(self._policies, req, "resourcePolicies")
 
     def _h_resourcePolicies_get(self, req: Req) -> dict:
         return public(self._policy(req))
 
     def _policies_in(self, project: str, region: str) -> list[dict]:
-        return [public(d) for (p, r, _), d in self._policies.items() if p == project and r == region]
+        return self.in_region(self._policies, project, region)
 
     def _h_resourcePolicies_list(self, req: Req) -> dict:
         region = req.params["region"]

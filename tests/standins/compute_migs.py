@@ -35,9 +35,6 @@ from __future__ import annotations
 import json
 import random
 import string
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 from google.cloud import compute_v1
 
@@ -46,6 +43,7 @@ from tests.standins.compute_base import BaseMixin, Req, public
 from tests.standins.compute_catalog import ZONES, numeric_id
 from tests.standins.compute_errors import ApiError, already_exists, http_error, in_use, invalid, not_found
 from tests.standins.compute_instance_rules import check_labels
+from tests.standins.loopback import HttpCall, LoopbackServer, TextAnswer
 
 _R, _N = r"regions/(?P<region>[^/]+)", r"(?P<name>[^/]+)"
 MIG_ROUTES = [
@@ -147,10 +145,7 @@ class MigsMixin(BaseMixin):
         if replay:
             return replay
         body, project, region = req.body or {}, req.project, req.params["region"]
-        name = body.get("name")
-        self.check_name(name)
-        if (project, region, name) in self._migs:
-            raise already_exists(f"projects/{project}/regions/{region}/instanceGroupManagers/{name}")
+        name = self.new_regional_name(self._migs, req, "instanceGroupManagers")
         if "targetSize" not in body:
             raise invalid("resource.targetSize", "", "Required field not specified. (stand-in wording)")
         size = int(body["targetSize"])
@@ -189,10 +184,7 @@ class MigsMixin(BaseMixin):
                               doc["selfLink"], doc["id"], request_id=req.query.get("requestId"))
 
     def _mig(self, req: Req) -> dict:
-        key = (req.project, req.params["region"], req.params["name"])
-        if key not in self._migs:
-            raise not_found(f"projects/{key[0]}/regions/{key[1]}/instanceGroupManagers/{key[2]}")
-        return self._migs[key]
+        return self.regional(self._migs, req, "instanceGroupManagers")
 
     def _mig_view(self, state: dict) -> dict:
         doc = public(state["doc"])
@@ -403,7 +395,7 @@ class MigsMixin(BaseMixin):
             return [e for (_, _, n), s in self._migs.items() if n == name for e in s["events"]]
 
 
-class InstanceMetadataServer:
+class InstanceMetadataServer(LoopbackServer):
     """The GCE metadata server as one managed VM sees it, backed by the Compute stand-in: the
     instance's metadata `attributes/`, `preempted`, `name`, `zone`, and a service-account token
     only when the VM was made with a service account
@@ -420,11 +412,16 @@ class InstanceMetadataServer:
     def __init__(self, compute, vm_name: str, bind: str = "127.0.0.1", token: str = "ya29.mig-vm-token"):
         self.compute, self.vm_name, self.bind, self.token = compute, vm_name, bind, token
         self.requests: list[str] = []
-        self._server = None
 
-    def answer(self, path: str, headers) -> tuple[int, str, str]:
+    def serve(self, call: HttpCall) -> tuple[int, TextAnswer]:
+        if call.method != "GET":  # the server answers reads only
+            return 501, TextAnswer("text/plain", "Unsupported method")
+        status, kind, text = self.answer(call.path, call.header("Metadata-Flavor"))
+        return status, TextAnswer(kind, text, (("Metadata-Flavor", "Google"),))
+
+    def answer(self, path: str, flavor: str | None) -> tuple[int, str, str]:
         self.requests.append(path)
-        if headers.get("Metadata-Flavor") != "Google":
+        if flavor != "Google":
             return 403, "text/plain", "Missing Metadata-Flavor:Google header."
         if not path.startswith(self.PREFIX):
             return 404, "text/plain", "not found"
@@ -455,46 +452,10 @@ class InstanceMetadataServer:
                 {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"})
         return 404, "text/plain", "not found"
 
-    def start(self) -> "InstanceMetadataServer":
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                status, kind, text = server.answer(urlsplit(self.path).path, self.headers)
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Metadata-Flavor", "Google")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((self.bind, 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     @property
     def host(self) -> str:
         """host:port, as GCE_METADATA_HOST takes it."""
-        return f"{self.bind}:{self._server.server_address[1]}"
+        return self.endpoint.removeprefix("http://")
 
 
 __all__ = ["MigsMixin", "InstanceMetadataServer", "SPOT_NOTICE_S"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from tests.standins.compute_base import NAME_RE, NAME_RULE, BaseMixin, Req, public
 from tests.standins.compute_catalog import REGIONS, numeric_id
-from tests.standins.compute_errors import already_exists, invalid, not_found
+from tests.standins.compute_errors import invalid
 
 ALL_RANGES = "ALL_SUBNETWORKS_ALL_IP_RANGES"
 
@@ -65,10 +65,7 @@ class RoutersMixin(BaseMixin):
         if replay:
             return replay
         body, project, region = req.body or {}, req.project, req.params["region"]
-        name = body.get("name")
-        self.check_name(name)
-        if (project, region, name) in self._routers:
-            raise already_exists(f"projects/{project}/regions/{region}/routers/{name}")
+        name = self.new_regional_name(self._routers, req, "routers")
         if not body.get("network"):
             raise invalid("resource.network", "", "Required field not specified. (stand-in wording)")
         network = network_name(body["network"])
@@ -88,16 +85,13 @@ class RoutersMixin(BaseMixin):
                               request_id=req.query.get("requestId"))
 
     def _router(self, req: Req) -> dict:
-        key = (req.project, req.params["region"], req.params["name"])
-        if key not in self._routers:
-            raise not_found(f"projects/{key[0]}/regions/{key[1]}/routers/{key[2]}")
-        return self._routers[key]
+        return self.regional(self._routers, req, "routers")
 
     def _h_routers_get(self, req: Req) -> dict:
         return public(self._router(req))
 
     def _routers_in(self, project: str, region: str) -> list[dict]:
-        return [public(d) for (p, r, _), d in self._routers.items() if p == project and r == region]
+        return self.in_region(self._routers, project, region)
 
     def _h_routers_list(self, req: Req) -> dict:
         region = req.params["region"]

@@ -1,5 +1,6 @@
-"""The one HTTP server under every API stand-in: a free port on 127.0.0.1, a thread per request,
-the request handed over as an `HttpCall`, the answer sent as JSON.
+"""The one HTTP server under every API stand-in: a free port on 127.0.0.1 (or `bind`), a thread
+per request, the request handed over as an `HttpCall`, the answer sent as JSON (or as a
+`TextAnswer`, for the metadata server's plain text).
 
 A stand-in subclasses `LoopbackServer` and implements `serve(call) -> (status, payload)`; this
 module owns the sockets, so the stand-ins hold only what their API does.
@@ -41,9 +42,20 @@ class HttpCall:
         return json.loads(self.raw) if self.raw else None
 
 
-class LoopbackServer:
-    """start()/stop(), a context manager, and `endpoint` (http://127.0.0.1:PORT)."""
+@dataclass(frozen=True)
+class TextAnswer:
+    """An answer that is not JSON: its content type, text and extra headers."""
 
+    content_type: str
+    text: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class LoopbackServer:
+    """start()/stop(), a context manager, and `endpoint` (http://127.0.0.1:PORT). `bind` is the
+    address to listen on: loopback, unless a test host must reach the server over its veth."""
+
+    bind = "127.0.0.1"
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -51,7 +63,7 @@ class LoopbackServer:
         raise NotImplementedError
 
     def start(self):
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((self.bind, 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll interval: stop() returns at once instead of after half a second.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -105,9 +117,14 @@ def _handler_for(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             call = HttpCall(method, url.path, parse_qs(url.query, keep_blank_values=True),
                             dict(self.headers.items()), self.rfile.read(length) if length else b"")
             status, payload = server.serve(call)
-            data = json.dumps(payload).encode()
+            if isinstance(payload, TextAnswer):
+                data, kind, extra = payload.text.encode(), payload.content_type, payload.headers
+            else:
+                data, kind, extra = json.dumps(payload).encode(), "application/json; charset=UTF-8", ()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Type", kind)
+            for name, value in extra:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
