@@ -13,17 +13,9 @@ from click.testing import CliRunner
 from gpuctl.adapters.kube import connect
 from gpuctl.cli.main import cli
 from tests.gke_helpers import kube_flags
+from tests.k8s.cluster import wait_for
+
 IMAGE = "us-docker.pkg.dev/my-project/train/llama:1.0"
-
-
-def wait_for(check, timeout=90.0, what="condition"):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
 LORA = Path(__file__).parent.parent / "examples" / "lora"
 
 

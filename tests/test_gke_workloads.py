@@ -29,6 +29,7 @@ from gpuctl.gke.manifests import COMPLETION_INDEX, build_job_manifests, headless
 from gpuctl.gke.webui import (NAME, WebuiSettings, auth_secret, render_webui, token_secret,
                               webui_down, webui_up)
 from gpuctl.jobspec import parse_job_spec
+from tests.k8s.cluster import wait_for
 from tests.k8s.nodes import DEFAULT_NODES
 from tests.k8s.stages import OUTCOME_ANNOTATION, RUNTIME_ANNOTATION
 from tests.gke_helpers import kube_flags
@@ -64,17 +65,6 @@ def manifests(namespace: str, outcome: str | None = None, runtime: str | None = 
     if runtime:
         template.setdefault("annotations", {})[RUNTIME_ANNOTATION] = runtime
     return objects
-
-
-def wait_for(check, timeout=90.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}; last saw {value!r}")
-        time.sleep(0.2)
 
 
 def job_condition(kube, namespace, name, kind):

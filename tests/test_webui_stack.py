@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -31,6 +30,7 @@ from gpuctl.gke.incluster_scripts import idle
 from gpuctl.gke.incluster_scripts.incluster import Api, ApiError, parse_time
 from gpuctl.gke.webui_waker import Waker, starting_message
 from tests.gke_helpers import kube_flags
+from tests.k8s.cluster import wait_for
 from tests.k8s.nodes import DEFAULT_NODES
 
 L4_NODES = {s.name for s in DEFAULT_NODES if s.labels.get("cloud.google.com/gke-accelerator") == "nvidia-l4"}
@@ -259,17 +259,6 @@ def kube(k8s_cluster):
     client = connect(k8s_cluster.kubeconfig, k8s_cluster.context)
     yield client
     client.close()
-
-
-def wait_for(check, timeout=90.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}; last saw {value!r}")
-        time.sleep(0.2)
 
 
 def sa_dir(kube, k8s_cluster, namespace, service_account, folder) -> dict:

@@ -22,6 +22,20 @@ T = TypeVar("T")
 DEFAULT_CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "95Gi"}
 
 
+
+def wait_for(check: Callable[[], T], *, timeout: float = 90.0, interval: float = 0.2,
+             what: str = "condition") -> T:
+    """Call `check` until it returns something truthy, and return that. On timeout raise
+    TimeoutError naming `what` and the last value seen, so a failing test says why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last saw {value!r}")
+        time.sleep(interval)
+
 class K8sCluster:
     """`kubeconfig` and `context` reach the cluster as admin; `core` and `batch` are admin
     CoreV1Api/BatchV1Api clients; `logs_dir` holds each component's log for post-mortems."""
@@ -52,16 +66,7 @@ class K8sCluster:
 
     def wait_for(self, check: Callable[[], T], *, timeout: float = 120.0, interval: float = 0.2,
                  what: str = "condition") -> T:
-        """Call `check` until it returns something truthy, and return that. On timeout raise
-        TimeoutError naming `what` and the last value seen, so a failing test says why."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last saw {value!r}")
-            time.sleep(interval)
+        return wait_for(check, timeout=timeout, interval=interval, what=what)
 
     # --- nodes -----------------------------------------------------------------------------
 
