@@ -119,16 +119,12 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
         service_account=(f"{plan.spec.service_account_id}@{deps.project}.iam.gserviceaccount.com"
                          if plan.spec.checkpoint_bucket else None))
     records.save(record)  # intent first: from here on, any failure is rolled back
-    try:
+    from .down import rollback_on_failure
+
+    with rollback_on_failure(record, deps, emit):
         _apply_with_failover(plan, record, order, key.public_line, deps, emit)
         _set_deadline(plan, record, deps, emit)
         _reach(record, deps, emit)
-    except BaseException:
-        emit("rollback", f"removing everything made for {name}")
-        from .down import destroy_everything
-
-        destroy_everything(record, deps, emit)
-        raise
     record.state = "ready"
     records.save(record)
     where = "through IAP (no external address)" if record.iap else f"at {record.address}"
