@@ -587,7 +587,15 @@ def test_a_finished_job_goes_away_with_its_service_after_the_ttl(kube, k8s_names
     objects = build_job_manifests(spec(nodes=2), namespace=k8s_namespace, owner="alice",
                                   ttl_after_finished=1)
     jobs.submit(kube, objects)
-    wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    try:
+        wait_for(lambda: job_condition(kube, k8s_namespace, "train", "Complete"), what="Complete")
+    except TimeoutError as exc:  # say where the two ranks got to, so a rare miss can be read
+        seen = [(p["metadata"]["name"], p["status"].get("phase"), p["spec"].get("nodeName"),
+                 [c.get("reason") for c in p["status"].get("conditions") or [] if c.get("reason")])
+                for p in pods_of(kube, k8s_namespace, "train")]
+        nodes = [(n["metadata"]["name"], n["spec"].get("unschedulable"), n["spec"].get("taints"))
+                 for n in kube.list("v1", "Node", None)]
+        raise AssertionError(f"{exc}; pods {seen}; nodes {nodes}") from None
     # The TTL controller deletes the Job; the garbage collector its pods and the Service it owns.
     wait_for(lambda: labelled_objects(kube, k8s_namespace) == [], timeout=45,
              what="nothing labelled left after the TTL")
