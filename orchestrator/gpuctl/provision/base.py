@@ -10,6 +10,12 @@ from .facts import Fact
 from .settings import ProvisionSettings
 
 
+class RebootRequested(Exception):
+    """A Host's reboot_and_wait could not wait: the reboot ends the process running the steps
+    (provisioning on the machine itself, provision/local_host.py). The runner stops and lets it
+    through; the next boot runs the steps again."""
+
+
 class Host(Protocol):
     def run(self, command: str, *, sudo: bool = False, check: bool = True,
             timeout: int | None = 600) -> Any: ...

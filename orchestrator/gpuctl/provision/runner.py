@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import GpuctlError
-from .base import Host, Step
+from .base import Host, RebootRequested, Step
 from .checks import run_batch, run_check
 from .gpu_steps import CudaStep, DriverStep, VerifyStep
 from .python_step import PythonStep
@@ -116,8 +116,8 @@ def run_steps(host: Host, settings: ProvisionSettings, steps: list[Step], *, che
                         _verify(host, step, settings)
                     outcome.status = CHANGED
             except Exception as exc:  # a step's failure is reported, not raised mid-run
-                if _is_connection_error(exc):
-                    raise
+                if _is_connection_error(exc) or isinstance(exc, RebootRequested):
+                    raise  # the host went away (or is rebooting): no later step can run
                 outcome.error, outcome.hint = _error_text(exc)
                 outcome.status, failed = FAILED, True
         outcome.seconds = time.monotonic() - t0
