@@ -5,6 +5,7 @@ alone, named on its own FAIL line with a fix, and a non-zero exit."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -163,3 +164,31 @@ def test_without_credentials_later_checks_are_skipped_not_faked(apis, monkeypatc
     assert by_name["credentials"]["status"] == "fail"
     assert by_name["API compute.googleapis.com"]["status"] == "skip"
     assert apis["usage"].requests == [] and apis["iam"].requests == []
+
+
+def test_with_iap_gcloud_is_checked_and_its_absence_fails_with_the_install_hint(apis, monkeypatch):
+    monkeypatch.setenv("GPUCTL_IAP", "true")
+    # Only the Pulumi CLI on PATH: this machine may have Google's gcloud in /usr/bin (= /bin).
+    pulumi = os.environ["PATH"].split(":")[0]  # the fixture put the real CLI first
+    monkeypatch.setenv("PATH", pulumi)
+    result, by_name = run_check("--profile", "t4-spot")
+    assert result.exit_code != 0
+    assert failing(by_name) == ["gcloud (iap = true)"]
+    assert by_name["gcloud (iap = true)"]["detail"] == "the Google Cloud CLI is not on PATH"
+    assert "cloud.google.com/sdk/docs/install" in by_name["gcloud (iap = true)"]["fix"]
+
+    # A gcloud that runs (the real one prints "Google Cloud SDK <version>" first) passes.
+    bin_dir = apis["tmp"] / "gcloud-bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text('#!/bin/sh\n[ "$1" = --version ] && echo "Google Cloud SDK 548.0.0" && exit 0\nexit 2\n')
+    (bin_dir / "gcloud").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{pulumi}")
+    result, by_name = run_check("--profile", "t4-spot")
+    assert result.exit_code == 0, result.output
+    assert by_name["gcloud (iap = true)"] == {**by_name["gcloud (iap = true)"], "status": "ok",
+                                              "detail": "Google Cloud SDK 548.0.0"}
+
+
+def test_without_iap_gcloud_is_not_asked_for(apis):
+    _, by_name = run_check("--profile", "t4-spot")
+    assert "gcloud (iap = true)" not in by_name

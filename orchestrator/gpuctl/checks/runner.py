@@ -39,6 +39,8 @@ def run_checks(ctx: Context, profile: str | None = None, region: str | None = No
         results += check_permissions(project, credentials)
         results.append(check_quota(ctx, project, profile, region))
     results.append(check_pulumi())
+    if ctx.config.iap:  # every SSH connection then goes through gcloud's IAP tunnel
+        results.append(check_gcloud())
     results.append(check_public_address(ctx))
     return results
 
@@ -218,6 +220,24 @@ def check_pulumi() -> CheckResult:
         return fail("Pulumi CLI", f"`{cli} version` failed: {first_line(done.stderr) or done.returncode}",
                     "reinstall it: https://www.pulumi.com/docs/install/")
     return ok("Pulumi CLI", f"{version} ({cli})")
+
+
+def check_gcloud() -> CheckResult:
+    """`iap = true`: gpuctl reaches VMs only through `gcloud compute start-iap-tunnel`
+    (lifecycle/iap.py), so gcloud must be on PATH and run."""
+    from ..lifecycle.iap import GCLOUD, MISSING_HINT
+
+    try:
+        done = subprocess.run([GCLOUD, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return fail("gcloud (iap = true)", "the Google Cloud CLI is not on PATH", MISSING_HINT)
+    except subprocess.TimeoutExpired:
+        return fail("gcloud (iap = true)", "`gcloud --version` did not answer in 30 s", MISSING_HINT)
+    version = done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
+    if done.returncode != 0 or not version:
+        return fail("gcloud (iap = true)", f"`gcloud --version` failed: {first_line(done.stderr) or done.returncode}",
+                    MISSING_HINT)
+    return ok("gcloud (iap = true)", version)
 
 
 def check_public_address(ctx: Context) -> CheckResult:
