@@ -185,6 +185,23 @@ def test_cli_dry_run_with_flag_and_with_config_key(config_file):
         assert "accessConfigs" not in nic["inputs"]["networkInterfaces"][0]
 
 
+def test_cost_prices_what_up_would_make_with_iap_from_the_flag_or_the_config(config_file):
+    runner = CliRunner()
+    plain = json.loads(runner.invoke(cli, ["cost", "a100-spot", "--json"]).stdout)
+    flagged = json.loads(runner.invoke(cli, ["cost", "a100-spot", "--iap", "--json"]).stdout)
+    up = json.loads(runner.invoke(cli, ["up", "a100-spot", "--dry-run", "--iap", "--json"]).stdout)
+    config_file("iap = true\n")
+    configured = json.loads(runner.invoke(cli, ["cost", "a100-spot", "--json"]).stdout)
+    assert (plain["iap"], flagged["iap"], configured["iap"]) == (False, True, True)
+    for report in (flagged, configured):
+        lines = {line["item"]: line for line in report["breakdown"]}
+        assert "cloud-nat" in lines and "nat-ip" in lines and "external-ip" not in lines
+        assert report["hourly_usd"] == up["cost"]["hourly_usd"]  # one price function for both
+    assert "external-ip" in {line["item"] for line in plain["breakdown"]}
+    human = runner.invoke(cli, ["cost", "a100-spot", "--iap"])
+    assert human.exit_code == 0 and "Cloud NAT gateway" in human.stdout
+
+
 def test_ssh_from_with_iap_is_refused_not_ignored():
     out = CliRunner().invoke(cli, ["up", "a100-spot", "--dry-run", "--iap", "--ssh-from", "198.51.100.7"])
     assert out.exit_code != 0 and "Traceback" not in out.output

@@ -68,8 +68,11 @@ def profiles_report(ctx: Context) -> dict:
 
 def cost_report(ctx: Context, profile_name: str, region: str | None = None,
                 hours: float | None = None, budget: str | None = None,
-                ttl: str | None = None, cap: str | None = None) -> dict:
+                ttl: str | None = None, cap: str | None = None, iap: bool = False) -> dict:
+    """`iap`: priced as `up --iap` makes it (no external address; a Cloud NAT), also when the
+    config says `iap = true`, as `up` does."""
     profile = get_profile(ctx.profiles, profile_name)
+    iap = bool(iap or ctx.config.iap)
     if hours is not None and budget is not None:
         raise UsageError("--hours and --budget ask different questions", "pass one of them")
     if hours is not None and not 0 < hours <= 24 * 365:
@@ -81,8 +84,8 @@ def cost_report(ctx: Context, profile_name: str, region: str | None = None,
         from .plan import _nowhere
 
         raise _nowhere(profile, MACHINES[profile.machine_type], [profile.model], [region])
-    hourly = hourly_cost(profile, region, ctx.prices)
-    report = {"profile": profile.name, **cost_dict(hourly, forgotten_table(hourly), ctx),
+    hourly = hourly_cost(profile, region, ctx.prices, iap=iap)
+    report = {"profile": profile.name, "iap": iap, **cost_dict(hourly, forgotten_table(hourly), ctx),
               "currency": ctx.currency.as_dict()}
     if hours is not None:
         report["for_hours"] = {"hours": hours, "usd": round(hours * hourly.running, 2)}

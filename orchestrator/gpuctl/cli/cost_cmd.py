@@ -12,9 +12,10 @@ from .options import json_option, profile_argument
 @click.option("--budget", help="Show how many hours an amount buys, e.g. 20, $20 or 3000JPY.")
 @click.option("--ttl", help="With --cap: the movable deadline, e.g. 6h (what `up --ttl` sets).")
 @click.option("--cap", help="With --ttl: the hard cap, e.g. 24h; shows the cost of each limit.")
+@click.option("--iap", is_flag=True, help="Price it as `up --iap` makes it: no external address, a Cloud NAT.")
 @json_option
 def cost(profile: str, region: str | None, hours: float | None, budget: str | None,
-         ttl: str | None, cap: str | None, as_json: bool) -> None:
+         ttl: str | None, cap: str | None, iap: bool, as_json: bool) -> None:
     """Hourly breakdown of PROFILE and what forgetting it costs (running, or stopped with disks)."""
     from ..context import load_context
     from ..reports import cost_report
@@ -22,13 +23,14 @@ def cost(profile: str, region: str | None, hours: float | None, budget: str | No
     from . import render
 
     report = cost_report(load_context(), profile, region=region, hours=hours, budget=budget,
-                         ttl=ttl, cap=cap)
+                         ttl=ttl, cap=cap, iap=iap)
     if as_json:
         render.print_json(report)
         return
     cur = report["currency"]
     out = render.console()
-    out.print(f"[bold]{report['profile']}[/]")
+    out.print(f"[bold]{report['profile']}[/]" + (" (SSH through IAP: no external address, Cloud NAT)"
+                                                  if report["iap"] else ""))
     out.print(render.breakdown_table(report, cur))
     if "for_hours" in report:
         h = report["for_hours"]
