@@ -137,3 +137,54 @@ def test_load_reports_yaml_errors_with_a_line(tmp_path):
         load_job_spec(path)
     with pytest.raises(JobSpecError, match="cannot read"):
         load_job_spec(tmp_path / "missing.yaml")
+
+
+# `recover: true`: the spec's way of saying `run --recover`. Only a real boolean is taken: it
+# decides whether a VM group is created, so "true" in quotes, 1 or "sometimes" is refused with the
+# fix, never guessed, and the refused value is not repeated.
+@settings(max_examples=200, deadline=None)
+@given(SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(st.text(max_size=5), SCALARS, max_size=2))
+def test_recover_takes_a_boolean_and_refuses_anything_else_in_one_line(value):
+    result = outcome({"name": "job", "command": "true", "recover": value})
+    if isinstance(value, bool):
+        assert isinstance(result, JobSpec) and result.recover is value
+        return
+    assert isinstance(result, JobSpecError)
+    kinds = ("empty", "text", "text (quoted?)", "a number", "a list", "a mapping")
+    # One of these exact lines: the value itself is never in it.
+    assert result.message in {f"job spec: recover: must be true or false, not {k}" for k in kinds}
+    assert "recover: true" in result.hint
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("recover: true\n", True), ("recover: false\n", False), ("recover: yes\n", True),  # YAML 1.1
+    ("", False),
+])
+def test_recover_in_yaml(tmp_path, text, expected):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: a\ncommand: [python, t.py]\n" + text)
+    assert load_job_spec(path).recover is expected
+
+
+@pytest.mark.parametrize("text, words", [
+    ("recover: 'true'\n", "not text (quoted?)"), ("recover: 1\n", "not a number"),
+    ("recover:\n", "not empty"), ("recover: [true]\n", "not a list"),
+])
+def test_recover_that_is_not_a_boolean_is_one_line_with_the_fix(tmp_path, text, words):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: a\ncommand: [python, t.py]\n" + text)
+    with pytest.raises(JobSpecError) as err:
+        load_job_spec(path)
+    assert f"recover: must be true or false, {words}" in err.value.message
+    assert err.value.hint.startswith("write recover: true")
+
+
+def test_recover_on_gke_is_noted_and_on_an_existing_vm_refused():
+    spec = parse_job_spec({"name": "a", "command": "x", "recover": True, "image": "img:1",
+                           "accelerator": "nvidia-l4", "max_retries": 5})
+    (note,) = notes_for_target(spec, "gke")  # GKE recovers by itself: accepted, and said so
+    assert "recover: true is not needed on GKE" in note and "max_retries: 5" in note
+    with pytest.raises(JobSpecError, match="makes a new spot VM group") as err:
+        notes_for_target(spec, "vm")  # never silently run without recovery on an existing VM
+    assert "gpuctl run NEW_NAME job.yaml" in err.value.hint
+    assert notes_for_target(parse_job_spec({"name": "a", "command": "x", "recover": False}), "vm") == []

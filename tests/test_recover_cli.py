@@ -35,7 +35,8 @@ def test_the_dry_run_prints_the_group_the_uploads_and_the_worst_case(job):
     assert len(plan["zones"]) > 1  # the group may use any of them
     assert {r["type"] for r in plan["resources"]} == {"compute.Firewall", "compute.InstanceTemplate",
                                                       "compute.RegionInstanceGroupManager",
-                                                      "serviceaccount.Account", "storage.BucketIAMMember"}
+                                                      "serviceaccount.Account", "storage.BucketIAMMember",
+                                                      "projects.IAMMember"}  # the group's own deletion
     assert plan["checkpoints"] == "gs://alice-ckpts/runs/llama"
     assert plan["uploads"][0] == "gs://alice-ckpts/runs/llama/.gpuctl/recover.json"
     cost = plan["cost"]

@@ -13,6 +13,7 @@ environment: it fetches the startup script named by `startup-script-url` and run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -24,7 +25,10 @@ from google.cloud import compute_v1
 
 from gpuctl.adapters.storage import StorageApi
 from gpuctl.jobspec import JobSpec
+from gpuctl.provision.settings import ProvisionSettings
 from gpuctl.recovery.bundle import build_bundle, upload_bundle
+from tests.hosts.debs import PackageSource
+from tests.hosts.fixtures import stock_host, venv_debs  # noqa: F401
 from tests.hosts.host import ThrowawayHost
 from tests.standins.compute import ComputeStandIn
 from tests.standins.compute_migs import InstanceMetadataServer
@@ -35,6 +39,9 @@ FOLDER = f"gs://{BUCKET}/llama/run-1"
 RUN = "llama"
 TOTAL, EVERY = 60, 10
 RUN_DIR = f"/mnt/disks/nvme/gpuctl/runs/{RUN}"
+# What `run --recover` derives from the profile (recovery/plan.py recover_provision_settings), with
+# the Python Debian 12 packages: every VM is provisioned with it at boot, before the run starts.
+PROVISION = ProvisionSettings(login_user="gpuctl", time_zone="Asia/Tokyo", idle_minutes=0, python="3.11")
 
 TRAINER = '''
 import json, os, signal, sys, time
@@ -114,6 +121,15 @@ class Relay:
         self.sock.close()
 
 
+@contextlib.contextmanager
+def stock_vm(rootfs, debs):
+    """A fresh VM from a stock image (blank NVMe, no venv package) that reaches its apt mirror:
+    what the group makes after a preemption."""
+    with ThrowawayHost(disks=1, rootfs=rootfs) as host, PackageSource(host, debs) as source:
+        source.make_only_apt_source()
+        yield host
+
+
 def runner_side(host: ThrowawayHost) -> str:
     a, b, c, d = host.address.split(".")
     return f"{a}.{b}.{c}.{int(d) - 1}"
@@ -129,7 +145,7 @@ def cloud(gcs_emulator, tmp_path):
     workdir.mkdir()
     (workdir / "train.py").write_text(TRAINER)
     spec = JobSpec(name=RUN, command=["python3", "train.py", str(TOTAL), str(EVERY)], checkpoints=FOLDER)
-    bundle = build_bundle(spec, RUN, FOLDER, workdir, user="gpuctl")
+    bundle = build_bundle(spec, RUN, FOLDER, workdir, user="gpuctl", provision=PROVISION)
     upload_bundle(bundle, StorageApi("gpuctl-test", endpoint=gcs_emulator.endpoint))
     with ComputeStandIn() as compute:
         templates = compute.client(compute_v1.InstanceTemplatesClient)
@@ -158,7 +174,7 @@ def boot(host: ThrowawayHost, compute: ComputeStandIn, vm_name: str, gcs) -> tup
     script = gcs.client().bucket(bucket).blob(name).download_as_bytes()
     (host.root / "tmp" / "startup-script").write_bytes(script)
     done = host.run_local(f"GCE_METADATA_HOST={metadata.host} GPUCTL_STORAGE_ENDPOINT={relay.endpoint} "
-                          "python3 /tmp/startup-script", check=False, timeout=120)
+                          "python3 /tmp/startup-script", check=False, timeout=300)
     return done, metadata, relay
 
 
@@ -172,18 +188,36 @@ def wait_for(host: ThrowawayHost, command: str, timeout: float = 60) -> str:
     raise AssertionError(f"timed out waiting for: {command}\n{host.run_local(f'cat {RUN_DIR}/output.log', check=False).stdout}")
 
 
+def assert_provisioned(host: ThrowawayHost, boot_output: str) -> None:
+    """The VM got what `gpuctl up` gives one, from the same steps (run as root on the VM):
+    NVMe in fstab by UUID, caches on it, the time zone, the profile's Python in a venv whose pip
+    works; no daily stop and no idle watchdog (a stopped VM in a group is recreated)."""
+    said = {line.split()[2].rstrip(":"): line.split()[3] for line in boot_output.splitlines()
+            if line.startswith("gpuctl-bootstrap: provision ")}
+    assert said == {"nvme": "changed", "caches": "changed", "timezone": "changed", "shutdown-cron": "skipped",
+                    "idle-watchdog": "skipped", "nvidia-driver": "skipped", "cuda": "skipped",
+                    "python": "changed", "verify": "skipped"}, boot_output
+    assert "/mnt/disks/nvme ext4 discard,defaults,nofail" in host.run_local("cat /etc/fstab").stdout
+    assert host.run_local("readlink /etc/localtime").stdout.strip().endswith("Asia/Tokyo")
+    assert "Python 3.11" in host.run_local("/home/gpuctl/venv/bin/python --version").stdout
+    assert "pip " in host.run_local("runuser -u gpuctl -- /home/gpuctl/venv/bin/pip --version").stdout
+    for absent in ("/etc/cron.d/gpuctl-shutdown", "/etc/cron.d/gpuctl-idle-watchdog"):
+        assert host.run_local(f"test -e {absent}", check=False).returncode != 0
+
+
 def steps_in(log: str) -> list[int]:
     return [int(line.split()[1]) for line in log.splitlines() if line.startswith("step ")]
 
 
-def test_a_preempted_run_resumes_on_the_replacement_at_the_right_step(cloud, throwaway_host, host_rootfs):
+def test_a_preempted_run_resumes_on_the_replacement_at_the_right_step(cloud, stock_host, host_rootfs, venv_debs):
     compute, vm_name, storage, gcs = cloud
-    first = throwaway_host
+    first = stock_host
 
     done, metadata, relay = boot(first, compute, vm_name, gcs)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["on_nvme"] is True
     assert "/mnt/disks/nvme ext4" in first.run_local("cat /proc/mounts").stdout  # formatted and mounted
+    assert_provisioned(first, done.stdout)
     wait_for(first, f"grep -q '^step 16 ' {RUN_DIR}/output.log && echo yes")
 
     # Google preempts: `preempted` reads TRUE and the guest is told to power off; systemd's
@@ -209,10 +243,11 @@ def test_a_preempted_run_resumes_on_the_replacement_at_the_right_step(cloud, thr
     compute.finish_preemption(vm_name)
     assert compute.reconcile_migs() == [{"event": "recreated", "vm": vm_name, "zone": ZONES[1]}]
 
-    with ThrowawayHost(disks=1, rootfs=host_rootfs) as second:  # the replacement: a blank NVMe
+    with stock_vm(host_rootfs, venv_debs) as second:  # the replacement: a blank NVMe
         done, metadata, relay = boot(second, compute, vm_name, gcs)
         try:
             assert done.returncode == 0, done.stdout + done.stderr
+            assert_provisioned(second, done.stdout)  # the replacement too, with nobody connected
             assert wait_for(second, f"cat {RUN_DIR}/exit_code", timeout=60).strip() == "0"
             log = second.run_local(f"cat {RUN_DIR}/output.log").stdout
             assert f"resuming from checkpoint-{saved}" in log and f"resuming after step {saved}" in log
@@ -253,15 +288,14 @@ def preempt_after(host: ThrowawayHost, compute: ComputeStandIn, vm_name: str, st
 
 
 def test_a_run_preempted_twice_finishes_with_every_step_done_once_after_each_checkpoint(
-        cloud, throwaway_host, host_rootfs):
+        cloud, stock_host, host_rootfs, venv_debs):
     """Issue 13's done-when on real hosts: three machines in turn (the VM and two replacements
     the group made in other zones), no gpuctl process in between; each resumes from the
     checkpoint its predecessor saved during the notice and redoes nothing."""
     compute, vm_name, storage, gcs = cloud
     saved, logs = [0], []
-    with ThrowawayHost(disks=1, rootfs=host_rootfs) as second, \
-            ThrowawayHost(disks=1, rootfs=host_rootfs) as third:
-        for turn, host in enumerate((throwaway_host, second, third)):
+    with stock_vm(host_rootfs, venv_debs) as second, stock_vm(host_rootfs, venv_debs) as third:
+        for turn, host in enumerate((stock_host, second, third)):
             done, metadata, relay = boot(host, compute, vm_name, gcs)
             try:
                 assert done.returncode == 0, done.stdout + done.stderr

@@ -111,12 +111,14 @@ def test_run_recover_applies_survives_two_preemptions_and_cancel_then_down_leave
     recover = json.loads(cloud.gcs.client().bucket(BUCKET).blob("runs/llama/.gpuctl/recover.json").download_as_bytes())
     assert recover["checkpoints"] == f"gs://{BUCKET}/runs/llama" and recover["argv"] == ["python", "train.py"]
 
-    # The identity: the run's own account, objectUser on this bucket only, read_write scope only.
+    # The identity: the run's own account, objectUser on this bucket only; the read_write scope and
+    # Compute's (for its own group's deletion, under one conditional grant) only.
     (account,) = cloud.iam.accounts.values()
     assert account["email"] == EMAIL
     assert cloud.gcs.contract.iam.policies[BUCKET][CHECKPOINT_ROLE] == [f"serviceAccount:{EMAIL}"]
     [template] = standin.instance_templates()
-    assert template["properties"]["serviceAccounts"] == [{"email": EMAIL, "scopes": [CHECKPOINT_SCOPE]}]
+    assert template["properties"]["serviceAccounts"] == [
+        {"email": EMAIL, "scopes": [CHECKPOINT_SCOPE, "https://www.googleapis.com/auth/compute"]}]
     vm, first_zone = vm_of(standin)
     assert started["vm"] == vm and standin.instance(vm)["serviceAccounts"][0]["email"] == EMAIL
 
@@ -168,10 +170,10 @@ def test_run_recover_applies_survives_two_preemptions_and_cancel_then_down_leave
     again = CliRunner().invoke(cli, ["cancel", NAME])
     assert again.exit_code == 0 and "already cancelled" in again.output
 
-    # down: the account, its grant, the SSH rule, the stack and the record go; the bucket stays.
+    # down: the account, its grants, the SSH rule, the stack and the record go; the bucket stays.
     [done] = cli_json("down", NAME, "-y")
     assert done["existed"] is True
-    assert leftovers(cloud) == {} and cloud.iam.accounts == {}
+    assert leftovers(cloud) == {} and cloud.iam.accounts == {} and cloud.iam.conditional_bindings() == []
     assert CHECKPOINT_ROLE not in cloud.gcs.contract.iam.policies[BUCKET]
     assert records.load(NAME) is None and cloud.engine.list_stacks() == []
     assert "runs/llama/.gpuctl/recover.json" in {b.name for b in cloud.gcs.client().list_blobs(BUCKET)}
@@ -262,3 +264,84 @@ def test_sweep_finds_a_leftover_group_template_and_deadline_by_label_and_deletes
     assert cloud.scheduler.jobs == {}
     assert [f for f in find_leftovers(ctx, cloud) if f.resource and f.resource.kind != "bucket"] == []
     assert standin.contract_violations == []
+
+
+def test_a_finished_run_deletes_its_own_group_and_stops_billing_with_the_laptop_closed(cloud, tmp_path, monkeypatch):
+    """The run's command exits 0 on the VM: the bootstrap's watcher marks it finished in the bucket
+    and deletes the group with the VM's own token (its one conditional grant names that group alone).
+    `jobs` then says finished, and the cost stays where the VM was deleted; `cancel` and `down`
+    still work, and `down` leaves no project IAM binding behind."""
+    from gpuctl.runs.host_scripts import bootstrap
+    from tests.standins.compute_migs import InstanceMetadataServer
+
+    standin = cloud.standin
+    started = start()
+    hourly = started["cost"]["price_per_hour"]
+    member = f"serviceAccount:{EMAIL}"
+    group_name = f"projects/{PROJECT}/regions/{REGION}/instanceGroupManagers/{NAME}"
+
+    # What the program gave the run: the two scopes, one binding under its condition, and the group
+    # named in recover.json for the VM to find.
+    [template] = standin.instance_templates()
+    assert template["properties"]["serviceAccounts"][0]["scopes"] == [CHECKPOINT_SCOPE,
+                                                                      "https://www.googleapis.com/auth/compute"]
+    [grant] = cloud.iam.conditional_bindings()
+    assert grant["role"] == "roles/compute.instanceAdmin.v1" and grant["members"] == [member]
+    assert grant["condition"]["expression"] == f'resource.name == "{group_name}"'
+    assert cloud.iam.allows(member, "compute.instanceGroupManagers.delete", group_name)
+    assert not cloud.iam.allows(member, "compute.instanceGroupManagers.delete", group_name + "-other")
+    recover = json.loads(cloud.gcs.client().bucket(BUCKET).blob("runs/llama/.gpuctl/recover.json").download_as_bytes())
+    assert (recover["group"], recover["region"], recover["project"]) == (NAME, REGION, PROJECT)
+
+    # Two hours on, the command exits 0 on the VM; its watcher runs as on the VM, with the VM's token.
+    standin.advance_clock(2 * 3600)
+    vm, _ = vm_of(standin)
+    run_dir = tmp_path / "vm-run"
+    run_dir.mkdir()
+    (run_dir / "exit_code").write_text("0\n")
+    with InstanceMetadataServer(standin, vm) as metadata:
+        monkeypatch.setenv("GCE_METADATA_HOST", metadata.host)
+        assert bootstrap.watch(str(run_dir), f"gs://{BUCKET}/runs/llama", poll_s=0.01) == 0
+    assert standin.migs() == [] and standin.instances() == []  # nothing bills now
+    assert standin.reconcile_migs() == []
+
+    [row] = cli_json("jobs")
+    assert row["state"].startswith("finished") and row["recover"]["worst_case_left_usd"] == 0
+    cost = row["recover"]["cost_so_far_usd"]
+    assert cost == pytest.approx(2 * hourly, abs=SLACK * hourly)
+    standin.advance_clock(5 * 3600)  # the laptop stays closed: the cost does not move
+    [later] = cli_json("jobs", NAME)
+    assert later["state"].startswith("finished") and later["recover"]["cost_so_far_usd"] == cost
+    for command in ("status", "jobs"):  # the human tables too (a state they do not style)
+        human = CliRunner().invoke(cli, [command])
+        assert human.exit_code == 0 and "finished" in human.output, human.output
+
+    # cancel on a finished run: nothing to stop; the template and the deadline job go; still finished.
+    cancelled = cli_json("cancel", NAME)
+    assert cancelled["state"].startswith("finished") and "instance-group/" + NAME not in cancelled["deleted"]
+    assert standin.instance_templates() == [] and cloud.scheduler.jobs == {}
+
+    [done] = cli_json("down", NAME, "-y")
+    assert done["existed"] and done["final_cost_usd"] == pytest.approx(cost, abs=0.01)
+    assert leftovers(cloud) == {} and cloud.iam.accounts == {} and cloud.iam.conditional_bindings() == []
+    assert cloud.iam.bindings == {"roles/owner": {"user:owner@example.com"}}
+    assert records.load(NAME) is None and cloud.engine.list_stacks() == []
+    assert standin.contract_violations == [] and cloud.iam.contract_violations == []
+
+
+def test_down_after_the_vm_deleted_its_group_leaves_nothing(cloud, tmp_path, monkeypatch):
+    """No cancel first: `down` destroys a stack whose group is already gone (404 is deleted),
+    takes the deadline job and the conditional binding with it."""
+    from gpuctl.runs.host_scripts import bootstrap
+    from tests.standins.compute_migs import InstanceMetadataServer
+
+    start()
+    vm, _ = vm_of(cloud.standin)
+    (tmp_path / "exit_code").write_text("0\n")
+    with InstanceMetadataServer(cloud.standin, vm) as metadata:
+        monkeypatch.setenv("GCE_METADATA_HOST", metadata.host)
+        bootstrap.watch(str(tmp_path), f"gs://{BUCKET}/runs/llama", poll_s=0.01)
+    assert cloud.standin.migs() == [] and cloud.scheduler.jobs
+    cli_json("down", NAME, "-y")
+    assert leftovers(cloud) == {} and cloud.standin.instance_templates() == [] and cloud.scheduler.jobs == {}
+    assert cloud.iam.conditional_bindings() == [] and cloud.iam.accounts == {} and records.load(NAME) is None

@@ -42,7 +42,8 @@ def planned(s: RecoverSpec) -> dict[str, dict]:
 def test_the_plan_is_a_template_and_a_regional_group_of_one_that_repairs_across_zones():
     got = planned(spec())
     assert set(got) == {"vm.RecoveringVm", "compute.Firewall", "compute.InstanceTemplate",
-                        "compute.RegionInstanceGroupManager", "serviceaccount.Account", "storage.BucketIAMMember"}
+                        "compute.RegionInstanceGroupManager", "serviceaccount.Account", "storage.BucketIAMMember",
+                        "projects.IAMMember"}
     # The run's own identity, shared with `up --checkpoints`: one account, one role on one bucket.
     assert got["serviceaccount.Account"]["accountId"] == "gpuctl-alice-llama"
     assert got["storage.BucketIAMMember"]["bucket"] == "alice-ckpts"
@@ -60,10 +61,42 @@ def test_the_plan_is_a_template_and_a_regional_group_of_one_that_repairs_across_
     assert tpl["metadata"]["startup-script-url"] == f"{BUCKET_RUN}/bootstrap.py"
     assert tpl["metadata"]["gpuctl-recover"] == f"{BUCKET_RUN}/recover.json"
     assert "startup-script" not in tpl["metadata"] and "metadataStartupScript" not in tpl
+    # Exactly two scopes: the bucket's, and Compute's for the group's own deletion.
     assert tpl["serviceAccount"] == {"email": "gpuctl-alice-llama@gpuctl-test.iam.gserviceaccount.com",
-                                     "scopes": ["https://www.googleapis.com/auth/devstorage.read_write"]}
+                                     "scopes": ["https://www.googleapis.com/auth/devstorage.read_write",
+                                                "https://www.googleapis.com/auth/compute"]}
     assert [d.get("type") for d in tpl["disks"]] == [None, "SCRATCH"]
     assert got["compute.Firewall"]["sourceRanges"] == ["198.51.100.7/32"]
+
+
+def test_the_run_may_delete_its_own_group_and_nothing_else():
+    """One project grant, cut down by an IAM condition to the run's own group: the VM deletes its
+    group when the run finishes (bootstrap.py watch) and can touch no other resource with it."""
+    grant = planned(spec())["projects.IAMMember"]
+    assert grant["project"] == "gpuctl-test" and grant["role"] == "roles/compute.instanceAdmin.v1"
+    assert grant["member"] == "serviceAccount:gpuctl-alice-llama@gpuctl-test.iam.gserviceaccount.com"
+    assert grant["condition"]["expression"] == (
+        'resource.name == "projects/gpuctl-test/regions/us-central1/instanceGroupManagers/alice-llama"')
+    assert grant["condition"]["title"] == "gpuctl-alice-llama-self-delete"
+
+
+@pytest.mark.parametrize("scopes, ok", [
+    (["https://www.googleapis.com/auth/devstorage.read_write", "https://www.googleapis.com/auth/compute"], True),
+    (["https://www.googleapis.com/auth/devstorage.read_write"], False),
+    (["https://www.googleapis.com/auth/devstorage.read_write", "https://www.googleapis.com/auth/cloud-platform"],
+     False),
+    (["https://www.googleapis.com/auth/cloud-platform"], False),
+    (["https://www.googleapis.com/auth/compute", "https://www.googleapis.com/auth/devstorage.read_write",
+      "https://www.googleapis.com/auth/compute"], False),
+])
+def test_a_recovering_vm_may_carry_the_bucket_and_compute_scopes_only(scopes, ok):
+    from gpuctl_infra import rules
+
+    found = rules.service_account_violations(scopes, "roles/storage.objectUser", "alice-ckpts", self_delete=True)
+    assert (found == []) is ok
+    # A plain VM never gets the Compute scope.
+    if "https://www.googleapis.com/auth/compute" in scopes:
+        assert rules.service_account_violations(scopes, "roles/storage.objectUser", "alice-ckpts") != []
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -125,7 +158,21 @@ def test_the_engine_applies_the_group_and_google_not_gpuctl_replaces_the_preempt
     policy = gcs_emulator.contract.iam.policies["alice-ckpts"]
     assert policy["roles/storage.objectUser"] == [f"serviceAccount:{account['email']}"]
 
+    # Its one project grant: the conditional binding, at policy version 3, on this group alone.
+    group_name = "projects/gpuctl-test/regions/us-central1/instanceGroupManagers/alice-llama"
+    member = f"serviceAccount:{account['email']}"
+    assert iam.conditional_bindings() == [{
+        "role": "roles/compute.instanceAdmin.v1", "members": [member],
+        "condition": {"title": "gpuctl-alice-llama-self-delete", "expression": f'resource.name == "{group_name}"',
+                      "description": "gpuctl: the run's VM may delete its own group alice-llama "
+                                     "once the run finishes"}}]
+    assert iam.allows(member, "compute.instanceGroupManagers.delete", group_name)
+    assert not iam.allows(member, "compute.instanceGroupManagers.delete", group_name.replace("alice-llama", "bob"))
+    assert not iam.allows(member, "compute.instances.delete", f"projects/gpuctl-test/zones/us-central1-a/instances/x")
+    assert iam.bindings == {"roles/owner": {"user:owner@example.com"}}  # nothing unconditional added
+
     engine.destroy(s.name)
     assert iam.accounts == {} and "roles/storage.objectUser" not in gcs_emulator.contract.iam.policies["alice-ckpts"]
+    assert iam.conditional_bindings() == [] and iam.contract_violations == []
     assert standin.migs() == [] and standin.instances() == [] and standin.instance_templates() == []
     assert standin.firewalls() == [] and standin.contract_violations == []

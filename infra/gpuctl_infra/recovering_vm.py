@@ -6,8 +6,12 @@ Resources, all children of one RecoveringVm component, named from the spec's nam
   <name>-sa    the run's own service account (gpuctl-<name>), and
   <name>-ckpt  its one role (roles/storage.objectUser) on the checkpoint bucket alone: the same
                identity as `gpuctl up --checkpoints` (gpu_vm.checkpoint_identity)
+  <name>-self-delete  that account's one project grant: roles/compute.instanceAdmin.v1 under an IAM
+               condition naming this run's group alone, so the VM deletes its own group when
+               the run's command exits 0 (bootstrap.py watch) and nothing bills after the run
   <name>-tpl   instance template: the spot VM (machine, GPUs, local NVMe, boot disk), that
-               service account with the devstorage.read_write scope only, its hard cap (scheduling.terminationTime,
+               service account with the devstorage.read_write and compute scopes only (the
+               pair rules.service_account_violations allows a recovering VM), its hard cap (scheduling.terminationTime,
                the same absolute time for every replacement), and in metadata only two gs://
                addresses: `startup-script-url` (the bootstrap, bootstrap.py) and `gpuctl-recover`
                (the run spec). No code and no secret is in metadata.
@@ -38,12 +42,20 @@ from . import rules
 from .catalog import MACHINES
 from .gpu_vm import (checkpoint_identity, labels_as_description, login_metadata,
                      network_interface, ssh_firewall)
-from .spec import CHECKPOINT_SCOPE, account_id_for
+from .spec import CHECKPOINT_ROLE, CHECKPOINT_SCOPE, account_id_for
 
 COMPONENT_TYPE = "gpuctl:vm:RecoveringVm"
 RECOVER_KEY = "gpuctl-recover"  # metadata key: gs:// address of the run spec
 STARTUP_URL_KEY = "startup-script-url"  # Google's guest environment fetches and runs it on boot
 SCRATCH_GB = 375  # one local SSD partition (GCP_FACTS.md, machine shapes)
+# The token's scopes: the checkpoint bucket's, and Compute Engine's for the one delete below.
+SCOPES = [CHECKPOINT_SCOPE, rules.SELF_DELETE_SCOPE]
+# A predefined role holding compute.instanceGroupManagers.delete, the permission
+# regionInstanceGroupManagers.delete requires on the group (compute.v1.json has no setIamPolicy on
+# instanceGroupManagers: a group takes no policy of its own, so the grant is on the project, and
+# the condition below cuts it down to this one group). Its other permissions are on other
+# resources, whose names never match the condition.
+SELF_DELETE_ROLE = "roles/compute.instanceAdmin.v1"
 
 
 @dataclass(frozen=True)
@@ -110,16 +122,38 @@ def template_scheduling(spec: RecoverSpec) -> dict:
     }
 
 
+def group_resource_name(project: str, region: str, name: str) -> str:
+    """The group's name as an IAM condition reads `resource.name`: its relative resource name,
+    the path regionInstanceGroupManagers.delete takes (compute.v1.json). Compute Engine is among
+    the services whose resource name attribute can control access
+    (https://cloud.google.com/iam/docs/configuring-resource-based-access); the exact string IAM
+    evaluates for a regional group is the one Compute's own paths use (the table in
+    https://cloud.google.com/iam/docs/conditions-resource-attributes was not re-read for this
+    type here: unverified)."""
+    return f"projects/{project}/regions/{region}/instanceGroupManagers/{name}"
+
+
+def self_delete_condition(project: str, region: str, name: str) -> dict[str, str]:
+    """The IAM condition (Expr: title, description, expression) that limits the run's project
+    grant to its own group."""
+    return {"title": f"gpuctl-{name}-self-delete"[:100],
+            "description": f"gpuctl: the run's VM may delete its own group {name} once the run finishes",
+            "expression": f'resource.name == "{group_resource_name(project, region, name)}"'}
+
+
 class RecoveringVm(pulumi.ComponentResource):
     template: gcp.compute.InstanceTemplate
     group: gcp.compute.RegionInstanceGroupManager
     firewall: gcp.compute.Firewall
     account: gcp.serviceaccount.Account
     bucket_access: gcp.storage.BucketIAMMember
+    self_delete: gcp.projects.IAMMember
 
     def __init__(self, spec: RecoverSpec, opts: pulumi.ResourceOptions | None = None):
         metadata = template_metadata(spec)
-        problems = violations(spec) + rules.metadata_violations(metadata)
+        problems = (violations(spec) + rules.metadata_violations(metadata)
+                    + rules.service_account_violations(SCOPES, CHECKPOINT_ROLE, spec.checkpoint_bucket,
+                                                       self_delete=True))
         if problems:
             rules.check_failed(problems)
         super().__init__(COMPONENT_TYPE, spec.name, None, opts)
@@ -140,6 +174,15 @@ class RecoveringVm(pulumi.ComponentResource):
         interface = network_interface(spec.network, True, machine.needs_gvnic)
         self.account, self.bucket_access = checkpoint_identity(
             spec.name, account_id_for(spec.name), spec.checkpoint_bucket, spec.labels, child, provider_args)
+        # The project of the condition: the spec's (the apply path always sets it), else the
+        # stack's gcp:project; a dry run with neither shows a placeholder.
+        project = spec.project or gcp.config.project or "PROJECT"
+        # Conditional bindings need policy version 3; the provider reads and writes the project's
+        # policy at that version (cloudresourcemanager.v1.json, Policy.version).
+        self.self_delete = gcp.projects.IAMMember(
+            f"{spec.name}-self-delete", project=project, role=SELF_DELETE_ROLE,
+            member=self.account.email.apply(lambda email: f"serviceAccount:{email}"),
+            condition=self_delete_condition(project, spec.region, spec.name), opts=child)
         template_args: dict = {}
         if spec.accelerator_type:
             template_args["guest_accelerators"] = [{"type": spec.accelerator_type,
@@ -148,9 +191,9 @@ class RecoveringVm(pulumi.ComponentResource):
             f"{spec.name}-tpl", name=f"{spec.name}-tpl", machine_type=spec.machine_type, disks=disks,
             network_interfaces=[interface], scheduling=template_scheduling(spec),
             metadata=metadata, labels=dict(spec.labels), tags=[tag], description=labels_as_description(spec.labels),
-            service_account={"email": self.account.email, "scopes": [CHECKPOINT_SCOPE]},
-            # Every VM the group makes boots with its bucket access in place.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access]),
+            service_account={"email": self.account.email, "scopes": list(SCOPES)},
+            # Every VM the group makes boots with its bucket access and its self-delete in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access, self.self_delete]),
             **template_args, **provider_args)
 
         self.group = gcp.compute.RegionInstanceGroupManager(

@@ -291,16 +291,31 @@ def _access_violations(spec: VmSpec) -> list[Violation]:
     return out
 
 
-def service_account_violations(scopes: list[str], role: str, on_bucket: str | None) -> list[Violation]:
+# The one scope a recovering VM's token carries besides CHECKPOINT_SCOPE: Compute Engine, so the
+# VM can delete its own group once its run exits 0 (runs/host_scripts/bootstrap.py watch). The
+# scope only caps the token; IAM decides what it may touch: one binding whose condition names that
+# group alone (recovering_vm.py, self_delete_condition): a VM's call needs both the scope on its
+# token and the IAM permission (https://cloud.google.com/compute/docs/access/service-accounts,
+# access scopes and IAM; the page's wording was not re-read here: unverified). The narrowest
+# scope regionInstanceGroupManagers.delete takes: its `scopes` in compute.v1.json are
+# cloud-platform and compute only.
+SELF_DELETE_SCOPE = "https://www.googleapis.com/auth/compute"
+
+
+def service_account_violations(scopes: list[str], role: str, on_bucket: str | None, *,
+                               self_delete: bool = False) -> list[Violation]:
     """A VM's identity may read and write one bucket's objects, nothing more: exactly the
     devstorage.read_write scope (never cloud-platform or full_control, which would let a
     stolen token reach every API or rewrite IAM policies) and the object-user role granted on
-    one named bucket (never on the project)."""
+    one named bucket (never on the project). A recovering VM (`self_delete`) carries exactly one
+    scope more, SELF_DELETE_SCOPE, in that order, and nothing else."""
     out: list[Violation] = []
-    if list(scopes) != [CHECKPOINT_SCOPE]:
-        out.append(Violation("vm-scope", f"a gpuctl VM's token may carry only {CHECKPOINT_SCOPE}, "
+    allowed = [CHECKPOINT_SCOPE, SELF_DELETE_SCOPE] if self_delete else [CHECKPOINT_SCOPE]
+    if list(scopes) != allowed:
+        out.append(Violation("vm-scope", f"a gpuctl VM's token may carry only {' and '.join(allowed)}, "
                              f"not {', '.join(scopes) or 'no scope'}",
-                             "checkpoints need read and write of objects only"))
+                             "checkpoints need read and write of objects only"
+                             + ("; the group's own deletion the Compute scope" if self_delete else "")))
     if role != CHECKPOINT_ROLE:
         out.append(Violation("vm-role", f"a gpuctl VM may hold only {CHECKPOINT_ROLE}, not {role}",
                              "checkpoints need object access only, not bucket or project control"))

@@ -17,6 +17,9 @@
                                      # (see "Finished checkpoints" below)
     timeout: 12h                     # a hard limit on the run's wall time
     max_retries: 3                   # GKE: retries after spot disruptions (never code errors)
+    recover: true                    # VM: `gpuctl run NAME job.yaml` runs it as with --recover
+                                     # (a spot VM group Google Cloud refills after each
+                                     # preemption); GKE: noted, a Job recovers by itself
 
 Keys that do not apply to a target are rejected or reported, never silently misread:
 `check_for_target` is the one place that decides which. Every problem of a spec is reported
@@ -85,6 +88,15 @@ CHECKPOINTS_HINT = ("write gs://BUCKET/PREFIX (e.g. gs://my-team-checkpoints/lla
 MAX_GPUS_PER_NODE = 8
 
 
+def _kind_of(value: object) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, str):
+        return "text (quoted?)" if value.strip().lower() in ("true", "false", "yes", "no") else "text"
+    return {int: "a number", float: "a number", list: "a list", dict: "a mapping"}.get(
+        type(value), type(value).__name__)
+
+
 def looks_like_token(value: str) -> bool:
     return bool(TOKEN_RE.search(value))
 
@@ -111,6 +123,7 @@ class JobSpec(BaseModel):
     checkpoints: str | None = None  # gs://BUCKET/PREFIX, or AUTO_CHECKPOINTS
     timeout: str | None = None
     max_retries: int = Field(3, ge=0, le=100)
+    recover: bool = False  # true or false only: a misspelt `recover: flase` must not start a group
 
     @field_validator("name")
     @classmethod
@@ -189,6 +202,16 @@ class JobSpec(BaseModel):
 
         bucket, prefix = as_value_error(lambda text: gcs_url(text, what=""), value)
         return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+
+    @field_validator("recover", mode="before")
+    @classmethod
+    def _recover(cls, value):
+        # YAML already reads true/false (and yes/no) as booleans; anything else ("true" in
+        # quotes, 1, "sometimes") is refused rather than guessed: it decides what gets created.
+        if not isinstance(value, bool):
+            # The kind of value, never the value: whatever was pasted here is not repeated.
+            raise ValueError(f"must be true or false, not {_kind_of(value)}")
+        return value
 
     @field_validator("accelerator")
     @classmethod
@@ -275,6 +298,13 @@ def check_for_target(spec: JobSpec, target: Target) -> tuple[list[tuple[str, str
                         for key in sorted(spec.env) if SECRET_NAME_RE.search(key)]
     schemes = {s for s, _ in spec.secret_refs().values()}
     if target == "vm":
+        if spec.recover:
+            # `gpuctl run NAME job.yaml` takes the --recover path before a VM backend sees the
+            # spec; any other way onto an existing VM would silently drop the recovery.
+            problems.append(("recover: true makes a new spot VM group; it does not run on an "
+                             "existing VM or host",
+                             "`gpuctl run NEW_NAME job.yaml` starts it as a --recover run, or set "
+                             "recover: false to run it here"))
         if spec.nodes > 1:
             problems.append((f"nodes: {spec.nodes} needs a cluster; a VM runs one node",
                              "use `gpuctl run --gke`, or set nodes: 1"))
@@ -293,6 +323,9 @@ def check_for_target(spec: JobSpec, target: Target) -> tuple[list[tuple[str, str
             notes.append("checkpoints: the run writes them to $GPUCTL_CHECKPOINT_DIR on the NVMe; "
                          f"its Cloud Storage folder is $GPUCTL_CHECKPOINT_URL under {spec.checkpoints}")
         return problems, notes
+    if spec.recover:
+        notes.append(f"recover: true is not needed on GKE: a preempted pod is replaced by the Job "
+                     f"itself (up to max_retries: {spec.max_retries})")
     if not spec.image:
         notes.append(f"image: not set, so the pods run the public {DEFAULT_IMAGE}")
     if spec.workdir is not None:
@@ -375,6 +408,9 @@ def _fix_for(err) -> str:
                 f"for {DEFAULT_IMAGE}")
     if key == "timeout":
         return "write a duration such as 30m or 12h"
+    if key == "recover":
+        return ("write recover: true (a spot VM group Google Cloud refills after each preemption) "
+                "or recover: false, unquoted")
     if key in ("nodes", "gpus_per_node", "max_retries"):
         limits = {"nodes": f"1-{MAX_NODES}", "gpus_per_node": f"0-{MAX_GPUS_PER_NODE}",
                   "max_retries": "0-100"}

@@ -397,7 +397,7 @@ class MigsMixin(BaseMixin):
 
 class InstanceMetadataServer(LoopbackServer):
     """The GCE metadata server as one managed VM sees it, backed by the Compute stand-in: the
-    instance's metadata `attributes/`, `preempted`, `name`, `zone`, and a service-account token
+    instance's metadata `attributes/`, `preempted`, `name`, `id`, `zone`, and a service-account token
     only when the VM was made with a service account
     (https://cloud.google.com/compute/docs/metadata/querying-metadata: the header
     `Metadata-Flavor: Google` is required, else 403; values are plain text; predefined keys
@@ -437,6 +437,8 @@ class InstanceMetadataServer(LoopbackServer):
             return 200, "text/plain", "TRUE" if preempted else "FALSE"
         if key == "name":
             return 200, "text/plain", doc["name"]
+        if key == "id":  # this incarnation's: a replacement keeps the name, not the id
+            return 200, "text/plain", doc["id"]
         if key == "zone":
             return 200, "text/plain", f"projects/{numeric_id('project', vm.project)}/zones/{vm.zone}"
         if key.startswith("attributes/"):

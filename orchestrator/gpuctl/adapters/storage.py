@@ -185,6 +185,34 @@ class StorageApi:
                 written.append(f"{location.url}/{name}")
         return written
 
+    def read_object(self, url: str) -> bytes | None:
+        """The content of one gs://BUCKET/NAME object; None when there is no such object
+        (objects.get answers 404: https://cloud.google.com/storage/docs/json_api/v1/objects/get)."""
+        from google.api_core import exceptions
+
+        location = parse_location(url)
+        with self._translated(location.bucket):
+            try:
+                return self.client().bucket(location.bucket).blob(location.prefix).download_as_bytes(
+                    **self._call())
+            except exceptions.NotFound:
+                return None
+
+    def object_tails(self, folder: str, under: str, max_bytes: int) -> dict[str, tuple[bytes, object]]:
+        """{name below `folder`: (its last `max_bytes` bytes, when it was last written)} for each
+        object under gs://BUCKET/PREFIX/`under`: one listing (objects.list by prefix), then a
+        ranged read of each (objects.get alt=media with a Range header,
+        https://cloud.google.com/storage/docs/json_api/v1/objects/get)."""
+        location = parse_location(folder)
+        root = f"{location.prefix}/" if location.prefix else ""
+        found = {}
+        with self._translated(location.bucket):
+            for blob in self.client().list_blobs(location.bucket, prefix=root + under, **self._call()):
+                start = max(0, (blob.size or 0) - max_bytes)
+                data = blob.download_as_bytes(start=start, **self._call()) if blob.size else b""
+                found[blob.name[len(root):]] = (data, blob.updated)
+        return found
+
     # -- sweep ------------------------------------------------------------------------------
     def labelled_buckets(self, labels: dict[str, str] | None = None) -> list[BucketView]:
         """Buckets of this project carrying all of `labels` (gpuctl's by default), each sized.

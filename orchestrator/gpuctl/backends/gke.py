@@ -102,6 +102,7 @@ class GkeBackend:
         rows = list_jobs(self.kube, self.namespace)
         if names:
             rows = [r for r in rows if r["name"] in names]
+        _steps_lost(rows)
         return [JobView("gke", r["name"], r["namespace"], r["status"], r) for r in rows]
 
     def status(self, name: str) -> JobView:
@@ -112,6 +113,7 @@ class GkeBackend:
         row = job_row(get_job(self.kube, self.namespace, name),
                       job_pods(self.kube, self.namespace, name),
                       dt.datetime.now(dt.timezone.utc))
+        _steps_lost([row])
         return JobView("gke", name, self.namespace, row["status"], row)
 
     def logs(self, name: str, write: Write, *, follow: bool = False,
@@ -145,6 +147,27 @@ def _project(request: SubmitRequest) -> str | None:
     from ..context import load_context
 
     return load_context().config.project
+
+
+def _steps_lost(rows: list[dict]) -> None:
+    """The steps each restart lost (gke/jobs.py add_steps_lost), read from the jobs' bucket
+    folders with the laptop's Cloud Storage access; without it, unknown and why."""
+    if not any(r["checkpoints"] and r["restarts"] for r in rows):
+        return
+    from ..adapters.storage import StorageApi
+    from ..context import load_context
+    from ..errors import GpuctlError
+    from ..gke.jobs import add_steps_lost
+    from ..lifecycle.deps import resolve_project
+
+    try:
+        storage = StorageApi(resolve_project(load_context()))
+    except GpuctlError as exc:
+        for row in rows:
+            if row["checkpoints"] and row["restarts"]:
+                row["steps_note"] = f"the steps lost are not known: {exc.message}"
+        return
+    add_steps_lost(rows, storage)
 
 
 def _owner() -> str:

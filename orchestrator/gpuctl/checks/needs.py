@@ -32,6 +32,16 @@ PERMISSIONS = {
     "down/sweep": ["compute.instances.list", "compute.instances.delete", "compute.disks.list",
                    "compute.disks.delete", "compute.firewalls.list", "compute.firewalls.delete",
                    "compute.resourcePolicies.list", "compute.resourcePolicies.delete"],
+    # run --recover: the template and group (the template names the run's own service account,
+    # which the caller must act as), that account and its grants: objectUser on the bucket (a
+    # bucket policy read-modify-write) and the conditional project grant that lets the VM delete
+    # its own group (a project policy read-modify-write, version 3).
+    "run --recover": ["compute.instanceTemplates.create", "compute.instanceTemplates.delete",
+                      "compute.instanceTemplates.useReadOnly", "compute.instanceGroupManagers.create",
+                      "compute.instanceGroupManagers.get", "compute.instanceGroupManagers.delete",
+                      "iam.serviceAccounts.create", "iam.serviceAccounts.delete", "iam.serviceAccounts.actAs",
+                      "storage.buckets.getIamPolicy", "storage.buckets.setIamPolicy",
+                      "resourcemanager.projects.getIamPolicy", "resourcemanager.projects.setIamPolicy"],
     "gke": ["container.clusters.create", "container.clusters.get", "container.clusters.list",
             "container.clusters.delete", "container.clusters.update", "container.operations.get",
             "compute.instanceGroupManagers.list", "iam.serviceAccounts.actAs"],
@@ -43,6 +53,8 @@ ROLES = {
     "up": "roles/compute.instanceAdmin.v1 and roles/compute.securityAdmin",
     "extend": "roles/cloudscheduler.admin and roles/iam.serviceAccountUser",
     "down/sweep": "roles/compute.instanceAdmin.v1 and roles/compute.securityAdmin",
+    "run --recover": "roles/compute.instanceAdmin.v1, roles/iam.serviceAccountAdmin, roles/iam.serviceAccountUser, "
+                     "roles/storage.admin and roles/resourcemanager.projectIamAdmin",
     "gke": "roles/container.admin and roles/iam.serviceAccountUser",
 }
 

@@ -234,7 +234,7 @@ def gke_submitted(s) -> None:
 
 def gke_jobs(rows: list[dict]) -> None:
     table = Table(title="GKE jobs", title_justify="left")
-    for column in ("job", "status", "pods", "restarts", "nodes", "GPUs", "age"):
+    for column in ("job", "status", "pods", "restarts", "steps lost", "nodes", "GPUs", "age"):
         table.add_column(column)
     for r in rows:
         pods = r["pods"]
@@ -242,6 +242,19 @@ def gke_jobs(rows: list[dict]) -> None:
         age = format_duration(r["age_seconds"]) if r["age_seconds"] is not None else "-"
         table.add_row(r["name"], r["status"] + (f" ({r['reason']})" if r["reason"] else ""),
                       f"{pods['active']} active, {pods['succeeded']}/{pods['completions']} done, "
-                      f"{pods['failed']} failed", str(r["restarts"]),
+                      f"{pods['failed']} failed", str(r["restarts"]), steps_lost_text(r),
                       ", ".join(r["nodes"]) or "-", gpus, age)
     console().print(table)
+    for r in rows:
+        if r.get("steps_note"):
+            console().print(f"[dim]{r['name']}: {r['steps_note']}[/]")
+
+
+def steps_lost_text(row: dict) -> str:
+    """'17, 0' (each restart, oldest first), 'unknown' where not known, '-' without restarts."""
+    if not row["restarts"]:
+        return "-"
+    lost = row.get("steps_lost")
+    if not lost:
+        return "unknown"
+    return ", ".join("unknown" if n is None else str(n) for n in lost)

@@ -141,7 +141,8 @@ def build_spec(args: tuple[str, ...], *, run_name=None, env_pairs=(), secret_pai
 @click.option("--validate", is_flag=True, help="GKE: have the cluster admit the manifests; create nothing.")
 @click.option("-y", "--yes", is_flag=True, help="GKE: do not ask for confirmation.")
 @click.option("--recover", is_flag=True, help="A spot VM group of one that Google Cloud replaces after "
-              "each preemption; the run resumes from its checkpoints with no laptop (TARGET: a new name).")
+              "each preemption; the run resumes from its checkpoints with no laptop (TARGET: a new name). "
+              "`recover: true` in the job file does the same.")
 @click.option("--budget", help="--recover: USD for every replacement together; the group is deleted then.")
 @click.option("--ttl", help="--recover: delete the group (and its VM) after this long, e.g. 24h.")
 @click.option("--region", help="--recover: the region whose zones the group may use.")
@@ -174,14 +175,17 @@ def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, t
         return
     if on_gke:
         target, args = None, (target, *args)
-    elif validate or yes:
-        from ..errors import UsageError
-
-        raise UsageError("--validate and -y apply to GKE jobs", "add --gke, or drop them")
     spec, spec_dir = build_spec(args, run_name=run_name, env_pairs=env_pairs,
                                 secret_pairs=secret_pairs, timeout=timeout,
                                 requirements=requirements, output_dir=output_dir,
                                 workdir=workdir, no_sync=no_sync)
+    if spec.recover and not on_gke:  # `recover: true` in the job file: the --recover path
+        _run_recover(target, args, locals(), built=(spec, spec_dir))
+        return
+    if not on_gke and (validate or yes):
+        from ..errors import UsageError
+
+        raise UsageError("--validate and -y apply to GKE jobs", "add --gke, or drop them")
     price, source = _price(price_per_hour, profile)
     request = SubmitRequest(spec=spec, spec_dir=spec_dir, dry_run=dry_run, ship_code=not no_sync,
                             target=target, cwd=cwd, ssh_key=ssh_key, known_hosts=known_hosts,
@@ -191,8 +195,9 @@ def run(target, args, on_gke, workdir, cwd, env_pairs, secret_pairs, run_name, t
     submit_and_render(backend, request, follow=follow, yes=yes, as_json=as_json)
 
 
-def _run_recover(target: str, args: tuple[str, ...], opts: dict) -> None:
-    """`run NAME job.yaml --recover`: the plan (--dry-run), or, confirmed, the group itself."""
+def _run_recover(target: str, args: tuple[str, ...], opts: dict, built=None) -> None:
+    """`run NAME job.yaml --recover` (or `recover: true` in job.yaml): the plan (--dry-run), or,
+    confirmed, the group itself. `built`: the (spec, its folder) `run` already read."""
     from ..context import load_context
     from ..errors import UsageError
     from ..recovery.plan import RecoverOptions, plan_recover_run
@@ -204,10 +209,10 @@ def _run_recover(target: str, args: tuple[str, ...], opts: dict) -> None:
                          "drop --recover (GKE jobs recover by themselves)")
     if opts["validate"]:
         raise UsageError("--validate applies to GKE jobs", "drop it; --dry-run shows the --recover plan")
-    spec, spec_dir = build_spec(args, run_name=opts["run_name"], env_pairs=opts["env_pairs"],
-                                secret_pairs=opts["secret_pairs"], timeout=opts["timeout"],
-                                requirements=opts["requirements"], output_dir=opts["output_dir"],
-                                workdir=opts["workdir"], no_sync=opts["no_sync"])
+    spec, spec_dir = built or build_spec(
+        args, run_name=opts["run_name"], env_pairs=opts["env_pairs"], secret_pairs=opts["secret_pairs"],
+        timeout=opts["timeout"], requirements=opts["requirements"], output_dir=opts["output_dir"],
+        workdir=opts["workdir"], no_sync=opts["no_sync"])
     hours = lambda text: parse_duration(text) / 3600 if text else None  # noqa: E731
     options = RecoverOptions(
         name=target, profile=opts["profile"], region=opts["region"], ttl=opts["ttl"], budget=opts["budget"],
@@ -256,6 +261,10 @@ def _render_recover_plan(report: dict) -> None:
     out(f"  checkpoints: {report['checkpoints']}/ (replacements resume from the newest complete one)")
     out(f"  would upload: {', '.join(u.rsplit('/', 1)[-1] for u in report['uploads'])} "
         f"-> {report['checkpoints']}/.gpuctl/")
+    prov = report["provision"]
+    out(f"  provisioned at boot: NVMe at {prov['mount']}, NVIDIA driver {prov['driver']}, CUDA {prov['cuda']}, "
+        f"Python {prov['python']}" + (f", time zone {prov['time_zone']}" if prov["time_zone"] else "")
+        + f" ({prov['when']})")
     out(f"  deadline: {guards['deadline']['at']} ({guards['deadline']['hours']:.2f} h, from the "
         f"{guards['deadline']['from']}): {guards['deadline']['action']}")
     out(f"  hard cap: {guards['hard_cap']['termination_time']}: {guards['hard_cap']['action']}")
@@ -391,6 +400,8 @@ def render_jobs(views: list[dict], cur) -> None:
     from ..units import format_duration
     from . import render
 
+    from rich.markup import escape
+
     table = Table(title="Runs", title_justify="left")
     for column in ("run", "where", "state", "step", "loss (smoothed)", "eval", "ETA",
                    "cost so far", "to finish"):
@@ -411,7 +422,9 @@ def render_jobs(views: list[dict], cur) -> None:
         eval_loss = "-" if v["eval_loss"] is None else f"{v['eval_loss']:.4g}"
         eta = "-" if v["eta_seconds"] is None else (
             "done" if v["finished"] else format_duration(v["eta_seconds"]))
-        table.add_row(v["name"], v["target"], f"[{STATE_STYLE.get(v['state'], '')}]{state}[/]",
+        style = STATE_STYLE.get(v["state"])  # states not listed (a group's "finished (...)") unstyled
+        shown = f"[{style}]{escape(state)}[/]" if style else escape(state)
+        table.add_row(escape(v["name"]), escape(v["target"]), shown,
                       step, loss, eval_loss, eta,
                       render.money(v["cost_so_far_usd"], cur) if v["cost_so_far_usd"] is not None else "-",
                       render.money(v["cost_to_complete_usd"], cur) if v["cost_to_complete_usd"] is not None else "-")
@@ -430,14 +443,33 @@ def render_jobs(views: list[dict], cur) -> None:
 
 
 def recover_line(g: dict, cur) -> str:
-    """One line for a `run --recover` group: where it runs, recreations, cost, worst case left."""
+    """One line for a `run --recover` group: where it runs, recreations, cost, worst case left,
+    and from the hosts' records the step, the steps preemptions made it redo and the cost to
+    finish (each `unknown` when not known, never 0)."""
     from . import render
 
     where = f"VM {g['vm']} in {g['zone']} ({(g['vm_status'] or '-').lower()})" if g["zone"] else "no VM now"
     return (f"{g['name']}: run {g['run']}, {where}; recreated {g['recreations']} time(s) after "
             f"{g['preemptions']} preemption(s); cost so far {render.money(g['cost_so_far_usd'], cur)} "
             f"(every replacement); worst case left {render.money(g['worst_case_left_usd'], cur)} "
-            f"(planned in all: {render.money(g['planned_worst_case_usd'], cur)})")
+            f"(planned in all: {render.money(g['planned_worst_case_usd'], cur)}); " + recover_steps(g, cur))
+
+
+def recover_steps(g: dict, cur) -> str:
+    """'step 70/100 (70%), 17 step(s) redone after preemptions, to finish $0.42 (1m)'."""
+    from ..units import format_duration
+    from . import render
+
+    step = g.get("step")
+    total = g.get("total_steps")
+    text = "step " + ("unknown" if step is None else f"{step}/{total} ({min(100.0, 100 * step / total):.0f}%)"
+                      if total else str(step))
+    redone = g.get("steps_redone")
+    text += f", steps redone after preemptions {'unknown' if redone is None else redone}"
+    cost = g.get("cost_to_finish_usd")
+    text += ", to finish " + ("unknown" if cost is None else render.money(cost, cur) + (
+        f" ({format_duration(g['eta_seconds'])})" if g.get("eta_seconds") is not None else ""))
+    return text + (f" ({g['steps_note']})" if g.get("steps_note") else "")
 
 
 @click.command()

@@ -117,11 +117,16 @@ def ssh(name: str, command: tuple[str, ...], print_only: bool) -> None:
 @click.option("--hours", type=float, required=True, help="Hours to add to the deadline.")
 @json_option
 def extend(name: str, hours: float, as_json: bool) -> None:
-    """Move VM NAME's deadline by HOURS while it runs (up to its hard cap); show the new worst case."""
-    from ..lifecycle.extend import extend_vm
+    """Move VM NAME's deadline by HOURS while it runs (up to its hard cap); show the new worst case.
+    A `run --recover` group keeps the deadline it started with (its cap is in its template)."""
+    from ..lifecycle import records
+    from ..lifecycle.extend import extend_vm, refuse_recovering
     from . import render
 
     _check_names([name])
+    record = records.load(name)
+    if record is not None:  # a --recover run is refused before credentials are asked for
+        refuse_recovering(record)
     _, deps = _deps(need_engine=False)
     result = extend_vm(name, hours, deps)
     if as_json:

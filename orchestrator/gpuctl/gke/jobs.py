@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from ..adapters.kube import Kube, KubeConflict, KubeError, KubeNotFound
+from ..checkpoints import URL_ENV
 from .incluster_scripts.incluster import parse_time
 from .manifests import (ACCELERATOR_LABEL, COMPLETION_INDEX, COMPONENT, GPU_RESOURCE, JOB,
                         JOB_NAME_LABEL, MANAGED, OWNER, SPOT_LABEL, TRAINER)
@@ -103,6 +104,11 @@ def job_row(job: dict, pods: list[dict], now: dt.datetime) -> dict:
             limits = (container.get("resources") or {}).get("limits") or {}
     created = parse_time(meta.get("creationTimestamp"))
     state, reason, message = job_state(job, pods)
+    checkpoints = None  # the bucket folder every pod mounts (manifests.mount_checkpoints)
+    for container in pod_spec.get("containers") or []:
+        if container.get("name") == TRAINER:
+            checkpoints = next((e.get("value") for e in container.get("env") or []
+                                if e.get("name") == URL_ENV), None)
     live = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")]
     nodes = sorted({p["spec"]["nodeName"] for p in (live or pods)
                     if (p.get("spec") or {}).get("nodeName")})
@@ -119,6 +125,10 @@ def job_row(job: dict, pods: list[dict], now: dt.datetime) -> dict:
                  "failed": int(status.get("failed") or 0),
                  "completions": int(spec.get("completions") or 1)},
         "restarts": restarts_after_disruption(status, state, reason),
+        "checkpoints": checkpoints,
+        # Per restart, oldest first (add_steps_lost): None until read, or when not known.
+        "steps_lost": None,
+        "steps_note": None,
         "nodes": nodes,
         "accelerator": selector.get(ACCELERATOR_LABEL),
         "gpus_per_node": int(limits.get(GPU_RESOURCE, 0) or 0),
@@ -138,6 +148,27 @@ def restarts_after_disruption(status: dict, state: str, reason: str | None) -> i
     if state == "Failed" and reason == "PodFailurePolicy":
         failed -= 1  # the attempt whose exit code failed the Job
     return max(failed, 0)
+
+
+def add_steps_lost(rows: list[dict], storage) -> None:
+    """The steps each restart lost, from what rank 0's pods left in the job's bucket folder
+    (gke/log_keeper.py: where each resumed, and its log), read as for a VM run --recover
+    (recovery/view.py): for each pod after the first, the last step the one before it logged
+    minus the step it resumed from. Only jobs with `checkpoints:` that restarted are read.
+    A restart whose pod left no record (its node went before it started) has no entry: the note
+    says how many."""
+    from ..recovery.view import run_steps
+
+    for row in rows:
+        if not row["checkpoints"] or not row["restarts"]:
+            continue
+        steps = run_steps(storage, row["checkpoints"], None)
+        lost = [life["steps_redone"] for life in steps.get("lives", [])[1:]]
+        row["steps_lost"] = lost
+        notes = [] if steps.get("lives") else [steps["steps_note"]]  # nothing read, and why
+        if len(lost) < row["restarts"]:
+            notes.append(f"{row['restarts'] - len(lost)} restart(s) left no record in {row['checkpoints']}")
+        row["steps_note"] = "; ".join(notes) or None
 
 
 def job_state(job: dict, pods: list[dict]) -> tuple[str, str | None, str | None]:

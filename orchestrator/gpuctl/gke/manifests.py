@@ -203,6 +203,11 @@ def mount_checkpoints(job: dict, location) -> None:
     taken = {item["name"] for item in trainer["env"]}
     trainer["env"] += [{"name": key, "value": value} for key, value in
                        ((DIR_ENV, CHECKPOINT_MOUNT), (URL_ENV, location.url)) if key not in taken]
+    # The log outlives a preempted pod in the same folder, for `jobs --gke` (gke/log_keeper.py).
+    from .log_keeper import POD_ENV, wrap
+
+    trainer["env"].append({"name": POD_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    trainer["command"] = wrap(trainer["command"], f"{SCRATCH}/gpuctl-output.log")
 
 
 def checkpoint_grant_note(location, namespace: str) -> str:

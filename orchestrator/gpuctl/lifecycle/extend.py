@@ -9,6 +9,16 @@ A VM has two server-side time guards:
     (adapters/deadline.py), moved in place with jobs.patch while the VM runs.
 The VM ends at whichever comes first; that is the worst case extend reports. Past the hard cap
 it refuses and says what it would take.
+
+A `run --recover` group (record.group) is refused, in one line, before any cloud call: its
+deadline and its hard cap are the same minute (recovery/plan.py), so the deadline has no room to
+move, and the cap lives in the group's instance template, which GCE cannot change
+(compute.v1.json instanceTemplates: aggregatedList, delete, get, getIamPolicy, insert, list,
+setIamPolicy, testIamPermissions; no update or patch). A new template
+(regionInstanceGroupManagers.setInstanceTemplate: "Sets the instance template to use when
+creating new instances or recreating instances in this group. Existing instances are not
+affected.") would reach only the next replacement, and the VM running now keeps its own
+terminationTime (instances.setScheduling, stopped VMs only, as above).
 """
 
 from __future__ import annotations
@@ -33,10 +43,33 @@ def hard_cap(record: records.VmRecord, view: InstanceView) -> dt.datetime | None
     return None
 
 
+def refuse_recovering(record: records.VmRecord) -> None:
+    """A `run --recover` group keeps the deadline it started with: one line saying why, when it
+    ends, what that may cost, and how to get a longer run (its checkpoints carry over)."""
+    if record.group is None:
+        return
+    name, group = record.name, record.group
+    worst = group.get("worst_case_usd")
+    cost = f", worst case ${worst:,.2f}" if isinstance(worst, (int, float)) else ""
+    run = group.get("run") or "the job"
+    how = (f"`gpuctl down {name}` keeps the checkpoints in {group.get('checkpoints') or 'the bucket'}; "
+           f"then start {run} again, `gpuctl run {name} job.yaml --recover` with a larger --ttl or "
+           "--budget, and it resumes from the newest complete checkpoint")
+    if group.get("cancelled_at"):
+        raise UsageError(f"{name} is a --recover run that was cancelled at {group['cancelled_at']}; "
+                         "there is nothing left to extend", how)
+    raise UsageError(
+        f"{name} is a --recover run: it keeps its deadline ({group.get('deadline') or record.termination_time}"
+        f"{cost}), fixed with the hard cap in its instance template, which GCE cannot change "
+        "(a new template would reach only the next replacement, never the VM running now)",
+        how)
+
+
 def extend_vm(name: str, hours: float, deps: LiveDeps, deadlines: DeadlineApi | None = None) -> dict:
     if not (0 < hours <= 24 * 120):
         raise UsageError(f"--hours {hours} is out of range", "use a positive number of hours")
     record = records.require(name)
+    refuse_recovering(record)
     view = deps.compute.instance(record.zone, name) if record.zone else None
     if view is None:
         raise GpuctlError(f"VM {name} no longer exists in {record.zone}",

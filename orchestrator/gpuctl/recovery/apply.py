@@ -74,7 +74,8 @@ def start_recover_run(ctx, spec: JobSpec, options: RecoverOptions, workdir: Path
                "vm": None, "cancelled_at": None})
     records.save(record)  # intent first: from here on, any failure is rolled back
     with rollback_on_failure(record, deps, emit):
-        bundle = build_bundle(spec, spec.name, setup.folder, workdir, user=setup.spec.ssh_user, cwd=cwd)
+        bundle = build_bundle(spec, spec.name, setup.folder, workdir, user=setup.spec.ssh_user, cwd=cwd,
+                              group=name, region=region, project=deps.project, provision=setup.provision)
         emit("apply", f"uploading the run's bundle to {bundle.url}/")
         uploaded = upload_bundle(bundle, deps.storage_api())
         emit("apply", f"creating group {name} of one spot VM in {region} ({', '.join(setup.zones)})")

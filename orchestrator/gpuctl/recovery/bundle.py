@@ -6,6 +6,7 @@ the run's checkpoint folder so it outlives every VM and the laptop:
     gs://BUCKET/PREFIX/<run>/.gpuctl/run_host.py       the supervisor every gpuctl run uses
     gs://BUCKET/PREFIX/<run>/.gpuctl/checkpoint_sync.py
     gs://BUCKET/PREFIX/<run>/.gpuctl/bootstrap.py      the startup script (startup-script-url)
+    gs://BUCKET/PREFIX/<run>/.gpuctl/provision.pyz     `gpuctl up`'s provisioning steps, run at boot
 
 The instance template's metadata names only the first and last by address. The checkpoint syncer
 only ever reads `<entry>/.gpuctl-complete` markers one level down, so `.gpuctl/` is never taken
@@ -50,9 +51,12 @@ def helper_source(name: str) -> bytes:
 
 
 def recover_document(spec: JobSpec, run: str, folder: str, *, user: str, mount: str = DEFAULT_MOUNT,
-                     cwd: str | None = None, launcher: str | None = None) -> dict:
-    """What the bootstrap reads: the run, as `gpuctl run` would start it. Refuses secrets: a
-    replacement has no laptop to read them from, and metadata and buckets are no place for them."""
+                     cwd: str | None = None, launcher: str | None = None, group: str | None = None,
+                     region: str | None = None, project: str | None = None) -> dict:
+    """What the bootstrap reads: the run, as `gpuctl run` would start it, and the group it runs in
+    (`project`, `region`, `group`: the VM deletes that group itself once the command exits 0).
+    Refuses secrets: a replacement has no laptop to read them from, and metadata and buckets are
+    no place for them."""
     if spec.secrets:
         raise UsageError(f"--recover cannot carry secrets yet ({', '.join(sorted(spec.secrets))})",
                          "drop `secrets:` for a --recover run; Secret Manager support is planned")
@@ -60,16 +64,26 @@ def recover_document(spec: JobSpec, run: str, folder: str, *, user: str, mount: 
         "run": run, "user": user, "mount": mount, "checkpoints": folder, "bundle": f"{folder}/{FOLDER}",
         "argv": list(spec.argv), "env": dict(spec.env), "requirements": spec.requirements,
         "timeout": spec.timeout_seconds, "cwd": cwd, "launcher": launcher,
+        "group": group, "region": region, "project": project,
     }
 
 
 def build_bundle(spec: JobSpec, run: str, folder: str, workdir: Path | None, *, user: str,
-                 mount: str = DEFAULT_MOUNT, cwd: str | None = None, launcher: str | None = None) -> Bundle:
+                 mount: str = DEFAULT_MOUNT, cwd: str | None = None, launcher: str | None = None,
+                 group: str | None = None, region: str | None = None, project: str | None = None,
+                 provision=None) -> Bundle:
+    """`provision`: the ProvisionSettings every VM of the group is provisioned with at boot
+    (recovery/plan.py recover_provision_settings; tests pass their own)."""
+    from ..provision import on_boot
     from ..runs.sync import pack
 
     folder = folder.rstrip("/")
-    document = recover_document(spec, run, folder, user=user, mount=mount, cwd=cwd, launcher=launcher)
-    objects = {"recover.json": json.dumps(document, indent=2).encode()}
+    document = recover_document(spec, run, folder, user=user, mount=mount, cwd=cwd, launcher=launcher,
+                                group=group, region=region, project=project)
+    if provision is None:
+        raise ValueError("a recovery bundle needs the settings its VMs are provisioned with")
+    document["provision"] = on_boot.settings_document(provision)
+    objects = {"recover.json": json.dumps(document, indent=2).encode(), "provision.pyz": on_boot.pack()}
     if workdir is not None:
         objects["code.tar.gz"] = pack(workdir)
     else:

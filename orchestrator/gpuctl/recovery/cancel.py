@@ -26,22 +26,31 @@ def is_recovering(name: str) -> bool:
 
 
 def cancel_recover_run(name: str, deps) -> dict:
+    """Cancel a recovering run. A run whose VM already deleted its group after finishing (the
+    bucket holds `.gpuctl/finished`, recovery/view.py) stays `finished`: its template and deadline
+    job are still deleted, and nothing is marked cancelled."""
     from ..lifecycle import records
     from .apply import group_deadline_api
-    from .view import group_view
+    from .view import finished_marker, group_view
 
     record = records.require(name)
     region = record.group["region"]
     already = bool(record.group.get("cancelled_at"))
+    finished = False
+    deleted: list[str] = []
     if not already:
-        deps.compute.delete(ResourceView("instance-group", name, region))
+        finished = (deps.compute.managed_vms(region, name) is None
+                    and finished_marker(record, deps) is not None)
+        if not finished:
+            deps.compute.delete(ResourceView("instance-group", name, region))
+            deleted.append(f"instance-group/{name}")
         deps.compute.delete(ResourceView("instance-template", record.group["template"], "global"))
         group_deadline_api(deps, region).delete(name)
-        record.group["cancelled_at"] = deps.clock().isoformat()
-        records.save(record)
+        deleted += [f"instance-template/{record.group['template']}", f"deadline-job/gpuctl-deadline-{name}"]
+        if not finished:
+            record.group["cancelled_at"] = deps.clock().isoformat()
+            records.save(record)
     view = group_view(record, deps)
-    return {"name": name, "state": "cancelled", "already_ended": already, "run": view.run,
-            "deleted": [] if already else [f"instance-group/{name}", f"instance-template/{record.group['template']}",
-                                           f"deadline-job/gpuctl-deadline-{name}"],
-            "kept": [view.checkpoints], "cost_so_far_usd": view.cost_so_far_usd,
+    return {"name": name, "state": view.state if finished else "cancelled", "already_ended": already,
+            "run": view.run, "deleted": deleted, "kept": [view.checkpoints], "cost_so_far_usd": view.cost_so_far_usd,
             "recreations": view.recreations}

@@ -39,6 +39,7 @@ class RecoverSetup:
     guards: RecoverPlan
     folder: str  # gs://BUCKET/PREFIX/<run>
     deadline: dt.datetime  # the Scheduler job and the template's cap, the same minute
+    provision: object  # ProvisionSettings: what every VM of the group is provisioned with at boot
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -87,7 +88,19 @@ def recover_setup(ctx, spec: JobSpec, options: RecoverOptions, project: str) -> 
         labels=dict(vm.spec.labels), project=ctx.config.project)
     # The job fires at the cap's minute: Scheduler deletes the group as GCE's cap ends the VM.
     deadline = dt.datetime.fromisoformat(cap.replace("Z", "+00:00"))
-    return RecoverSetup(vm, recover, guards, folder, deadline)
+    return RecoverSetup(vm, recover, guards, folder, deadline,
+                        recover_provision_settings(ctx, recover.ssh_user, vm.profile.name))
+
+
+def recover_provision_settings(ctx, login_user: str, profile: str):
+    """What `gpuctl up PROFILE` would provision, minus the on-host shutdowns: a VM its group
+    stops is recreated (https://cloud.google.com/compute/docs/instance-groups: "If a VM in the
+    group stops ... the MIG automatically recreates that VM"), so the daily stop and the idle
+    watchdog would restart the run, not end the bill. The deadline job and the template's hard
+    cap end it instead; the VM deletes its own group when the run finishes."""
+    from ..provision.service import settings_for
+
+    return replace(settings_for(ctx, login_user, profile), daily_stop=None, idle_minutes=0)
 
 
 def for_apply(setup: RecoverSetup, *, project: str, caller_cidr: str, public_key: str) -> RecoverSetup:
@@ -114,7 +127,11 @@ def setup_report(setup: RecoverSetup, spec: JobSpec, workdir: Path | None) -> di
         "name": name, "run": spec.name, "profile": setup.vm.profile.name,
         "machine_type": setup.spec.machine_type, "region": setup.spec.region, "zones": list(setup.zones),
         "checkpoints": setup.folder, "mount": DEFAULT_MOUNT,
-        "uploads": [f"{bundle_url}/{n}" for n in ("recover.json", "code.tar.gz", *HELPERS)],
+        "uploads": [f"{bundle_url}/{n}" for n in ("recover.json", "code.tar.gz", "provision.pyz", *HELPERS)],
+        "provision": {"driver": setup.provision.driver, "cuda": setup.provision.cuda,
+                      "python": setup.provision.python, "time_zone": setup.provision.time_zone,
+                      "mount": setup.provision.mount_point,
+                      "when": "at every boot of every VM the group makes, before the run starts"},
         "code": str(workdir) if workdir else None,
         "guards": {
             "deadline": {"at": setup.deadline.isoformat(), "hours": round(setup.guards.deadline_hours, 3),

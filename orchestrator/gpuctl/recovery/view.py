@@ -21,12 +21,28 @@ case left.
                  else now; never past the deadline (the template's hard cap ends it then).
   worst left     (deadline - now) x the hourly rate: one VM at a time until the deadline job (read
                  live from Cloud Scheduler) deletes the group.
+
+And from what each incarnation's host left in the run's bucket folder (checkpoint_sync.py), as the
+VM's own disk goes with it: `.gpuctl/resumed/<instance id>.json` (the checkpoint it resumed from
+and its step) and `.gpuctl/logs/<instance id>.log` (the run's log, copied every 30 s and once
+more in the preemption notice), read by the parser `gpuctl progress` uses (runs/progress.py):
+  step           the newest incarnation's last logged step (or the step it resumed from, before
+                 it logged one) of the total the log names.
+  steps redone   for each incarnation after the first, the last step the one before it logged
+                 minus the step it resumed from: the work a preemption threw away. Unknown (None)
+                 when either side is missing; a log copied up to 30 s before a preemption without
+                 notice makes it a lower bound.
+  to finish      the steps left x seconds per step (the newest the logs give) x the hourly rate,
+                 through runs/estimate.py as for `gpuctl progress`. Unknown without a rate or a
+                 total; the replacement's boot and checkpoint download are not in it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+import json
+import re
+from dataclasses import asdict, dataclass, field
 
 ENDS = ("compute.instances.preempted", "delete")
 
@@ -76,6 +92,15 @@ class GroupView:
     planned_worst_case_usd: float
     deadline: str | None
     checkpoints: str
+    # From the hosts' records in the bucket (run_steps); None: unknown, never 0 for unknown.
+    step: int | None = None
+    total_steps: int | None = None
+    steps_redone: int | None = None
+    seconds_per_step: float | None = None
+    eta_seconds: float | None = None
+    cost_to_finish_usd: float | None = None
+    lives: list[dict] = field(default_factory=list)  # per incarnation: resumed from, last step, redone
+    steps_note: str | None = None  # why the steps are unknown, when they are
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,21 +127,28 @@ def group_view(record, deps, now: dt.datetime | None = None) -> GroupView:
                         else ([], 0))
     cost = billed_hours(lives, now, planned_end) * record.hourly_usd
     left = max(0.0, (deadline - now).total_seconds() / 3600) * record.hourly_usd if deadline else 0.0
+    steps = run_steps(deps.storage_api(), group["checkpoints"], record.hourly_usd)
     return GroupView(
-        name=record.name, run=group["run"], state=_state(record, members), vm=group.get("vm"),
+        name=record.name, run=group["run"], state=_state(record, members, deps), vm=group.get("vm"),
         zone=current.zone if current else None, vm_status=(current.status or None) if current else None,
         action=current.action if current else None, recreations=max(0, len(lives) - 1), preemptions=preempted,
         hourly_usd=record.hourly_usd, cost_so_far_usd=round(cost, 4), worst_case_left_usd=round(left, 4),
         planned_worst_case_usd=group["worst_case_usd"], deadline=deadline.isoformat() if deadline else None,
-        checkpoints=group["checkpoints"])
+        checkpoints=group["checkpoints"], **steps)
 
 
-def _state(record, members) -> str:
+def _state(record, members, deps=None) -> str:
     if record.group.get("cancelled_at"):
         return "cancelled"
     if record.state != "ready":
         return f"recorded {record.state}"
-    if members is None:
+    if members is None:  # the group is gone: its own VM deleted it after the run, or the deadline
+        finished = finished_marker(record, deps) if deps is not None else None
+        if finished is not None:
+            at = finished.get("at")
+            when = (dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(timespec="seconds")
+                    if isinstance(at, (int, float)) else None)
+            return f"finished (exit 0{f' at {when}' if when else ''}; its VM deleted the group)"
         return "ended (its deadline deleted the group, or it was deleted outside gpuctl)"
     if not members:
         return "no VM (group of zero)"
@@ -124,3 +156,138 @@ def _state(record, members) -> str:
     if action == "NONE":
         return "running" if members[0].status == "RUNNING" else (members[0].status or "unknown").lower()
     return action.lower().replace("_", " ")
+
+
+FINISHED = ".gpuctl/finished"  # written by the VM when the command exits 0 (bootstrap.py watch)
+
+
+def finished_marker(record, deps) -> dict | None:
+    """The run's `<checkpoints>/.gpuctl/finished` marker ({"exit_code": 0, "at": epoch seconds}),
+    read through the storage adapter; None when there is none (or it cannot be read: the state
+    then says `ended`, as before). Read only once the group is gone: one object get."""
+    from ..errors import GpuctlError
+
+    try:
+        body = deps.storage_api().read_object(f"{record.group['checkpoints'].rstrip('/')}/{FINISHED}")
+    except GpuctlError:
+        return None
+    if body is None:
+        return None
+    try:
+        marker = json.loads(body)
+    except ValueError:
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+# --- steps: what each incarnation's host left in the bucket (checkpoint_sync.py) ------------------
+
+RECORDS = ".gpuctl/"
+# <id>: a VM's instance id (checkpoint_sync.py), or a GKE pod's name (gke/log_keeper.py).
+RESUMED = re.compile(r"\.gpuctl/resumed/([A-Za-z0-9][A-Za-z0-9.-]{0,252})\.json")
+LOG = re.compile(r"\.gpuctl/logs/([A-Za-z0-9][A-Za-z0-9.-]{0,252})\.log")
+LOG_CAP = 8 * 2**20  # the most of a log the host uploads (checkpoint_sync.LOG_CAP): read no more
+
+
+@dataclass(frozen=True)
+class HostLife:
+    """One incarnation as its host recorded it."""
+
+    incarnation: str  # the VM's instance id (an Operation's targetId in Compute Engine), or the pod's name
+    at: dt.datetime | None  # when it resumed, else when its log was last copied: orders lives
+    resumed_from: str | None  # the checkpoint's name; None: started fresh, or not recorded
+    resumed_step: int | None  # None: not recorded
+    progress: object | None  # runs.progress.Progress of its log; None: no log
+
+
+def host_lives(objects: dict) -> list[HostLife]:
+    """Pure: {name under the run's folder: (bytes, last written)} of the `.gpuctl/` records ->
+    each incarnation's life, oldest first. Whatever does not parse counts as not recorded."""
+    from ..runs.progress import parse_text
+
+    resumed, logs = {}, {}
+    for name, (data, updated) in objects.items():
+        if found := RESUMED.fullmatch(name):
+            try:
+                doc = json.loads(data)
+                step = doc.get("step")
+                resumed[found.group(1)] = (doc.get("checkpoint"), step if isinstance(step, int) else None,
+                                           _when(doc.get("at")) or updated)
+            except (ValueError, AttributeError):
+                continue
+        elif found := LOG.fullmatch(name):
+            logs[found.group(1)] = (parse_text(data), updated)
+    lives = []
+    for incarnation in set(resumed) | set(logs):
+        entry, step, at = resumed.get(incarnation, (None, None, None))
+        progress, updated = logs.get(incarnation, (None, None))
+        lives.append(HostLife(incarnation, at or updated, entry, step, progress))
+    far_past = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return sorted(lives, key=lambda life: (life.at or far_past, life.incarnation))
+
+
+def _when(text) -> dt.datetime | None:
+    from ..adapters.compute import parse_time
+
+    when = parse_time(text) if isinstance(text, str) else None
+    return when if when is None or when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _last_step(life: HostLife) -> int | None:
+    return life.progress.step if life.progress is not None else None
+
+
+def steps_figures(lives: list[HostLife], hourly_usd: float | None) -> dict:
+    """Pure: GroupView's step fields from the lives (see the module's docstring)."""
+    from ..runs.estimate import figures
+    from ..runs.progress import Progress
+
+    rows = []
+    # Before the first recorded life, nothing was redone only if it started from step 0.
+    redone = 0 if lives and lives[0].resumed_step == 0 else None
+    for index, life in enumerate(lives):
+        lost = None
+        if index:
+            before, start = _last_step(lives[index - 1]), life.resumed_step
+            lost = None if before is None or start is None else max(0, before - start)
+        if index and lost is None:
+            redone = None
+        elif lost and redone is not None:
+            redone += lost
+        rows.append({"incarnation": life.incarnation, "resumed_from": life.resumed_from,
+                     "resumed_step": life.resumed_step, "last_step": _last_step(life), "steps_redone": lost})
+    if not lives:
+        return {"steps_redone": None, "lives": rows, "steps_note": "no host has recorded its steps yet"}
+    newest = lives[-1]
+    step = _last_step(newest)
+    step = newest.resumed_step if step is None else step
+    logged = [life.progress for life in reversed(lives) if life.progress is not None]
+    total = next((p.total_steps for p in logged if p.total_steps), None)
+    per_step = next((p.seconds_per_step for p in logged if p.seconds_per_step), None)
+    finished = bool(newest.progress and newest.progress.finished)
+    # The steps left at the newest rate, not tqdm's own remaining time: a resumed bar's first jump
+    # to the checkpoint's step makes that estimate far too short until it settles.
+    now = figures(Progress(step=step, total_steps=total, seconds_per_step=per_step, finished=finished),
+                  price_per_hour=hourly_usd)
+    note = None
+    if now["cost_to_complete_usd"] is None:
+        note = ("the logs name no total steps" if total is None else
+                "the logs give no seconds per step" if per_step is None else
+                "no step known yet" if step is None else "no hourly price")
+    return {"step": step, "total_steps": total, "steps_redone": redone,
+            "seconds_per_step": now["seconds_per_step"], "eta_seconds": now["eta_seconds"],
+            "cost_to_finish_usd": now["cost_to_complete_usd"], "lives": rows, "steps_note": note}
+
+
+def run_steps(storage, folder: str, hourly_usd: float | None) -> dict:
+    """The step fields of one run, read from its bucket folder through `storage` (a StorageApi).
+    A failure to read the bucket leaves them unknown, with the reason: where it runs and what it
+    cost still show."""
+    from ..errors import GpuctlError
+
+    try:
+        objects = storage.object_tails(folder, RECORDS, LOG_CAP)
+    except GpuctlError as exc:
+        return {"steps_note": f"the run's records in {folder} could not be read: {exc.message}"}
+    records = {name: value for name, value in objects.items() if RESUMED.fullmatch(name) or LOG.fullmatch(name)}
+    return steps_figures(host_lives(records), hourly_usd)

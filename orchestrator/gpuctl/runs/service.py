@@ -392,7 +392,8 @@ def recovering_run_views(names: list[str] | None = None) -> list[dict]:
     """`gpuctl jobs` rows of `run --recover` runs, in run_view's shape plus `recover`. Such a
     run has no host to ask: it is a managed instance group, read from Compute Engine and Cloud
     Scheduler (recovery/view.py): where it runs now, recreations, cost so far across every
-    replacement, and the worst case left. Step and loss live on the VM: not read here."""
+    replacement, and the worst case left; the step, the steps preemptions made it redo and the
+    cost to finish from the logs its hosts copied to the bucket. Loss is not read here."""
     from ..lifecycle import records as vm_records
 
     groups = [r for r in vm_records.all_records() if r.group and (not names or r.name in names)]
@@ -407,13 +408,15 @@ def recovering_run_views(names: list[str] | None = None) -> list[dict]:
     for record in groups:
         seen = group_view(record, deps)
         where = f"group {seen.name}" + (f" ({seen.zone})" if seen.zone else "")
+        percent = (round(min(100.0, 100.0 * seen.step / seen.total_steps), 1)
+                   if seen.step is not None and seen.total_steps else None)
         rows.append({
             "name": seen.name, "target": where, "host": seen.vm, "state": seen.state, "last_state": seen.state,
             "exit_code": None, "started_at": record.created_at, "run_seconds": None, "command": None,
-            "run_dir": seen.checkpoints, "price_source": f"profile {record.profile}", "step": None,
-            "total_steps": None, "percent": None, "loss": None, "loss_finite": True, "smoothed_loss": None,
-            "loss_trend": None, "eval_loss": None, "eta_seconds": None, "finished": False,
-            "cost_so_far_usd": seen.cost_so_far_usd, "cost_to_complete_usd": None,
+            "run_dir": seen.checkpoints, "price_source": f"profile {record.profile}", "step": seen.step,
+            "total_steps": seen.total_steps, "percent": percent, "loss": None, "loss_finite": True,
+            "smoothed_loss": None, "loss_trend": None, "eval_loss": None, "eta_seconds": seen.eta_seconds,
+            "finished": False, "cost_so_far_usd": seen.cost_so_far_usd, "cost_to_complete_usd": seen.cost_to_finish_usd,
             "price_per_hour_usd": seen.hourly_usd, "warnings": [], "error": None, "recover": seen.as_dict()})
     return rows
 

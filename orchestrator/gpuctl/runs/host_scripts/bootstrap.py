@@ -10,8 +10,10 @@ checkpoint bucket). With no laptop anywhere, it:
      (https://cloud.google.com/compute/docs/metadata/querying-metadata, header Metadata-Flavor: Google);
   2. downloads the run spec (recover.json), the code snapshot gpuctl packed at `run --recover`
      time, and gpuctl's host helpers (run_host.py, checkpoint_sync.py) from the bucket;
-  3. formats (when blank) and mounts the local NVMe at the spec's mount point, as provisioning
-     does by hand (/dev/disk/by-id/google-local-nvme-ssd-0);
+  3. provisions the VM with the same steps `gpuctl up` runs over SSH (provision.pyz, the steps
+     packed by gpuctl/provision/on_boot.py, with the profile's settings from the spec): the local
+     NVMe formatted and mounted (RAID0 over several), caches, time zone, NVIDIA driver, CUDA,
+     Python and its venv; a driver that needs a reboot reboots, and the next boot goes on;
   4. unpacks the code with `run_host.py apply` and starts the run with `run_host.py start`, as the
      spec's user: the same supervisor a normal `gpuctl run` uses, which fetches the newest
      complete checkpoint before the command and pushes new ones while it runs.
@@ -20,6 +22,8 @@ It does nothing twice: a run already going on this boot is left alone, and a run
 folder holds `.gpuctl/finished` (its command exited 0 on an earlier VM) is not started again.
 Secrets never come this way (gpuctl refuses `secrets:` with --recover).
 GCE_METADATA_HOST and GPUCTL_STORAGE_ENDPOINT point it elsewhere (tests), as the helpers honour.
+Once the command exits 0, the watcher marks the run finished and then deletes the VM's own group
+(so nothing bills after the run), through GPUCTL_COMPUTE_ENDPOINT in tests.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ import urllib.parse
 import urllib.request
 
 RECOVER_KEY = "gpuctl-recover"
-NVME_LINK = "/dev/disk/by-id/google-local-nvme-ssd-0"
 STATE_DIR = "/var/lib/gpuctl/recover"
 FINISHED = ".gpuctl/finished"
 GOOGLE_STORAGE = "https://storage.googleapis.com"
@@ -138,7 +141,11 @@ def need(url: str) -> bytes:
     return body
 
 
-# --- the local NVMe ---------------------------------------------------------------------------
+# --- provisioning: the steps `gpuctl up` runs over SSH, run here ------------------------------
+
+PROVISIONED, REBOOTING = 0, 3  # provision.pyz's exit codes (gpuctl/provision/on_boot.py)
+SUDOERS = "/etc/sudoers.d/gpuctl-recover"
+
 
 def is_mounted(path: str) -> bool:
     target = os.path.realpath(path)
@@ -146,21 +153,37 @@ def is_mounted(path: str) -> bool:
         return any(line.split()[1] == target for line in mounts if len(line.split()) > 1)
 
 
-def mount_nvme(mount: str) -> bool:
-    """Format the first local NVMe SSD when it holds no filesystem, then mount it; False when
-    the VM has none (the run then goes on the boot disk, and the log says so)."""
-    if is_mounted(mount):
-        return True
-    if not os.path.exists(NVME_LINK):
-        return False
-    device = os.path.realpath(NVME_LINK)
-    probe = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", device], capture_output=True, text=True)
-    if not probe.stdout.strip():  # a fresh VM's local SSD is blank: nothing to lose
-        subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
-    os.makedirs(mount, exist_ok=True)
-    subprocess.run(["mount", "-o", "discard,defaults", device, mount], check=True, capture_output=True)
-    os.chmod(mount, 0o1777)
-    return True
+def allow_sudo(user: str) -> None:
+    """Passwordless sudo for the login user, as GCE's guest agent gives the user named in the
+    `ssh-keys` metadata (google-sudoers group); written here too because this script may run
+    before the agent has made the account, and the steps' checks read the host as that user."""
+    with open(SUDOERS, "w") as f:
+        f.write(f"{user} ALL=(ALL:ALL) NOPASSWD:ALL\n")
+    os.chmod(SUDOERS, 0o440)
+
+
+def provision(spec: dict, helpers: str) -> dict:
+    """Run the packed steps (provision.pyz) as root with the profile's settings; their report.
+    A driver that needs a reboot reboots the VM: this script runs again on the next boot."""
+    path = os.path.join(helpers, "provision.pyz")
+    with open(path, "wb") as f:
+        f.write(need(f"{spec['bundle']}/provision.pyz"))
+    done = subprocess.run([sys.executable, path], input=json.dumps(spec["provision"]).encode(),
+                          capture_output=True, timeout=3600)
+    try:
+        report = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BootstrapError(f"provisioning exited {done.returncode}: "
+                             f"{done.stderr.decode(errors='replace')[-300:]}") from None
+    for step in report.get("steps", []):
+        log(f"provision {step['id']}: {step['status']} {step.get('reason') or step.get('error') or ''}".rstrip())
+    if done.returncode == REBOOTING:
+        log(f"rebooting: {report.get('reason')}")
+    elif done.returncode != PROVISIONED:
+        failed = [s for s in report.get("steps", []) if s["status"] == "failed"]
+        why = f"{failed[0]['id']}: {failed[0].get('error')}" if failed else report.get("error", "unknown")
+        raise BootstrapError(f"provisioning failed at {why}")
+    return report
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -200,8 +223,17 @@ def bootstrap() -> dict:
     if download(f"{folder}/{FINISHED}") is not None:
         log(f"run {run} already finished on an earlier VM; nothing to start")
         return {"run": run, "state": "finished"}
-    on_nvme = mount_nvme(spec["mount"])
     account = ensure_user(user)
+    allow_sudo(user)
+    helpers = os.path.join(STATE_DIR, run)
+    os.makedirs(helpers, exist_ok=True)
+    os.chmod(STATE_DIR, 0o755)
+    os.chmod(helpers, 0o755)
+    # Every boot: the steps check first and change only what is missing, so a VM the group
+    # recreated is provisioned in full and a rebooted one is only re-checked.
+    if provision(spec, helpers).get("rebooting"):
+        return {"run": run, "state": "rebooting"}
+    on_nvme = is_mounted(spec["mount"])  # the nvme step skips a VM with no local SSD
     base = os.path.join(spec["mount"], "gpuctl") if on_nvme else os.path.join(account.pw_dir, "gpuctl-runs")
     os.makedirs(base, exist_ok=True)
     os.chown(base, account.pw_uid, account.pw_gid)
@@ -213,16 +245,12 @@ def bootstrap() -> dict:
     if state == "ended":  # this disk survived a reboot: keep the old run's files beside
         os.rename(run_dir, f"{run_dir}.{int(time.time())}")
 
-    helpers = os.path.join(STATE_DIR, run)
-    os.makedirs(helpers, exist_ok=True)
-    os.chmod(STATE_DIR, 0o755)
     paths = {}
     for name in ("run_host.py", "checkpoint_sync.py"):
         paths[name] = os.path.join(helpers, name)
         with open(paths[name], "wb") as f:
             f.write(need(f"{spec['bundle']}/{name}"))
         os.chmod(paths[name], 0o755)
-    os.chmod(helpers, 0o755)
     code_dir = os.path.join(base, "code", run)
     applied = as_user(user, [sys.executable, paths["run_host.py"], "apply", "--dir", code_dir],
                       need(f"{spec['bundle']}/code.tar.gz"))
@@ -252,7 +280,10 @@ def bootstrap() -> dict:
 
 def watch(run_dir: str, folder: str, poll_s: float = 2.0) -> int:
     """Wait for the run's exit code; on 0, write <folder>/.gpuctl/finished (the exit code and
-    when). Any other end (preempted, failed) leaves the run to the next replacement."""
+    when), then delete this VM's own group, so nothing bills after the run (a shutdown would
+    not do: the group recreates a stopped VM). The marker goes first: a replacement made
+    before the delete lands finds it and starts nothing. Any other end (preempted, failed)
+    leaves the run, and the group, to the next replacement."""
     path = os.path.join(run_dir, "exit_code")
     while not os.path.exists(path):
         time.sleep(poll_s)
@@ -260,7 +291,105 @@ def watch(run_dir: str, folder: str, poll_s: float = 2.0) -> int:
         code = f.read().strip()
     if code == "0":
         upload(f"{folder}/{FINISHED}", json.dumps({"exit_code": 0, "at": time.time()}).encode())
+        delete_own_group(folder)
     return 0
+
+
+# --- the group's own deletion (Compute Engine REST, regionInstanceGroupManagers.delete) --------
+
+GOOGLE_COMPUTE = "https://compute.googleapis.com"
+RECOVER_JSON = ".gpuctl/recover.json"
+DELETE_ATTEMPTS = 8
+DELETE_BACKOFF_S = 0.5  # doubled per attempt, at most 30 s between two
+
+
+def note(message: str) -> None:
+    """log() and the system journal: the watcher runs detached, its own output goes nowhere."""
+    log(message)
+    try:
+        import syslog
+
+        syslog.openlog("gpuctl-bootstrap")
+        syslog.syslog(message)
+    except (ImportError, OSError):
+        pass
+
+
+def compute_endpoint() -> str:
+    """Compute Engine's base (the API path is added), or GPUCTL_COMPUTE_ENDPOINT (tests), the
+    override gpuctl's own Compute adapter honours too."""
+    return (os.environ.get("GPUCTL_COMPUTE_ENDPOINT") or GOOGLE_COMPUTE).rstrip("/")
+
+
+def project_id() -> str:
+    """The VM's project id from the metadata server (`project/project-id`, plain text)."""
+    url = f"http://{metadata_host()}/computeMetadata/v1/project/project-id"
+    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+    error: Exception | None = None
+    for attempt in range(RETRIES):
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.read().decode().strip()
+        except (urllib.error.HTTPError, OSError) as exc:
+            error = exc
+        time.sleep(min(2 ** attempt, 16) * 0.25)
+    raise BootstrapError(f"metadata server ({metadata_host()}) gave no project id: {error}")
+
+
+def group_url(spec: dict) -> str | None:
+    """regions/R/instanceGroupManagers/NAME of the run's group, from recover.json; None for a
+    spec made before gpuctl wrote the group there."""
+    if not spec.get("group") or not spec.get("region"):
+        return None
+    project = spec.get("project") or project_id()
+    return (f"{compute_endpoint()}/compute/v1/projects/{urllib.parse.quote(project, safe='')}/regions/"
+            f"{urllib.parse.quote(spec['region'], safe='')}/instanceGroupManagers/"
+            f"{urllib.parse.quote(spec['group'], safe='')}")
+
+
+def delete_own_group(folder: str) -> bool:
+    """DELETE the run's group (and with it this VM), as its service account may through one
+    conditional grant on that group alone (infra/gpuctl_infra/recovering_vm.py). Retries 429,
+    5xx and dropped connections with one requestId, so a retry that reaches Compute twice acts
+    once ("Specify a unique request ID so that if you must retry your request, the server will
+    know to ignore the request if it has already been completed", compute.v1.json, requestId).
+    A 404 is a group already gone. Never raises: on failure it says why, and the deadline job
+    (Cloud Scheduler) deletes the group later. True when Compute accepted the delete."""
+    import uuid
+
+    try:
+        spec = json.loads(need(f"{folder}/{RECOVER_JSON}"))
+        url = group_url(spec)
+    except (BootstrapError, ValueError) as exc:
+        note(f"run finished; the group is left to its deadline: {exc}")
+        return False
+    if url is None:
+        note("run finished; recover.json names no group: the deadline deletes it")
+        return False
+    url = f"{url}?{urllib.parse.urlencode({'requestId': str(uuid.uuid4())})}"
+    why = ""
+    for attempt in range(DELETE_ATTEMPTS):
+        try:
+            request = urllib.request.Request(url, method="DELETE",
+                                             headers={"Authorization": f"Bearer {access_token()}"})
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                operation = json.loads(answer.read() or b"{}")
+            note(f"run finished; deleting group {spec['group']} in {spec['region']} "
+                 f"(operation {operation.get('name')})")
+            return True
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                note(f"run finished; group {spec['group']} is already gone")
+                return True
+            why = f"{exc.code} {exc.read()[:300]!r}"
+            if exc.code != 429 and exc.code < 500:
+                break  # 403 and the like: a retry gets the same answer
+        except (BootstrapError, OSError, ValueError) as exc:
+            why = str(exc)
+        if attempt < DELETE_ATTEMPTS - 1:
+            time.sleep(min(DELETE_BACKOFF_S * 2 ** attempt, 30.0))
+    note(f"run finished, but deleting group {spec['group']} failed ({why}); its deadline deletes it")
+    return False
 
 
 def main() -> int:

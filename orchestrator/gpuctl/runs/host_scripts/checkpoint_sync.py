@@ -2,7 +2,7 @@
 """gpuctl checkpoint syncer: the host side of `checkpoints:` (stdlib only, Python 3.8+).
 
     push --dir D --url gs://B/P [--settle S] [--every S --while-pid PID] [--final] [--budget S]
-                                                              upload finished checkpoints
+         [--log F]                                            upload finished checkpoints
     pull --dir D --url gs://B/P                               fetch the newest finished one
 
 A checkpoint is a first-level entry of D (a folder such as checkpoint-500/, or one file). It is
@@ -24,6 +24,15 @@ trainer's own .gpuctl-complete is a signal, not data: it is not uploaded (gpuctl
 takes its name in the bucket), and `pull` writes the manifest there, so a resumed trainer finds
 its marker on the checkpoint it resumes from.
 
+The VM's disk goes with the VM, so two records of each incarnation (this VM's instance id: a MIG's
+replacement keeps the name, not the id) go to the bucket too, for `gpuctl jobs` to count the steps
+a preemption made the run redo and what finishing costs (recovery/view.py):
+  * <P>/.gpuctl/resumed/<id>.json  which checkpoint `pull` resumed from, and its step;
+  * <P>/.gpuctl/logs/<id>.log      the run's log (`push --log`; its last LOG_CAP bytes), every
+                                   LOG_EVERY_S while it runs and once after the last checkpoint
+                                   pass: after it, as the notice's seconds go to checkpoints first.
+Both are best effort: a failure is one line on stderr and never fails a checkpoint upload.
+
 An upload cut off by the power-off is not resumed on the next VM: its bytes were on the VM's
 local NVMe, which the replacement does not get, so a resumable session kept in the bucket would
 have nothing to send. The replacement resumes from the newest checkpoint that did complete.
@@ -39,6 +48,9 @@ Google's contract, as encoded here:
     multiples of 256 KiB except the last (https://cloud.google.com/storage/docs/performing-resumable-uploads);
   * objects.list with prefix and pageToken (https://cloud.google.com/storage/docs/json_api/v1/objects/list);
     download with alt=media (https://cloud.google.com/storage/docs/downloading-objects#rest-download-object);
+  * the instance id: GET instance/id on the same server (plain text; "unique" per instance,
+    https://cloud.google.com/compute/docs/metadata/predefined-metadata-keys), Compute Engine's
+    targetId of this incarnation in its Operations;
   * retry 408, 429 and 5xx with exponential backoff (https://cloud.google.com/storage/docs/retry-strategy).
 GPUCTL_STORAGE_ENDPOINT (or --endpoint) points it at another endpoint, e.g. an emulator.
 """
@@ -68,6 +80,11 @@ QUIET_S = 2.0  # evidence while the writer runs: and nothing changed for this lo
 OUT_OF_TIME = 3  # exit status of a push that ran out of its --budget
 RETRIES = 5
 TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+ID_PATH = "/computeMetadata/v1/instance/id"
+RECORDS = ".gpuctl"  # gpuctl's own objects in the run's folder (recovery/bundle.py): never a checkpoint
+LOG_EVERY_S = 30.0  # the log is a record, not a checkpoint: every 30 s costs little and lags little
+LOG_CAP = 8 * 2**20  # the log's tail that goes up: a huge log must not eat the notice's seconds
+STEP_AT_END = re.compile(r"([0-9]+)$")  # checkpoint-120, step-000120: the step the name ends with
 GOOGLE_ENDPOINT = "https://storage.googleapis.com"
 
 
@@ -110,6 +127,20 @@ class MetadataToken:
                             "needs a service account with a Cloud Storage scope") from None
         self.expires = time.monotonic() + float(data.get("expires_in", 0))
         return self.token
+
+
+def instance_id(host: str | None = None) -> str:
+    """This VM's instance id: each incarnation's own (its replacement keeps the name only)."""
+    host = host or os.environ.get("GCE_METADATA_HOST") or "metadata.google.internal"
+    request = urllib.request.Request(f"http://{host}{ID_PATH}", headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            found = answer.read().decode().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SyncError(f"no instance id from the metadata server ({host}): {exc}") from None
+    if not found.isdigit():
+        raise SyncError(f"the metadata server's instance id is {found[:40]!r}, not a number")
+    return found
 
 
 class Gcs:
@@ -399,6 +430,83 @@ def pull(gcs: Gcs, folder: str, state_path: str):
     return entry
 
 
+# --- what each incarnation leaves for `gpuctl jobs` ------------------------------------------------
+
+def checkpoint_step(folder: str, entry):
+    """The step a checkpoint holds: the Trainer's global_step, else the number its name ends with."""
+    if entry is None:
+        return 0  # starting fresh: from step 0
+    try:
+        with open(os.path.join(folder, entry, TRAINER_STATE)) as f:
+            return int(json.load(f)["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        found = STEP_AT_END.search(entry)
+        return int(found.group(1)) if found else None
+
+
+def upload_record(gcs: Gcs, rel: str, data: bytes, scratch_near: str) -> None:
+    """One small object under <P>/.gpuctl/ (Gcs.upload sends files: a scratch file beside the state)."""
+    scratch = os.path.join(os.path.dirname(scratch_near) or ".", f".gpuctl-record-{os.getpid()}")
+    with open(scratch, "wb") as f:
+        f.write(data)
+    try:
+        gcs.upload(f"{RECORDS}/{rel}", scratch)
+    finally:
+        os.remove(scratch)
+
+
+def record_resume(gcs: Gcs, folder: str, entry, state_path: str) -> None:
+    """<P>/.gpuctl/resumed/<id>.json: where this incarnation starts. Together with the previous
+    incarnation's last logged step, it is what the preemption cost in steps."""
+    try:
+        record = {"checkpoint": entry, "step": checkpoint_step(folder, entry),
+                  "at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        upload_record(gcs, f"resumed/{instance_id()}.json", json.dumps(record).encode(), state_path)
+    except (SyncError, OSError) as exc:
+        print(f"checkpoint sync: where this VM resumed from is not recorded: {exc}", file=sys.stderr)
+
+
+class LogCopy:
+    """The run's log in the bucket, as <P>/.gpuctl/logs/<id>.log, so it outlives the VM."""
+
+    def __init__(self, gcs: Gcs, path, state_path: str, every: float = LOG_EVERY_S):
+        self.gcs, self.path, self.state_path, self.every = gcs, path, state_path, every
+        self.name = None  # the object's name, once the instance id is known
+        self.sent = None  # [size, mtime_ns] of what went up last
+        self.next_at = 0.0  # time.monotonic() of the next periodic copy
+        self.failed = False  # one line on stderr per failure streak, not one every 30 s
+
+    def maybe(self) -> None:
+        if self.path and time.monotonic() >= self.next_at:
+            self.next_at = time.monotonic() + self.every
+            self.upload()
+
+    def upload(self) -> bool:
+        """Best effort: False (and one line on stderr) when it did not go up. Never raises: the
+        checkpoints come first, also when the budget ran out."""
+        if not self.path:
+            return False
+        try:
+            stat = _stat(self.path)
+            if not stat or stat == self.sent:
+                return bool(stat)
+            self.name = self.name or f"logs/{instance_id()}.log"
+            with open(self.path, "rb") as f:
+                f.seek(max(0, stat[0] - LOG_CAP))
+                tail = f.read(LOG_CAP)
+            if stat[0] > LOG_CAP:  # cut where a line starts, so no line is read half
+                cut = min((i for i in (tail.find(b"\n"), tail.find(b"\r")) if i >= 0), default=-1)
+                tail = tail[cut + 1:]
+            upload_record(self.gcs, self.name, tail, self.state_path)
+        except (SyncError, OSError) as exc:  # OutOfTime too: no time left for it
+            if not self.failed:
+                print(f"checkpoint sync: the run's log did not go up: {exc}", file=sys.stderr, flush=True)
+            self.failed = True
+            return False
+        self.sent, self.failed = stat, False
+        return True
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -414,9 +522,12 @@ def push_command(gcs: Gcs, folder: str, state_path: str, args) -> int:
     summary line {"pushed", "left" (no time), "incomplete" (never finished)}."""
     pushed, ended, out_of_time = [], args.ended_at, False
     quiet = 0.0 if args.final and args.while_pid is None else QUIET_S
+    log = LogCopy(gcs, args.log, state_path, args.log_every)
     try:
         while args.while_pid is None or pid_alive(args.while_pid):
             pushed += _pass(gcs, folder, state_path, args.settle, ended, quiet)
+            if args.every and args.budget is None:  # in a notice (--budget), only after the last pass
+                log.maybe()
             if not args.every:
                 break
             if not _nap(gcs, args.every, args.while_pid):
@@ -428,6 +539,8 @@ def push_command(gcs: Gcs, folder: str, state_path: str, args) -> int:
         pushed, out_of_time = pushed + exc.pushed, True
         if exc.pushed and not args.final:
             print(json.dumps({"pushed": exc.pushed}), flush=True)
+    if args.final:
+        log.upload()  # after every checkpoint: with what is left of the budget, if any
     ready, unfinished = plan(folder, _load(state_path), args.settle, time.time() if ended is None else ended,
                              quiet)
     left = [entry for entry, _ in ready] if out_of_time else []
@@ -473,6 +586,9 @@ def main(argv=None) -> int:
     parser.add_argument("--final", action="store_true",
                         help="push: the writer has ended (or, with --while-pid, one more pass once it "
                              "has): its evidence is enough; ends with a summary line")
+    parser.add_argument("--log", help="push: the run's log, copied to <url>/.gpuctl/logs/<instance id>.log "
+                                      f"every {LOG_EVERY_S:g} s with --every, and after the last pass with --final")
+    parser.add_argument("--log-every", type=float, default=LOG_EVERY_S, help="push --log: seconds between copies")
     parser.add_argument("--budget", type=float,
                         help="push: nothing starts after S seconds (newest checkpoint first); "
                              "SIGTERM is ignored, as the push ends by itself")
@@ -483,7 +599,9 @@ def main(argv=None) -> int:
     try:
         gcs = Gcs(args.url, args.endpoint)
         if args.command == "pull":
-            print(json.dumps({"pulled": pull(gcs, folder, state)}))
+            pulled = pull(gcs, folder, state)
+            record_resume(gcs, folder, pulled, state)
+            print(json.dumps({"pulled": pulled}))
             return 0
         if args.budget is not None:
             gcs.deadline = time.monotonic() + args.budget

@@ -684,7 +684,9 @@ class Supervisor:
 
     # -- checkpoints: pull the newest before the command, push new ones while it runs ----------
     def _sync_argv(self, sync, command):
-        return [sys.executable, sync["script"], command, "--dir", sync["dir"], "--url", sync["url"]]
+        argv = [sys.executable, sync["script"], command, "--dir", sync["dir"], "--url", sync["url"]]
+        # The log goes to the bucket too: the VM's disk (and the log on it) goes with a preempted VM.
+        return argv + ["--log", self.path("output.log")] if command == "push" else argv
 
     def _pull_checkpoint(self, sync, log_fd) -> None:
         """A replacement VM resumes: the newest complete checkpoint comes down before the
