@@ -32,7 +32,7 @@ from tests.hosts.fixtures import stock_host, venv_debs  # noqa: F401
 from tests.hosts.host import ThrowawayHost
 from tests.standins.compute import ComputeStandIn
 from tests.standins.compute_migs import InstanceMetadataServer
-from tests.test_recover_standin import REGION, ZONES
+from tests.test_recover_standin import REGION, ZONES, mig_body
 
 BUCKET = "alice-ckpts"
 FOLDER = f"gs://{BUCKET}/llama/run-1"
@@ -130,6 +130,19 @@ def stock_vm(rootfs, debs):
         yield host
 
 
+class Relays:
+    """The host's way to Cloud Storage (`endpoint`) and to Compute Engine (`compute_endpoint`)."""
+
+    def __init__(self, bind: str, *, storage: str, compute: str):
+        self.storage = Relay(bind, int(storage.rsplit(":", 1)[1]))
+        self.compute = Relay(bind, int(compute.rsplit(":", 1)[1].rstrip("/")))
+        self.endpoint, self.compute_endpoint = self.storage.endpoint, self.compute.endpoint
+
+    def close(self) -> None:
+        self.storage.close()
+        self.compute.close()
+
+
 def runner_side(host: ThrowawayHost) -> str:
     a, b, c, d = host.address.split(".")
     return f"{a}.{b}.{c}.{int(d) - 1}"
@@ -145,12 +158,13 @@ def cloud(gcs_emulator, tmp_path):
     workdir.mkdir()
     (workdir / "train.py").write_text(TRAINER)
     spec = JobSpec(name=RUN, command=["python3", "train.py", str(TOTAL), str(EVERY)], checkpoints=FOLDER)
-    bundle = build_bundle(spec, RUN, FOLDER, workdir, user="gpuctl", provision=PROVISION)
-    upload_bundle(bundle, StorageApi("gpuctl-test", endpoint=gcs_emulator.endpoint))
     with ComputeStandIn() as compute:
+        bundle = build_bundle(spec, RUN, FOLDER, workdir, user="gpuctl", provision=PROVISION,
+                              group="llama", region=REGION, project=compute.project)
+        upload_bundle(bundle, StorageApi("gpuctl-test", endpoint=gcs_emulator.endpoint))
         templates = compute.client(compute_v1.InstanceTemplatesClient)
         migs = compute.client(compute_v1.RegionInstanceGroupManagersClient)
-        from tests.test_recover_standin import mig_body, template_body
+        from tests.test_recover_standin import template_body
 
         body = template_body()
         body.properties.metadata.items = [
@@ -167,14 +181,15 @@ def boot(host: ThrowawayHost, compute: ComputeStandIn, vm_name: str, gcs) -> tup
     the host reaches the metadata server and Cloud Storage on the runner's end of its link."""
     here = runner_side(host)
     metadata = InstanceMetadataServer(compute, vm_name, bind=here).start()
-    relay = Relay(here, int(gcs.endpoint.rsplit(":", 1)[1]))
+    relay = Relays(here, storage=gcs.endpoint, compute=compute.endpoint)
     vm = compute.instance(vm_name)
     url = {i["key"]: i["value"] for i in vm["metadata"]["items"]}["startup-script-url"]
     bucket, _, name = url[len("gs://"):].partition("/")
     script = gcs.client().bucket(bucket).blob(name).download_as_bytes()
     (host.root / "tmp" / "startup-script").write_bytes(script)
     done = host.run_local(f"GCE_METADATA_HOST={metadata.host} GPUCTL_STORAGE_ENDPOINT={relay.endpoint} "
-                          "python3 /tmp/startup-script", check=False, timeout=300)
+                          f"GPUCTL_COMPUTE_ENDPOINT={relay.compute_endpoint} python3 /tmp/startup-script",
+                          check=False, timeout=300)
     return done, metadata, relay
 
 
@@ -203,6 +218,16 @@ def assert_provisioned(host: ThrowawayHost, boot_output: str) -> None:
     assert "pip " in host.run_local("runuser -u gpuctl -- /home/gpuctl/venv/bin/pip --version").stdout
     for absent in ("/etc/cron.d/gpuctl-shutdown", "/etc/cron.d/gpuctl-idle-watchdog"):
         assert host.run_local(f"test -e {absent}", check=False).returncode != 0
+
+
+def assert_group_deleted_itself(compute: ComputeStandIn, timeout: float = 30) -> None:
+    """The finished run's VM deleted its own group (and so itself) through Compute Engine's API
+    with its own token: nothing bills after the run, with nobody watching."""
+    deadline = time.monotonic() + timeout
+    while compute.migs():
+        assert time.monotonic() < deadline, "the group is still there after the run finished"
+        time.sleep(0.2)
+    assert compute.instances() == [] and compute.reconcile_migs() == []
 
 
 def steps_in(log: str) -> list[int]:
@@ -263,9 +288,19 @@ def test_a_preempted_run_resumes_on_the_replacement_at_the_right_step(cloud, sto
             while "llama/run-1/.gpuctl/finished" not in {b.name for b in storage.list_blobs(BUCKET)}:
                 assert time.monotonic() < deadline, "no finished marker"
                 time.sleep(0.2)
-            again = second.run_local(f"GCE_METADATA_HOST={metadata.host} GPUCTL_STORAGE_ENDPOINT={relay.endpoint} "
-                                     "python3 /tmp/startup-script", check=False, timeout=60)
+            assert_group_deleted_itself(compute)
+        finally:
+            metadata.stop()
+            relay.close()
+        # Had the group made one more VM before that delete landed, the VM would start nothing
+        # and delete the group itself.
+        compute.client(compute_v1.RegionInstanceGroupManagersClient).insert(
+            project=compute.project, region=REGION, instance_group_manager_resource=mig_body()).result()
+        [late_vm] = compute.mig_members("llama")
+        again, metadata, relay = boot(second, compute, late_vm, gcs)
+        try:
             assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["state"] == "finished"
+            assert_group_deleted_itself(compute)
         finally:
             metadata.stop()
             relay.close()
@@ -306,6 +341,7 @@ def test_a_run_preempted_twice_finishes_with_every_step_done_once_after_each_che
                 else:
                     assert wait_for(host, f"cat {RUN_DIR}/exit_code", timeout=60).strip() == "0"
                     logs.append(host.run_local(f"cat {RUN_DIR}/output.log").stdout)
+                    assert_group_deleted_itself(compute)
             finally:
                 metadata.stop()
                 relay.close()

@@ -222,6 +222,9 @@ def bootstrap() -> dict:
     run, user, folder = spec["run"], spec["user"], spec["checkpoints"].rstrip("/")
     if download(f"{folder}/{FINISHED}") is not None:
         log(f"run {run} already finished on an earlier VM; nothing to start")
+        # This VM should not exist (the group recreated it before the finished VM's delete
+        # landed, or that delete failed): it ends its own bill the same way.
+        delete_own_group(folder)
         return {"run": run, "state": "finished"}
     account = ensure_user(user)
     allow_sudo(user)
