@@ -25,44 +25,22 @@ import pytest
 from click.testing import CliRunner
 from google.cloud import compute_v1
 
-from gpuctl.adapters.compute import ComputeApi
-from gpuctl.adapters.pulumi_engine import AutomationEngine
-from gpuctl.adapters.storage import StorageApi
 from gpuctl.cli.main import cli
 from gpuctl.errors import UsageError
 from gpuctl.lifecycle import records
-from gpuctl.lifecycle.deps import VM_PROJECT, LiveDeps
 from gpuctl.lifecycle.extend import extend_vm
 from tests.standins.compute import compute_standin  # noqa: F401 (fixture)
-from tests.standins.scheduler import SchedulerStandIn
+from tests.test_recover_live import BUCKET, PROJECT, recover_world
 from tests.test_vm_checkpoint_access_live import iam  # noqa: F401 (fixture)
 
-PROJECT, NAME, BUCKET, REGION = "gpuctl-test", "llama-ext", "team-ckpts", "us-central1"
+NAME, REGION = "llama-ext", "us-central1"
 COMPUTE_DOC = "googleapiclient/discovery_cache/documents/compute.v1.json"
 
 
 @pytest.fixture
 def cloud(compute_standin, real_engine_env, iam, gcs_emulator, monkeypatch, tmp_path):  # noqa: F811
-    """LiveDeps over every stand-in, on the Compute stand-in's clock; the CLI's live_deps
-    answers with them (the same world as tests/test_recover_live.py)."""
-    import gpuctl.lifecycle.deps as deps_module
-
-    monkeypatch.setenv("GPUCTL_COMPUTE_ENDPOINT", compute_standin.endpoint)
-    monkeypatch.setenv("GPUCTL_PROJECT", PROJECT)
-    gcs_emulator.client().create_bucket(BUCKET)
-    compute = ComputeApi(PROJECT, endpoint=compute_standin.endpoint)
-    compute.retry_initial_s, compute.retry_timeout_s = 0.01, 5.0
-    with SchedulerStandIn(PROJECT, clock=compute_standin.now) as scheduler:
-        monkeypatch.setenv("GPUCTL_SCHEDULER_ENDPOINT", scheduler.endpoint)
-        deps = LiveDeps(engine=AutomationEngine(VM_PROJECT), compute=compute, project=PROJECT,
-                        caller_cidr="198.51.100.7/32", clock=compute_standin.now, sleep=lambda s: None,
-                        storage=StorageApi(PROJECT, endpoint=gcs_emulator.endpoint))
-        deps.standin, deps.scheduler = compute_standin, scheduler
-        monkeypatch.setattr(deps_module, "live_deps", lambda ctx, ssh_from=None, need_engine=True, iap=False: deps)
-        (tmp_path / "train.py").write_text("print('step 1 loss 1.0')\n")
-        (tmp_path / "job.yaml").write_text(f"name: llama\ncommand: [python, train.py]\n"
-                                           f"checkpoints: gs://{BUCKET}/runs\nrecover: true\n")
-        monkeypatch.chdir(tmp_path)
+    """The world of tests/test_recover_live.py, with a job that asks for recovery in its spec."""
+    with recover_world(compute_standin, iam, gcs_emulator, monkeypatch, tmp_path, "recover: true\n") as deps:
         yield deps
 
 

@@ -10,6 +10,7 @@ bucket."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -38,10 +39,10 @@ REGION = "us-central1"
 SLACK = 60 / 3600  # hours: real time the test's own steps take on the stand-in's clock
 
 
-@pytest.fixture
-def cloud(compute_standin, real_engine_env, iam, gcs_emulator, monkeypatch, tmp_path):
-    """LiveDeps over every stand-in, on the Compute stand-in's clock (which tests move on), and
-    the CLI's live_deps answering with them."""
+@contextlib.contextmanager
+def recover_world(compute_standin, iam, gcs_emulator, monkeypatch, tmp_path, job_extra: str = ""):
+    """LiveDeps over every stand-in, on the Compute stand-in's clock (which tests move on), the
+    CLI's live_deps answering with them, and a job with checkpoints in the working directory."""
     import gpuctl.lifecycle.deps as deps_module
 
     monkeypatch.setenv("GPUCTL_COMPUTE_ENDPOINT", compute_standin.endpoint)
@@ -58,8 +59,14 @@ def cloud(compute_standin, real_engine_env, iam, gcs_emulator, monkeypatch, tmp_
         monkeypatch.setattr(deps_module, "live_deps", lambda ctx, ssh_from=None, need_engine=True, iap=False: deps)
         (tmp_path / "train.py").write_text("print('step 1 loss 1.0')\n")
         (tmp_path / "job.yaml").write_text(f"name: llama\ncommand: [python, train.py]\n"
-                                           f"checkpoints: gs://{BUCKET}/runs\n")
+                                           f"checkpoints: gs://{BUCKET}/runs\n{job_extra}")
         monkeypatch.chdir(tmp_path)
+        yield deps
+
+
+@pytest.fixture
+def cloud(compute_standin, real_engine_env, iam, gcs_emulator, monkeypatch, tmp_path):
+    with recover_world(compute_standin, iam, gcs_emulator, monkeypatch, tmp_path) as deps:
         yield deps
 
 
