@@ -62,7 +62,7 @@ def test_auto_names_the_projects_bucket_and_needs_a_project():
         build_job_manifests(spec(checkpoints="auto"), namespace="ml", owner="alice")
 
 
-def test_dry_run_says_which_grant_the_bucket_needs(tmp_path, monkeypatch):
+def test_dry_run_says_which_grant_gpuctl_will_make(tmp_path, monkeypatch):
     job = tmp_path / "job.yaml"
     job.write_text(f"name: llama\ncommand: [python, train.py]\ncheckpoints: {URL}\n")
     monkeypatch.setenv("GPUCTL_HOME", str(tmp_path / "home"))
@@ -70,6 +70,7 @@ def test_dry_run_says_which_grant_the_bucket_needs(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "# note: checkpoints: the pods mount gs://team-ckpt/llama/llama as /gpuctl/checkpoints" \
         in result.stdout
+    assert "on submit gpuctl will grant it roles/storage.objectUser on gs://team-ckpt" in result.stdout
     assert "--role=roles/storage.objectUser" in result.stdout
     assert "subject/ns/ml/sa/gpuctl-trainer" in result.stdout
     assert "only-dir=llama/llama" in result.stdout

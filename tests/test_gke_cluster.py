@@ -245,7 +245,7 @@ def test_up_status_down_leaves_nothing(gke_api, gke_deps_standin, gke_iam):
     seen, on_event = events()
     result = gke_down("ml", gke_deps_standin, on_event)
     assert result.as_dict() == {"name": "ml", "existed": True, "deleted_directly": False,
-                                "context_removed": True}
+                                "context_removed": True, "grants_removed": [], "grants_kept": None}
     assert gke_api.clusters == {} and gke_api.igms == {}
     assert gke_deps_standin.engine.list_stacks() == []
     assert gke_iam.accounts == {}  # the nodes' account and its role went with the cluster

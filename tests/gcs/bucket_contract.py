@@ -30,7 +30,14 @@ the Policy schema of storage.v1.json both ways:
     (https://cloud.google.com/storage/docs/request-preconditions; "API will reject etags that do
     not match", gcloud storage buckets set-iam-policy --etag). No etag: the write goes through;
   * roles are "of the format roles/storage.specificRole" and members one of the identifier
-    forms the schema lists (Policy.bindings, storage.v1.json): anything else is a 400;
+    forms the schema lists (Policy.bindings, storage.v1.json), or a principal:// / principalSet://
+    identifier of IAM's allow policies, which the schema's older list omits but Google lists for
+    every allow policy, Kubernetes service accounts of Workload Identity Federation for GKE among
+    them (https://cloud.google.com/iam/docs/principal-identifiers): anything else is a 400;
+  * faults: `deny(permission)` answers 403 to getIamPolicy (storage.buckets.getIamPolicy) or
+    setIamPolicy (storage.buckets.setIamPolicy) as Cloud Storage does to a caller without it;
+    `before_next_set(fn)` runs fn(policies) just before the next setIamPolicy is judged: a
+    change by someone else in between, which makes the caller's etag stale;
   * a bucket that does not exist (asked of the emulator) is a 404.
 """
 
@@ -53,7 +60,12 @@ BUCKETS = re.compile(r"/storage/v1/b/?")
 ONE_BUCKET = re.compile(r"/storage/v1/b/([^/]+)/?")
 BUCKET_IAM = re.compile(r"/storage/v1/b/([^/]+)/iam")
 MEMBER_FORMS = re.compile(r"(allUsers|allAuthenticatedUsers|(user|serviceAccount|group):[^@\s]+@[^@\s]+"
-                          r"|domain:[^\s]+|(projectOwner|projectEditor|projectViewer):[a-z][-a-z0-9]{4,28}[a-z0-9])")
+                          r"|domain:[^\s]+|(projectOwner|projectEditor|projectViewer):[a-z][-a-z0-9]{4,28}[a-z0-9]"
+                          # A single identity, or a set, of a workload identity pool (PROJECT_NUMBER: digits)
+                          r"|principal://iam\.googleapis\.com/projects/[0-9]+/locations/global/workloadIdentityPools/"
+                          r"[a-z0-9][-a-z0-9.]*/subject/[^\s]+"
+                          r"|principalSet://iam\.googleapis\.com/projects/[0-9]+/locations/global/workloadIdentityPools/"
+                          r"[a-z0-9][-a-z0-9.]*/[^\s]+)")
 
 
 class BucketPolicies:
@@ -63,6 +75,16 @@ class BucketPolicies:
         self.project = project
         self.policies: dict[str, dict[str, list[str]]] = {}  # bucket -> role -> members
         self.writes: list[dict] = []  # every accepted setIamPolicy body, in order
+        self.denied: set[str] = set()  # storage.buckets.getIamPolicy / setIamPolicy refused (403)
+        self.refused: list[int] = []  # the status of every refused setIamPolicy (412, 403, ...)
+        self._before_set: list = []
+
+    def deny(self, *permissions: str) -> None:
+        self.denied |= set(permissions)
+
+    def before_next_set(self, change) -> None:
+        """change(self.policies) runs once, just before the next setIamPolicy is judged."""
+        self._before_set.append(change)
 
     def _default(self) -> dict[str, list[str]]:
         p = self.project
@@ -96,10 +118,21 @@ class BucketPolicies:
             return (400 if method else 404), _error(400 if method else 404, "; ".join(problems))
         if not bucket_exists:
             return 404, _error(404, "The specified bucket does not exist.", "notFound")
+        permission = "storage.buckets.getIamPolicy" if verb == "GET" else "storage.buckets.setIamPolicy"
+        if permission in self.denied:
+            if verb != "GET":
+                self.refused.append(403)
+            return 403, _error(403, f"caller does not have {permission} access to the Google Cloud Storage "
+                                    f"bucket. Permission '{permission}' denied on resource (or it may not exist).",
+                               "forbidden")
         if verb == "GET":
             return 200, self.policy(bucket)
+        if self._before_set:
+            self.policy(bucket)  # a bucket never read still starts from its defaults
+            self._before_set.pop(0)(self.policies)
         current = self.policy(bucket)
         if payload.get("etag") and payload["etag"] != current["etag"]:
+            self.refused.append(412)
             return 412, _error(412, "Precondition Failed", "conditionNotMet")
         wanted: dict[str, list[str]] = {}
         for binding in payload.get("bindings") or []:

@@ -85,6 +85,18 @@ def managed_labels(owner: str) -> dict[str, str]:
     return {**MANAGED_LABELS, "gpuctl-owner": owner}
 
 
+class BucketPolicyDenied(CloudAccessError):
+    """Cloud Storage answered 403 to reading or writing a bucket's IAM policy; `permission` is
+    the one the caller lacks (storage.buckets.getIamPolicy or storage.buckets.setIamPolicy)."""
+
+    def __init__(self, bucket: str, permission: str, detail: str = ""):
+        super().__init__(f"you may not change who can use gs://{bucket}: {permission} is missing "
+                         f"({(detail or 'permission denied')[:160]})",
+                         "ask an admin of the bucket for roles/storage.admin on it")
+        self.bucket = bucket
+        self.permission = permission
+
+
 class StorageApi:
     """One project's Cloud Storage, through the real google-cloud-storage client."""
 
@@ -239,6 +251,71 @@ class StorageApi:
         (Google refuses to delete a non-empty bucket too: 409, buckets/delete)."""
         with self._translated(name):
             self.client().bucket(name).delete(force=False, **self._call())
+
+    # -- bucket IAM ---------------------------------------------------------------------------
+    # A read-modify-write of the bucket's whole policy (buckets.getIamPolicy, buckets.setIamPolicy:
+    # https://cloud.google.com/storage/docs/json_api/v1/buckets/setIamPolicy), the etag read
+    # sent back so that a change made in between is refused rather than overwritten (Policy.etag:
+    # "systems are expected to put that etag in the request to setIamPolicy to ensure that their
+    # change will be applied to the same version of the policy"). Cloud Storage refuses a stale
+    # etag with 412 Precondition Failed (https://cloud.google.com/storage/docs/request-preconditions);
+    # IAM's own APIs answer 409 ABORTED: both mean "read again and redo the change".
+    # Version 3 is asked for, so a policy holding conditional bindings is read whole and written
+    # back whole ("If the optionsRequestedPolicyVersion is for an older version that doesn't
+    # support part of the requested IAM policy, the request fails", storage.v1.json).
+    iam_attempts = 5
+
+    def add_bucket_member(self, bucket: str, role: str, member: str) -> bool:
+        """Bind `member` to `role` on `bucket`; False (and nothing written) when it already is."""
+        return self._change_members(bucket, role, member, add=True)
+
+    def remove_bucket_member(self, bucket: str, role: str, member: str) -> bool:
+        """Unbind `member` from `role` on `bucket`; False when it was not bound (or the bucket is
+        gone: nothing is left to remove)."""
+        return self._change_members(bucket, role, member, add=False)
+
+    def _change_members(self, bucket: str, role: str, member: str, *, add: bool) -> bool:
+        from google.api_core import exceptions
+
+        with self._translated(bucket):
+            handle = self.client().bucket(bucket)
+            for _ in range(self.iam_attempts):
+                try:
+                    policy = handle.get_iam_policy(requested_policy_version=3, **self._call())
+                except exceptions.Forbidden as exc:
+                    raise BucketPolicyDenied(bucket, "storage.buckets.getIamPolicy", exc.message) from None
+                except exceptions.NotFound:
+                    if add:
+                        raise GpuctlError(f"the checkpoint bucket gs://{bucket} does not exist",
+                                          f"create it (`gcloud storage buckets create gs://{bucket}`), "
+                                          "or name another in `checkpoints:`") from None
+                    return False
+                bindings = [dict(b) for b in policy.bindings]
+                # Only an unconditional binding grants the role always; a conditional one is left
+                # exactly as it is.
+                plain = [b for b in bindings if b.get("role") == role and not b.get("condition")]
+                held = any(member in b.get("members", ()) for b in plain)
+                if held == add:
+                    return False
+                if add:
+                    if plain:
+                        plain[0]["members"] = set(plain[0].get("members", ())) | {member}
+                    else:
+                        bindings.append({"role": role, "members": {member}})
+                else:
+                    for binding in plain:
+                        binding["members"] = set(binding.get("members", ())) - {member}
+                    bindings = [b for b in bindings if b.get("members")]
+                policy.bindings = bindings
+                try:
+                    handle.set_iam_policy(policy, **self._call())
+                    return True
+                except exceptions.Forbidden as exc:
+                    raise BucketPolicyDenied(bucket, "storage.buckets.setIamPolicy", exc.message) from None
+                except (exceptions.PreconditionFailed, exceptions.Conflict):
+                    continue  # changed since it was read: read it again
+        raise GpuctlError(f"the IAM policy of gs://{bucket} kept changing while gpuctl changed it "
+                          f"({self.iam_attempts} attempts)", "rerun in a minute")
 
     @contextmanager
     def _translated(self, bucket: str) -> Iterator[None]:

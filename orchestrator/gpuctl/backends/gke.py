@@ -69,7 +69,7 @@ class GkeBackend:
             from ..gke.manifests import checkpoint_grant_note, checkpoint_location
 
             notes.append(checkpoint_grant_note(checkpoint_location(spec, _project(request)),
-                                               self.namespace))
+                                               self.namespace, _project(request)))
         return Preview("gke", spec.name, self.namespace, notes, summary, warnings,
                        manifests, cost)
 
@@ -87,7 +87,9 @@ class GkeBackend:
         else:
             secrets = read_local_secrets(request.spec)
             manifests = self._manifests(request, secrets)
-            result = jobs.submit(self.kube, manifests)
+            access = _bucket_access() if request.spec.checkpoints else None
+            result = jobs.submit(self.kube, manifests, bucket_access=access)
+            _tell_grant(result.get("bucket_grant"), on_notice)
         name = result["job"]
         steps = [] if result["dry_run"] else [f"gpuctl logs --gke -f {name}",
                                               "gpuctl jobs --gke", f"gpuctl cancel --gke {name}"]
@@ -147,6 +149,37 @@ def _project(request: SubmitRequest) -> str | None:
     from ..context import load_context
 
     return load_context().config.project
+
+
+def _bucket_access():
+    """ensure_grant bound to the project in use: the principal names its Workload Identity pool
+    by id and number (Resource Manager projects.get), read once, when the grant is made."""
+    from ..adapters.resourcemanager import project_number
+    from ..adapters.storage import StorageApi
+    from ..context import load_context
+    from ..gke.bucket_access import ensure_grant
+    from ..lifecycle.deps import resolve_project
+
+    def grant(bucket: str, namespace: str, account: str) -> dict:
+        from ..adapters.storage import default_bucket_name
+
+        ctx = load_context()
+        project = resolve_project(ctx)
+        storage = StorageApi(project)
+        if bucket == default_bucket_name(project):
+            # `checkpoints: auto`: gpuctl's bucket, made when missing, as for a VM run.
+            storage.ensure_checkpoints(None, ctx.config.resolved_owner(), ctx.config.region)
+        return ensure_grant(storage, project, project_number(project), bucket, namespace, account)
+    return grant
+
+
+def _tell_grant(grant: dict | None, on_notice: Notice | None) -> None:
+    if not grant or on_notice is None:
+        return
+    if grant.get("warning"):
+        on_notice(f"warning: {grant['warning']}")
+    elif grant["granted"]:
+        on_notice(f"granted {grant['role']} on gs://{grant['bucket']} to {grant['member']}")
 
 
 def _steps_lost(rows: list[dict]) -> None:

@@ -10,7 +10,7 @@ one reports that and tidies the stack and context.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +44,9 @@ class GkeDeps:
     gone_timeout_s: float = 1800.0  # a cluster deletion takes minutes
     poll_s: float = 10.0
     kubeconfig: Path | None = None  # None: gpuctl's own (gke/kubeconfig.py)
+    # Cloud Storage (adapters/storage.py StorageApi): `down` takes back the bucket grants gpuctl
+    # made for checkpointed Jobs (gke/bucket_access.py). None: they are left as they are.
+    storage: object | None = None
 
 
 @dataclass
@@ -65,10 +68,13 @@ class DownResult:
     existed: bool
     deleted_directly: bool  # the engine left the cluster; gpuctl deleted it itself
     context_removed: bool
+    grants_removed: list[dict] = field(default_factory=list)  # bucket grants gpuctl took back
+    grants_kept: str | None = None  # why the grants gpuctl made were left (another cluster uses them)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "existed": self.existed,
-                "deleted_directly": self.deleted_directly, "context_removed": self.context_removed}
+                "deleted_directly": self.deleted_directly, "context_removed": self.context_removed,
+                "grants_removed": self.grants_removed, "grants_kept": self.grants_kept}
 
 
 def gke_program(spec: GkeSpec) -> Callable[[], None]:
@@ -161,9 +167,39 @@ def gke_down(name: str, deps: GkeDeps, on_event: OnEvent | None = None) -> DownR
     else:
         deleted_directly = False
     removed = kube_access.remove_context(name, deps.kubeconfig)
+    grants, kept = _take_back_grants(name, deps, emit)
     if existed:
         deps.engine.remove(stack)  # last: until here a rerun still finds the stack
-    return DownResult(name, existed, deleted_directly, removed)
+    return DownResult(name, existed, deleted_directly, removed, grants, kept)
+
+
+def _take_back_grants(name: str, deps: GkeDeps, emit: OnEvent) -> tuple[list[dict], str | None]:
+    """The bucket grants gpuctl made for checkpointed Jobs name a principal of the project's
+    Workload Identity pool, not of a cluster (gke/bucket_access.py): the same namespace and
+    account in another cluster of the project is the same principal. So they are taken back only
+    when no other gpuctl cluster is left in the project. One that cannot be removed is a
+    warning (the cluster is gone either way) and stays recorded for the next `gke down`."""
+    from .bucket_access import recorded, revoke_recorded
+
+    if deps.storage is None or not recorded(deps.project):
+        return [], None
+    try:
+        others = sorted(c.name for c in deps.container.gpuctl_clusters(with_sizes=False) if c.name != name)
+    except GpuctlError as exc:
+        emit("warn", f"kept the checkpoint buckets' grants: could not list the project's clusters "
+                     f"({exc.message}); `gpuctl gke down` again takes them back")
+        return [], exc.message
+    if others:
+        why = (f"kept the checkpoint buckets' grants to the pods' accounts: cluster(s) "
+               f"{', '.join(others)} in project {deps.project} still use them")
+        emit("note", why)
+        return [], why
+    removed, problems = revoke_recorded(deps.storage, deps.project)
+    for grant in removed:
+        emit("revoke", f"removed {grant.role} on gs://{grant.bucket} from {grant.member}")
+    for problem in problems:
+        emit("warn", problem)
+    return [asdict(g) for g in removed], None
 
 
 # --- status ----------------------------------------------------------------------------------
@@ -215,5 +251,7 @@ def gke_deps(ctx, need_engine: bool = True) -> GkeDeps:
     project = resolve_project(ctx)
     if need_engine:
         find_pulumi_cli()
+    from ..adapters.storage import StorageApi
+
     return GkeDeps(engine=AutomationEngine(GKE_PROJECT, ctx.config.pulumi_backend),
-                   container=ContainerApi(project), project=project)
+                   container=ContainerApi(project), project=project, storage=StorageApi(project))

@@ -15,22 +15,34 @@ from collections.abc import Callable
 from ..adapters.kube import Kube, KubeConflict, KubeError, KubeNotFound
 from ..checkpoints import URL_ENV
 from .incluster_scripts.incluster import parse_time
-from .manifests import (ACCELERATOR_LABEL, COMPLETION_INDEX, COMPONENT, GPU_RESOURCE, JOB,
-                        JOB_NAME_LABEL, MANAGED, OWNER, SPOT_LABEL, TRAINER)
+from .manifests import (ACCELERATOR_LABEL, COMPLETION_INDEX, COMPONENT, GCS_FUSE_DRIVER, GPU_RESOURCE,
+                        JOB, JOB_NAME_LABEL, MANAGED, OWNER, SPOT_LABEL, TRAINER)
 
 TRAIN_SELECTOR = f"{MANAGED}=true,{COMPONENT}=train"
 LIST_HINT = "list them with `gpuctl jobs --gke`"
 
 
-def submit(kube: Kube, manifests: list[dict], *, dry_run: bool = False) -> dict:
+BucketAccess = Callable[[str, str, str], dict]  # (bucket, namespace, account) -> the grant made
+
+
+def submit(kube: Kube, manifests: list[dict], *, dry_run: bool = False,
+           bucket_access: BucketAccess | None = None) -> dict:
     """Create the Job, then its headless Service (if any) owned by the Job, so that the TTL
     after finishing and a cancel remove both. `dry_run`: the apiserver validates (Strict)
-    and admits everything, and stores nothing."""
+    and admits everything, and stores nothing.
+
+    A Job that mounts a checkpoint bucket: `bucket_access` (bucket_access.ensure_grant, bound to
+    the project) makes the bucket grant the pods' account first, before anything is created, so
+    a refused grant leaves nothing behind. Not on a dry run: that changes nothing."""
     from .namespaces import ensure_namespace
 
     job = next(m for m in manifests if m["kind"] == "Job")
     namespace = job["metadata"]["namespace"]
     name = job["metadata"]["name"]
+    grant = None
+    mounted = checkpoint_mount(job)
+    if not dry_run and mounted and bucket_access is not None:
+        grant = bucket_access(mounted[0], namespace, mounted[1])
     if not dry_run:
         ensure_namespace(kube, namespace)
         account = job["spec"]["template"]["spec"].get("serviceAccountName")
@@ -60,7 +72,18 @@ def submit(kube: Kube, manifests: list[dict], *, dry_run: bool = False) -> dict:
         if obj["kind"] == "Service":
             service_name = obj["metadata"]["name"]
     return {"namespace": namespace, "job": name, "uid": uid, "service": service_name,
-            "dry_run": dry_run, "objects": [_key(m) for m in manifests]}
+            "dry_run": dry_run, "objects": [_key(m) for m in manifests], "bucket_grant": grant}
+
+
+def checkpoint_mount(job: dict) -> tuple[str, str] | None:
+    """(bucket, Kubernetes service account) of a Job whose pods mount a checkpoint bucket
+    (manifests.mount_checkpoints), else None."""
+    pod = job["spec"]["template"]["spec"]
+    for volume in pod.get("volumes") or []:
+        csi = volume.get("csi") or {}
+        if volume.get("name") == "checkpoints" and csi.get("driver") == GCS_FUSE_DRIVER:
+            return csi["volumeAttributes"]["bucketName"], pod.get("serviceAccountName") or "default"
+    return None
 
 
 def ensure_service_account(kube: Kube, namespace: str, name: str) -> None:

@@ -210,14 +210,17 @@ def mount_checkpoints(job: dict, location) -> None:
     trainer["command"] = wrap(trainer["command"], f"{SCRATCH}/gpuctl-output.log")
 
 
-def checkpoint_grant_note(location, namespace: str) -> str:
-    """What the bucket must grant the pods (see gke/bucket_access.py)."""
+def checkpoint_grant_note(location, namespace: str, project: str | None = None) -> str:
+    """What the bucket must grant the pods, which gpuctl grants on submit (see
+    gke/bucket_access.py ensure_grant); the command is the same grant by hand."""
     from .bucket_access import READ_WRITE, grant_command
 
     return (f"checkpoints: the pods mount {location.url} as {CHECKPOINT_MOUNT} "
             f"($GPUCTL_CHECKPOINT_DIR) and run as the Kubernetes service account "
-            f"{CHECKPOINT_ACCOUNT}; the bucket must grant it {READ_WRITE}: "
-            + grant_command(location.bucket, namespace, CHECKPOINT_ACCOUNT, READ_WRITE))
+            f"{CHECKPOINT_ACCOUNT}; on submit gpuctl will grant it {READ_WRITE} on "
+            f"gs://{location.bucket} (unless the bucket already does; `gpuctl gke down` of the "
+            f"project's last cluster takes it back), as: "
+            + grant_command(location.bucket, namespace, CHECKPOINT_ACCOUNT, READ_WRITE, project))
 
 
 def job_manifests_from_data(data: object, *, namespace: str, owner: str,
