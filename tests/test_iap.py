@@ -117,18 +117,38 @@ def test_iap_vm_has_no_external_address_and_ssh_only_from_iap():
     made = resources(spec(iap=True))
     kind, instance = made["alice-a100"]
     assert instance["networkInterfaces"] == [{"network": "default"}]  # no accessConfigs: no IPv4
+    # The shared NAT it leaves through, named on the instance: how down and sweep count its users.
+    assert instance["labels"] == {**LABELS, "gpuctl-nat": "gpuctl-nat-us-central1"}
+    assert instance["bootDisk"]["initializeParams"]["labels"] == LABELS
     kind, firewall = made["alice-a100-ssh"]
     assert firewall["sourceRanges"] == ["35.235.240.0/20"] == [IAP_TCP_FORWARDING_RANGE]
     assert firewall["allows"] == [{"protocol": "tcp", "ports": ["22"]}]
-    kind, router = made["alice-a100-router"]
+    # No router or NAT in the VM's own program: the region's shared one is a stack of its own.
+    assert not [k for k, _ in made.values() if k.startswith("gcp:compute/router")]
+
+
+def test_the_shared_nat_program_is_one_router_and_its_all_ranges_nat():
+    from gpuctl_infra.mock_run import run_under_mocks
+    from gpuctl_infra.nat_program import SharedNat
+    from gpuctl_infra.shared_nat import NatSpec, router_name
+
+    made = {r.name: (r.type, r.inputs) for r in run_under_mocks(
+        lambda: SharedNat(NatSpec(region="us-central1", project="gpuctl-test", owner="alice")))}
+    kind, router = made["gpuctl-nat-us-central1"]
     assert kind == "gcp:compute/router:Router"
-    assert router["region"] == "us-central1" and router["network"] == "default"
-    assert router["description"] == "gpuctl " + " ".join(f"{k}={v}" for k, v in sorted(LABELS.items()))
-    kind, nat = made["alice-a100-nat"]
+    assert router == {"name": "gpuctl-nat-us-central1", "region": "us-central1", "network": "default",
+                      "project": "gpuctl-test",
+                      "description": "gpuctl gpuctl-expiry=none gpuctl-kind=nat gpuctl-managed=true "
+                                     "gpuctl-name=gpuctl-nat-us-central1 gpuctl-owner=alice"}
+    kind, nat = made["gpuctl-nat-us-central1-nat"]
     assert kind == "gcp:compute/routerNat:RouterNat"
-    assert nat == {"name": "alice-a100-nat", "router": "alice-a100-router", "region": "us-central1",
-                   "natIpAllocateOption": "AUTO_ONLY",
+    assert nat == {"name": "gpuctl-nat-us-central1", "router": "gpuctl-nat-us-central1",
+                   "region": "us-central1", "project": "gpuctl-test", "natIpAllocateOption": "AUTO_ONLY",
                    "sourceSubnetworkIpRangesToNat": "ALL_SUBNETWORKS_ALL_IP_RANGES"}
+    # One per network too; a long network name is cut to a valid name and label value.
+    assert router_name("projects/p/global/networks/lab", "europe-west4") == "gpuctl-nat-lab-europe-west4"
+    long = router_name("n" * 60, "us-central1")
+    assert len(long) == 63 and long.startswith("gpuctl-nat-nnn") and long != router_name("n" * 61, "us-central1")
 
 
 def test_iap_never_opens_ssh_to_the_callers_range_even_a_wide_one():
@@ -141,6 +161,7 @@ def test_without_iap_the_vm_keeps_its_address_its_32_and_no_nat():
     assert made["alice-a100"][1]["networkInterfaces"] == [{"network": "default", "accessConfigs": [{}]}]
     assert made["alice-a100-ssh"][1]["sourceRanges"] == ["198.51.100.7/32"]
     assert not [name for name in made if name.endswith(("-router", "-nat"))]
+    assert "gpuctl-nat" not in made["alice-a100"][1]["labels"]
 
 
 # --- the plan and its cost ----------------------------------------------------------------------
@@ -160,15 +181,62 @@ def test_plan_with_iap_prices_cloud_nat_instead_of_an_external_address(ctx):
     assert items["nat-ip"]["usd_per_hour"] == 0.005  # the book's on-demand external IPv4 rate
     assert any("$0.045 per GiB" in note and "cloud.google.com/nat/pricing" in note
                for note in with_iap["cost"]["price_notes"])
-    name = with_iap["name"]
     kinds = {r["name"]: r["type"] for r in with_iap["resources"]}
-    assert kinds[f"{name}-router"] == "gcp:compute/router:Router"
-    assert kinds[f"{name}-nat"] == "gcp:compute/routerNat:RouterNat"
+    # The first --iap VM of the region: the plan lists the shared NAT it creates.
+    assert kinds["gpuctl-nat-us-central1"] == "gcp:compute/router:Router"
+    assert kinds["gpuctl-nat-us-central1-nat"] == "gcp:compute/routerNat:RouterNat"
+    assert with_iap["cloud_nat"]["action"] == "create" and without["cloud_nat"] is None
     assert not [r for r in without["resources"] if r["type"].startswith("gcp:compute/router")]
     firewall = next(r for r in with_iap["resources"] if r["type"] == "gcp:compute/firewall:Firewall")
     assert firewall["inputs"]["sourceRanges"] == ["35.235.240.0/20"]
     delta = with_iap["cost"]["hourly_usd"] - without["cost"]["hourly_usd"]
     assert abs(delta - (0.0014 + 0.005 - _items(without)["external-ip"]["usd_per_hour"])) < 1e-3
+
+
+def _iap_vm_record(name: str, zone: str, state: str = "ready", project: str = "gpuctl-test") -> VmRecord:
+    record = VmRecord(name=name, profile="a100-spot", project=project, state=state, stack=name,
+                      zones_to_try=[zone], created_at="2026-11-23T00:00:00+00:00", hourly_usd=1.5,
+                      stopped_hourly_usd=0.03, termination_action="DELETE", zone=zone, iap=True)
+    records.save(record)
+    return record
+
+
+def test_the_dry_run_says_whether_it_creates_or_joins_the_regions_shared_nat(ctx):
+    def plan(**options) -> dict:
+        return plan_to_dict(plan_vm(ctx, UpOptions(profile="a100-spot", iap=True, **options)), ctx)
+
+    def nat_resources(report: dict) -> list[str]:
+        return [r["name"] for r in report["resources"] if r["type"].startswith("gcp:compute/router")]
+
+    first = plan()
+    assert first["cloud_nat"]["action"] == "create" and first["cloud_nat"]["used_by"] == []
+    assert first["cloud_nat"]["summary"].startswith("creates the shared Cloud NAT gpuctl-nat-us-central1")
+    assert nat_resources(first) == ["gpuctl-nat-us-central1", "gpuctl-nat-us-central1-nat"]
+    _iap_vm_record("alice-other", "europe-west4-a")  # another region's NAT is not this one's
+    _iap_vm_record("alice-gone", "us-central1-b", state="destroying")  # on its way out
+    assert plan()["cloud_nat"]["action"] == "create"
+    _iap_vm_record("alice-first", "us-central1-b")
+    joining = plan(name="alice-second")
+    assert joining["cloud_nat"]["action"] == "join" and joining["cloud_nat"]["used_by"] == ["alice-first"]
+    assert joining["cloud_nat"]["summary"].startswith(
+        "joins the shared Cloud NAT gpuctl-nat-us-central1 of us-central1, in use by alice-first")
+    assert nat_resources(joining) == []  # nothing new to make: the NAT is there
+    # Each VM's plan keeps its gateway share and the (shared) NAT address: the price does not
+    # depend on who else is in the region (the same figure `gpuctl cost --iap` shows).
+    assert joining["cost"]["hourly_usd"] == first["cost"]["hourly_usd"]
+    assert "shared" in _items(joining)["nat-ip"]["detail"]
+
+
+def test_cli_dry_run_names_the_shared_nat_it_creates_or_joins(config_file):
+    runner = CliRunner()
+    out = runner.invoke(cli, ["up", "a100-spot", "--dry-run", "--iap"])
+    assert out.exit_code == 0, out.output
+    assert "cloud NAT: creates the shared Cloud NAT gpuctl-nat-us-central1" in " ".join(out.stdout.split())
+    _iap_vm_record("alice-first", "us-central1-a")
+    joined = json.loads(runner.invoke(cli, ["up", "a100-spot", "--dry-run", "--iap", "--json"]).stdout)
+    assert joined["cloud_nat"]["action"] == "join"
+    plain = json.loads(runner.invoke(cli, ["up", "a100-spot", "--dry-run", "--json"]).stdout)
+    assert plain["cloud_nat"] is None
 
 
 def test_cli_dry_run_with_flag_and_with_config_key(config_file):

@@ -134,7 +134,8 @@ def fake_pyz(code: int, answer: dict) -> bytes:
     (0, {"ok": True, "steps": [{"id": "nvme", "status": "changed"}]}, "provisioned"),
 ])
 def test_the_bootstrap_reads_the_provisioning_outcome(monkeypatch, tmp_path, capsys, code, answer, outcome):
-    monkeypatch.setattr(bootstrap, "need", lambda url: fake_pyz(code, answer))
+    packed = fake_pyz(code, answer)  # once: a zip records the time each member was written
+    monkeypatch.setattr(bootstrap, "need", lambda url: packed)
     spec = {"bundle": "gs://b/p/run/.gpuctl", "provision": {"login_user": "gpuctl"}}
     if outcome.startswith("provisioning failed"):
         with pytest.raises(bootstrap.BootstrapError) as caught:
@@ -148,4 +149,4 @@ def test_the_bootstrap_reads_the_provisioning_outcome(monkeypatch, tmp_path, cap
         assert "gpuctl-bootstrap: rebooting: the NVIDIA driver loads after a reboot" in said
     for step in answer.get("steps", []):
         assert f"gpuctl-bootstrap: provision {step['id']}: {step['status']}" in said
-    assert (tmp_path / "provision.pyz").read_bytes() == fake_pyz(code, answer)
+    assert (tmp_path / "provision.pyz").read_bytes() == packed

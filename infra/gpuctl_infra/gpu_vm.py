@@ -4,15 +4,19 @@ Resources, all children of one GpuVm component with names derived from the spec'
   <name>-ssh         firewall rule: tcp/22 from the caller's single address (or, with IAP,
                      from IAP's TCP forwarding range only), to this VM's tag
   <name>-daily-stop  instance schedule policy (only with a daily stop)
-  <name>-router      Cloud Router and <name>-nat, its Cloud NAT (only with IAP: the VM has no
-                     external address, and provisioning still needs apt, pip and NVIDIA's repos)
   <name>-sa          only with checkpoints: the VM's own service account (gpuctl-<name>), and
   <name>-ckpt        its one role (roles/storage.objectUser) on the checkpoint bucket alone
   <name>             the instance: boot disk, scratch NVMe, GPUs, spot scheduling, run limit;
                      without checkpoints it has no service account, so no cloud credentials
-Firewall rules, resource policies and routers take no labels in GCE, so they carry gpuctl's
-labels in their description instead; the sweep reads them back from there. A NAT has neither
-labels nor a description (compute.v1.json, schema RouterNat): it lives inside its router.
+Firewall rules and resource policies take no labels in GCE, so they carry gpuctl's labels in
+their description instead; the sweep reads them back from there.
+
+With IAP the VM has no external address, and provisioning still needs apt, pip and NVIDIA's
+repositories: it leaves through the shared Cloud NAT of its region and network, a program and
+stack of its own (shared_nat.py) that `up` makes or joins before this one. The instance carries
+shared_nat.NAT_LABEL naming that NAT's router, so `down` and `sweep` can tell from Google's list
+of instances whether any VM still uses it. (VMs made before the NAT was shared have a router and
+NAT inside their own stack; destroying that stack removes them.)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pulumi_gcp as gcp
 
 from . import rules
 from .catalog import MACHINES
+from .shared_nat import NAT_LABEL, router_name
 from .spec import CHECKPOINT_ROLE, CHECKPOINT_SCOPE, VmSpec
 
 COMPONENT_TYPE = "gpuctl:vm:GpuVm"
@@ -108,8 +113,6 @@ class GpuVm(pulumi.ComponentResource):
     instance: gcp.compute.Instance
     firewall: gcp.compute.Firewall
     schedule: gcp.compute.ResourcePolicy | None
-    router: gcp.compute.Router | None
-    nat: gcp.compute.RouterNat | None
     account: gcp.serviceaccount.Account | None
     bucket_access: gcp.storage.BucketIAMMember | None
 
@@ -157,9 +160,9 @@ class GpuVm(pulumi.ComponentResource):
         if schedule_link is not None:
             # pulumi-gcp 9+ takes one policy (a string); GCE allows one schedule per VM anyway.
             instance_args["resource_policies"] = schedule_link
-        self.router, self.nat = (None, None)
-        if spec.iap:
-            self.router, self.nat = cloud_nat(spec, child, provider_args)
+        labels = dict(spec.labels)
+        if spec.iap:  # the shared NAT it leaves through (made or joined by `up` beforehand)
+            labels[NAT_LABEL] = router_name(spec.network, spec.region)
         # With IAP the VM has no external address.
         interface = network_interface(spec.network, not spec.iap, machine.needs_gvnic)
 
@@ -170,12 +173,11 @@ class GpuVm(pulumi.ComponentResource):
             instance_args["service_account"] = {"email": self.account.email,
                                                 "scopes": [CHECKPOINT_SCOPE]}
 
-        waits_for = [r for r in (self.nat, self.bucket_access) if r is not None]
         instance_opts = child
-        if waits_for:
-            # The VM boots with its way out (NAT) and its bucket access in place: the guest
-            # agent, provisioning and the first checkpoint sync need them.
-            instance_opts = pulumi.ResourceOptions(parent=self, depends_on=waits_for)
+        if self.bucket_access is not None:
+            # The VM boots with its bucket access in place: the first checkpoint sync needs it.
+            # (Its way out with IAP, the shared NAT, exists before this program runs.)
+            instance_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access])
         self.instance = gcp.compute.Instance(
             spec.name,
             name=spec.name,
@@ -192,7 +194,7 @@ class GpuVm(pulumi.ComponentResource):
             },
             network_interfaces=[interface],
             scheduling=scheduling_args(spec),
-            labels=dict(spec.labels),
+            labels=labels,
             tags=[network_tag],
             metadata=metadata,
             # No service account unless checkpoints ask for one (then only the one above).
@@ -207,38 +209,6 @@ class GpuVm(pulumi.ComponentResource):
             "zone": self.instance.zone,
             "self_link": self.instance.self_link,
         })
-
-
-def cloud_nat(spec: VmSpec, child: pulumi.ResourceOptions,
-              provider_args: dict) -> tuple[gcp.compute.Router, gcp.compute.RouterNat]:
-    """A Cloud Router and its NAT in the VM's region: egress for a VM with no external address.
-
-    NAT addresses are allocated by Google (natIpAllocateOption AUTO_ONLY: "Nat IPs are allocated
-    by Google Cloud Platform; customers can't specify any Nat IPs") for every range of every
-    subnetwork (ALL_SUBNETWORKS_ALL_IP_RANGES), both from compute.v1.json, schema RouterNat. The
-    same field's description says no other NAT may then exist for this network in this region,
-    so a second IAP VM in one region and network is refused by GCE (the stand-in enforces it).
-    """
-    router = gcp.compute.Router(
-        f"{spec.name}-router",
-        name=f"{spec.name}-router",
-        region=spec.region,
-        network=spec.network,
-        description=labels_as_description(spec.labels),
-        opts=child,
-        **provider_args,
-    )
-    nat = gcp.compute.RouterNat(
-        f"{spec.name}-nat",
-        name=f"{spec.name}-nat",
-        router=router.name,
-        region=spec.region,
-        nat_ip_allocate_option="AUTO_ONLY",
-        source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
-        opts=child,
-        **provider_args,
-    )
-    return router, nat
 
 
 def checkpoint_identity(name: str, account_id: str, bucket: str, labels: dict[str, str],

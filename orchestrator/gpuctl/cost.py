@@ -134,15 +134,20 @@ def _cloud_nat_lines(book: PriceBook, region: str) -> list[CostLine]:
     per_gib = (f"Cloud NAT also bills ${CLOUD_NAT_USD_PER_GIB:g} per GiB it processes (apt, pip and "
                f"NVIDIA downloads while provisioning: a few GiB), not in the hourly figure "
                f"({CLOUD_NAT_SOURCE})")
-    gateway = CostLine("cloud-nat", "Cloud NAT gateway (1 VM using it)", CLOUD_NAT_USD_PER_VM_HOUR,
-                       False, per_gib)
-    # The NAT's address is not a spot VM's, so the on-demand external IPv4 rate applies. Whether
-    # Google releases an auto-allocated NAT address while no VM uses it (a stopped VM) is
-    # (unverified): it is counted as billing then.
+    # One NAT gateway per region serves every --iap VM there (lifecycle/shared_nat.py); Google
+    # bills the gateway per VM using it, so this VM's share is one VM's rate whoever else joins.
+    gateway = CostLine("cloud-nat", "Cloud NAT gateway, this VM's share (billed per VM using the "
+                       "region's shared gateway)", CLOUD_NAT_USD_PER_VM_HOUR, False, per_gib)
+    # The NAT's address is not a spot VM's, so the on-demand external IPv4 rate applies. It is
+    # the shared NAT's, one for all its VMs: counted in full on every VM's line (a sum over VMs
+    # errs high, never low). Whether Google releases an auto-allocated NAT address while no VM
+    # uses it (a stopped VM) is (unverified): it is counted as billing then.
     usd, why = _priced(book.network_hourly, region, "external-ipv4", False)
-    address = CostLine("nat-ip", "Cloud NAT's external IPv4 address (auto-allocated)", usd, True,
-                       why or "whether a NAT address bills while the VM is stopped is (unverified); "
-                              "counted as billing")
+    address = CostLine("nat-ip", "Cloud NAT's external IPv4 address (auto-allocated; shared by the "
+                       "region's --iap VMs, counted in full for each)", usd, True,
+                       why or "the shared Cloud NAT's address is counted in full on each --iap VM "
+                              "(it bills once while the NAT exists); whether it bills while the VM "
+                              "is stopped is (unverified): counted as billing")
     return [gateway, address]
 
 

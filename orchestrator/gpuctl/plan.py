@@ -100,6 +100,9 @@ class VmPlan:
 
     currency: object = None  # the DisplayCurrency money is shown in (money.DisplayCurrency)
     checkpoints: str | None = None  # gs://BUCKET/PREFIX or "auto": the VM gets bucket access
+    # With --iap: whether up creates the region's shared Cloud NAT or joins it
+    # (lifecycle/shared_nat.plan_info: action, router, region, used_by, summary).
+    cloud_nat: dict | None = None
 
     @property
     def worst_case(self) -> dict:
@@ -550,8 +553,13 @@ def plan_vm(ctx: Context, options: UpOptions, *, with_resources: bool = True) ->
         budget_usd=budget_usd, warnings=warnings, choices=kept, region_reason=region_reason,
         currency=ctx.currency, checkpoints=checkpoints_setting(options, ctx),
     )
+    if spec.iap:
+        from .lifecycle.shared_nat import plan_info
+
+        plan.cloud_nat = plan_info(ctx, spec.region, spec.network, ctx.config.project)
     if with_resources:
-        plan.resources = planned_resources(spec)
+        plan.resources = planned_resources(spec, with_shared_nat=bool(plan.cloud_nat)
+                                           and plan.cloud_nat["action"] == "create")
     return plan
 
 
@@ -565,13 +573,23 @@ def choice_spec(spec: VmSpec, choice: ZoneChoice) -> VmSpec:
                    flex_start=choice.model == "FLEX_START")
 
 
-def planned_resources(spec: VmSpec) -> list:
-    """Run the VM program under Pulumi mocks; imported lazily (pulumi is slow to import)."""
+def planned_resources(spec: VmSpec, with_shared_nat: bool = False) -> list:
+    """Run the VM program under Pulumi mocks; imported lazily (pulumi is slow to import). With
+    with_shared_nat (an --iap VM whose region has no shared Cloud NAT yet), the NAT program's
+    resources first: up applies that program, in its own stack, before the VM's."""
     from gpuctl_infra.gpu_vm import GpuVm
     from gpuctl_infra.mock_run import run_under_mocks
 
-    return run_under_mocks(lambda: GpuVm(spec), project=spec.project or "gpuctl-offline",
-                           stack=spec.name)
+    def program() -> None:
+        if with_shared_nat:
+            from gpuctl_infra.nat_program import SharedNat
+            from gpuctl_infra.shared_nat import NatSpec
+
+            SharedNat(NatSpec(region=spec.region, network=spec.network, project=spec.project,
+                              owner=spec.labels.get("gpuctl-owner", "gpuctl")))
+        GpuVm(spec)
+
+    return run_under_mocks(program, project=spec.project or "gpuctl-offline", stack=spec.name)
 
 
 def plan_to_dict(plan: VmPlan, ctx: Context) -> dict:
@@ -591,6 +609,7 @@ def plan_to_dict(plan: VmPlan, ctx: Context) -> dict:
         "guards": [g.as_dict() for g in plan.guards.guards],
         "worst_case": plan.worst_case,
         "checkpoint_access": checkpoint_access(plan.spec, ctx.config.project),
+        "cloud_nat": plan.cloud_nat,
         "warnings": list(plan.warnings),
         "cost": cost_dict(plan.hourly, plan.forgotten, ctx),
         "versions": {"os": plan.profile.os, "driver": plan.profile.driver,

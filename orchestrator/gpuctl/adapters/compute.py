@@ -83,6 +83,18 @@ class ResourceView:
     machine_type: str = ""
 
 
+@dataclass(frozen=True)
+class RouterView:
+    """A Cloud Router with its NATs (compute.v1.json, Router.nats: "A list of NAT services created
+    in this router"), each as (name, sourceSubnetworkIpRangesToNat)."""
+
+    name: str
+    region: str
+    network: str  # its name
+    labels: dict[str, str]  # gpuctl's, from the description (routers take no labels)
+    nats: tuple[tuple[str, str], ...] = ()
+
+
 def last_segment(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1] if url else ""
 
@@ -332,6 +344,18 @@ class ComputeApi:
 
         return self._described("RoutersClient", "routers", "router",
                                compute_v1.AggregatedListRoutersRequest(project=self.project, max_results=500))
+
+    def region_routers(self, region: str) -> list[RouterView]:
+        """Every Cloud Router of the project in `region`, gpuctl's or not, with its NATs: what
+        decides whether a shared NAT exists, and what else already covers the region."""
+        from google.cloud import compute_v1
+
+        request = compute_v1.ListRoutersRequest(project=self.project, region=region, max_results=500)
+        with translated(self.project, self.endpoint):
+            pager = self._client("RoutersClient").list(request=request, **self._opts())
+            return [RouterView(r.name, region, last_segment(r.network), labels_from_description(r.description),
+                               tuple((n.name, n.source_subnetwork_ip_ranges_to_nat) for n in r.nats))
+                    for r in pager]
 
     def _groups(self) -> list[ResourceView]:
         # Groups take no labels (compute.v1 InstanceGroupManager has none): gpuctl writes them

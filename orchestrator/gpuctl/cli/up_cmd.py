@@ -90,6 +90,8 @@ def _choice_lines(report: dict) -> None:
     access = report.get("checkpoint_access")
     out.print(f"cloud access: {access['summary']}" if access
               else "cloud access: none (no service account; pass --checkpoints to let runs save to a bucket)")
+    if report.get("cloud_nat"):
+        out.print(f"cloud NAT: {report['cloud_nat']['summary']}")
     cost = report["cost"]
     if cost["unpriced"]:
         out.print(f"[yellow]no price in the data for: {', '.join(cost['unpriced'])} "

@@ -67,6 +67,12 @@ def destroy_everything(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> list[
         raise LeftoverError(f"still present after down: {names}",
                             f"rerun `gpuctl down {record.name}`; `gpuctl sweep` lists them too")
     deps.engine.remove(record.stack)
+    if record.iap and record.region:
+        # The region's shared Cloud NAT goes with its last user (a VM made before it was
+        # shared had its own NAT in its stack, destroyed above; then there is none to release).
+        from .shared_nat import release
+
+        deleted += release(deps, record.project or deps.project, record.region, emit, excluding=record.name)
     pinned_as = host_key_name(record)
     if pinned_as:
         hostkeys.unpin(pinned_as)
@@ -88,11 +94,14 @@ def rollback_on_failure(record: VmRecord, deps: LiveDeps, emit: OnEvent) -> Iter
 
 
 def vm_leftovers(deps: LiveDeps, name: str) -> list:
-    """What is labelled for VM `name`, leaving out a GKE cluster's nodes of the same name."""
+    """What is labelled for VM `name`, leaving out a GKE cluster's nodes of the same name and a
+    shared Cloud NAT's router (named gpuctl-nat-REGION: a VM could have that name too)."""
+    from .shared_nat import is_shared_nat
     from .sweep import is_gke_resource
 
     labels = {"gpuctl-managed": "true", "gpuctl-name": name}
-    return [r for r in deps.compute.labelled_resources(labels) if not is_gke_resource(r)]
+    return [r for r in deps.compute.labelled_resources(labels)
+            if not is_gke_resource(r) and not is_shared_nat(r)]
 
 
 DELETE_ORDER = {"instance-group": 0, "instance": 1, "instance-template": 2, "disk": 2, "resource-policy": 3,

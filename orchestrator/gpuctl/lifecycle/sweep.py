@@ -10,6 +10,13 @@ Three kinds of leftovers:
   tracked      resources of a VM gpuctl still knows: listed, left to `gpuctl down`.
 Each with what it costs per day, so the most expensive leftover is obvious.
 
+The shared Cloud NAT of a region (a router labelled gpuctl-kind=nat, from `up --iap`; stack in
+Pulumi project gpuctl-nat) belongs to every `--iap` VM there, not to one: tracked while a VM uses
+it (an instance carrying its gpuctl-nat label, or an `up` still creating one here), an orphan
+once none does (the last `down` was interrupted, or ran elsewhere), and a stale stack when the
+router is gone but this backend's stack still lists it. `--delete` removes the unused ones
+(re-checking that no VM started using it meanwhile).
+
 Checkpoint buckets gpuctl created (labelled gpuctl-managed, gpuctl-kind=checkpoints) belong to
 the project, not to a VM: they are meant to outlive it. One that holds checkpoints is listed as
 tracked with its size (its lifecycle rule expires old objects; sweep never deletes checkpoints);
@@ -27,9 +34,10 @@ from ..context import Context
 from ..cost import hourly_cost
 from ..errors import PriceError
 from ..prices.model import HOURS_PER_MONTH
-from . import hostkeys, keys, records
+from . import hostkeys, keys, records, shared_nat
 from .deps import LiveDeps
 from .down import DELETE_ORDER
+from .shared_nat import is_shared_nat
 
 
 @dataclass
@@ -40,6 +48,7 @@ class Leftover:
     usd_per_day: float | None
 
     size_bytes: int | None = None  # buckets: what they hold (the price book has no storage prices)
+    stack: str | None = None  # a shared Cloud NAT's stack in this backend (Pulumi project gpuctl-nat)
 
     def as_dict(self) -> dict:
         r = self.resource
@@ -47,8 +56,11 @@ class Leftover:
                                            "location": r.location, "status": r.status}
         if resource is not None and self.size_bytes is not None:
             resource["size_bytes"] = self.size_bytes
-        return {"kind": self.kind, "vm": self.vm, "resource": resource,
-                "usd_per_day": None if self.usd_per_day is None else round(self.usd_per_day, 2)}
+        out = {"kind": self.kind, "vm": self.vm, "resource": resource,
+               "usd_per_day": None if self.usd_per_day is None else round(self.usd_per_day, 2)}
+        if self.stack:
+            out["stack"] = self.stack
+        return out
 
 
 CHECKPOINTS_VM = "(checkpoints)"  # what the vm column says for a project's checkpoint bucket
@@ -78,8 +90,10 @@ def bucket_resource(bucket: BucketView) -> ResourceView:
 
 
 def find_leftovers(ctx: Context, deps: LiveDeps, storage: StorageApi | None = None) -> list[Leftover]:
-    resources = [r for r in deps.compute.labelled_resources({"gpuctl-managed": "true"})
-                 if not is_gke_resource(r)] + deadline_jobs(deps)
+    labelled = [r for r in deps.compute.labelled_resources({"gpuctl-managed": "true"})
+                if not is_gke_resource(r)]
+    nats = [r for r in labelled if is_shared_nat(r)]
+    resources = [r for r in labelled if not is_shared_nat(r)] + deadline_jobs(deps)
     stacks = set(deps.engine.list_stacks())
     local = {r.name: r for r in records.all_records()}
     known = stacks | set(local)
@@ -90,9 +104,33 @@ def find_leftovers(ctx: Context, deps: LiveDeps, storage: StorageApi | None = No
     for vm, items in sorted(by_vm.items()):
         kind = "tracked" if vm in known else "orphan"
         found += [Leftover(kind, vm, r, daily_cost(ctx, r, local.get(vm))) for r in items]
-    for vm in sorted(known - set(by_vm)):
+    stale = set(known - set(by_vm))
+    for vm in sorted(stale):
         found.append(Leftover("stale-stack", vm, None, 0.0))
+    orphans = {l.vm for l in found if l.kind == "orphan"}
+    found += nat_leftovers(ctx, deps, nats, labelled, gone=stale | orphans)
     return found + bucket_leftovers(storage_api(deps, storage))
+
+
+def nat_leftovers(ctx: Context, deps: LiveDeps, routers: list[ResourceView], labelled: list[ResourceView],
+                  gone: set[str]) -> list[Leftover]:
+    """Each shared Cloud NAT: tracked while a VM uses it, an orphan when none does (VMs this
+    sweep deletes or forgets, `gone`, do not count), and this backend's NAT stacks whose router
+    is gone as stale stacks."""
+    instances = [r for r in labelled if r.kind == "instance" and r.labels.get("gpuctl-name") not in gone]
+    stacks = shared_nat.local_stacks(deps, deps.project)
+    found = []
+    for router in sorted(routers, key=lambda r: (r.location, r.name)):
+        using = shared_nat.users(deps, deps.project, router.location, router.name, instances=instances,
+                                 ignore_records=gone)
+        stack = next((s for s, name in stacks.items() if name == router.name), None)
+        found.append(Leftover("tracked" if using else "orphan", shared_nat.CLOUD_NAT_VM, router,
+                              daily_cost(ctx, router, None), stack=stack))
+    present = {r.name for r in routers}
+    for stack, name in sorted(stacks.items()):
+        if name not in present:
+            found.append(Leftover("stale-stack", shared_nat.CLOUD_NAT_VM, None, 0.0, stack=stack))
+    return found
 
 
 # Cloud Scheduler pricing (cloud.google.com/scheduler/pricing): "A job is billed $0.10/job/31
@@ -164,7 +202,15 @@ def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps,
     done = []
     orphans = sorted((l for l in leftovers if l.kind == "orphan"),
                      key=lambda l: DELETE_ORDER.get(l.resource.kind, 9))
+    forgotten = {l.vm for l in leftovers if l.kind == "stale-stack"}  # their records go below
     for item in orphans:
+        if is_shared_nat(item.resource):  # after the orphan instances: then no VM uses it
+            region, router = item.resource.location, item.resource.name
+            if shared_nat.users(deps, deps.project, region, router, ignore_records=forgotten):
+                continue  # a VM started using it since it was found: it stays
+            shared_nat.remove_unused(deps, deps.project, region, router, lambda kind, text: None)
+            done.append(f"router/{router}")
+            continue
         if item.resource.kind == "deadline-job":
             deps.deadline_api(item.resource.location).delete(item.vm)
         elif item.resource.kind == "bucket":  # empty when found; Google refuses if no longer so
@@ -173,6 +219,13 @@ def delete_leftovers(leftovers: list[Leftover], deps: LiveDeps,
             deps.compute.delete(item.resource)
         done.append(f"{item.resource.kind}/{item.resource.name}")
     for item in (l for l in leftovers if l.kind == "stale-stack"):
+        if item.vm == shared_nat.CLOUD_NAT_VM:  # a shared NAT's stack whose router is gone
+            engine = shared_nat.nat_engine(deps)
+            if item.stack in engine.list_stacks():
+                engine.destroy(item.stack)
+                engine.remove(item.stack)
+            done.append(f"stack/{shared_nat.NAT_PROJECT}/{item.stack}")
+            continue
         if item.vm in deps.engine.list_stacks():
             deps.engine.destroy(item.vm)  # the state may still list resources GCE removed
             deps.engine.remove(item.vm)

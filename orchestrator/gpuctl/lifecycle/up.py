@@ -4,7 +4,9 @@ The order of events, and why:
  1. record intent (records.py) before anything exists, so any interruption can be rolled back;
  2. make the VM's key pair locally; only the public half goes into metadata;
  3. apply the program in the first candidate zone; on stockout, a zone without the machine
-    or GPU, or a regional quota error, destroy what was made and try the next zone;
+    or GPU, or a regional quota error, destroy what was made and try the next zone. With
+    --iap, the region's shared Cloud NAT is made (or joined) first, in a stack of its own
+    (shared_nat.py): the VM boots with its way out in place;
  4. wait for RUNNING, pin the host key the guest agent publishes, wait for SSH;
  5. mark the record ready. Anything that fails before step 5 destroys what was made.
 """
@@ -25,7 +27,7 @@ from ..context import Context
 from ..cost import hourly_cost
 from ..errors import GpuctlError
 from ..plan import MODEL_NAMES, VmPlan, zones_for
-from . import access, hostkeys, keys, records
+from . import access, hostkeys, keys, records, shared_nat
 from .deps import LiveDeps
 from .failover import Candidate, classify, order_zones, short_reason, skip_after
 from .records import Attempt, VmRecord
@@ -134,6 +136,23 @@ def up_vm(ctx: Context, plan: VmPlan, deps: LiveDeps, *, any_region: bool = Fals
 
 def _apply_with_failover(plan: VmPlan, record: VmRecord, order: list[Candidate], public_key: str,
                          deps: LiveDeps, emit: OnEvent) -> None:
+    nat_regions: dict[str, str] = {}  # region -> "created" | "joined": shared NATs this up made or joined
+    try:
+        _failover(plan, record, order, public_key, deps, emit, nat_regions)
+    finally:
+        # A NAT made for a region failover left is removed when nothing else uses it; the
+        # region the VM is in (or the last one tried, on failure: rollback) is down's to release.
+        for region in sorted(set(nat_regions) - {record.region}):
+            try:
+                shared_nat.release(deps, deps.project, region, emit, excluding=record.name,
+                                   network=plan.spec.network)
+            except GpuctlError as exc:
+                emit("warn", f"the shared Cloud NAT of {region} was left: {exc.message} "
+                             "(`gpuctl sweep` lists it)")
+
+
+def _failover(plan: VmPlan, record: VmRecord, order: list[Candidate], public_key: str,
+              deps: LiveDeps, emit: OnEvent, nat_regions: dict[str, str]) -> None:
     pending = list(order)
     while pending:
         candidate = pending.pop(0)
@@ -145,8 +164,15 @@ def _apply_with_failover(plan: VmPlan, record: VmRecord, order: list[Candidate],
                            flex_start=candidate.model == "FLEX_START")
         record.zone = candidate.zone
         record.hourly_usd = candidate.hourly_usd
-        records.save(record)
+        records.save(record)  # from here this up counts as a user of the region's shared NAT
+        nat = shared_nat.nat_spec(deps.project, spec.region, spec.network,
+                                  plan.spec.labels.get("gpuctl-owner", "gpuctl"))
+        if spec.iap and spec.region not in nat_regions:
+            nat_regions[spec.region] = shared_nat.ensure(deps, nat, emit)
         outcome, reason = _try_zone(spec, record, deps, emit)
+        if outcome == "created" and spec.iap and not shared_nat.still_there(deps, nat):
+            # A `down` elsewhere saw no user (this VM did not exist yet) and removed it meanwhile.
+            nat_regions[spec.region] = shared_nat.ensure(deps, nat, emit)
         if candidate.model and candidate.model != plan.spec.provisioning_model:
             reason = f"{MODEL_NAMES[candidate.model]}: {reason}"
         record.attempts.append(Attempt(candidate.zone, outcome, reason))
