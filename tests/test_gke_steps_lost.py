@@ -94,6 +94,23 @@ def test_the_keeper_records_where_each_pod_resumed_and_its_log_and_keeps_the_exi
     assert other.wait(timeout=20) == 0 and "train-c" not in " ".join(records(mount))
 
 
+def test_a_child_the_trainer_left_running_does_not_hold_the_pod(tmp_path):
+    """A background process that keeps the trainer's stdout (tensorboard started with &) must not
+    keep the container, and its GPU node, alive after the trainer ends."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    command = wrap(["/bin/sh", "-c", "sleep 120 & echo trained; exit 5"], str(tmp_path / "gpuctl-output.log"))
+    started = time.monotonic()
+    keeper = subprocess.Popen(command, env={**os.environ, "GPUCTL_CHECKPOINT_DIR": str(mount), "GPUCTL_POD": "p"},
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert keeper.wait(timeout=30) == 5
+        assert time.monotonic() - started < 20  # the 5 s drain, not the child's 120 s
+        assert "trained" in records(mount)[".gpuctl/logs/p.log"]
+    finally:
+        os.killpg(keeper.pid, signal.SIGKILL)  # the leftover sleep
+
+
 def test_jobs_gke_shows_the_steps_each_restart_lost(kube, k8s_cluster, k8s_namespace, gcs_emulator,  # noqa: F811
                                                      tmp_path, monkeypatch):
     monkeypatch.setenv("GPUCTL_HOME", str(tmp_path / "home"))

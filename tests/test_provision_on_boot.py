@@ -110,12 +110,25 @@ class _Later:
         return StepPlan(reason="done")
 
 
-def test_a_reboot_ends_the_steps_and_says_so(tmp_path):
-    marker = tmp_path / "rebooted"
-    host = LocalHost("root", reboot_argv=("touch", str(marker)))
+def test_a_reboot_ends_the_steps_and_says_so_and_a_second_one_fails_the_step(tmp_path):
+    asked = tmp_path / "reboot-asked"
+    host = LocalHost("root", reboot_argv=("touch", str(asked)), rebooted_marker=str(tmp_path / "state/rebooted"))
     with pytest.raises(RebootRequested, match="next boot"):
         run_steps(host, ProvisionSettings(login_user="root"), [_DriverThatNeedsAReboot(), _Later()])
-    assert marker.exists() and not _Later.ran  # the reboot was asked for; nothing ran after it
+    assert asked.exists() and not _Later.ran  # the reboot was asked for; nothing ran after it
+    # The next boot: the driver still does not load. No second reboot (a loop would bill until
+    # the deadline): the step fails, as it would over SSH.
+    asked.unlink()
+    report = run_steps(host, ProvisionSettings(login_user="root"), [_DriverThatNeedsAReboot(), _Later()])
+    [driver, later] = report.steps
+    assert (driver.status, later.status) == ("failed", "skipped") and "still not working after a reboot" in driver.error
+    assert not asked.exists()
+
+
+def test_a_refused_reboot_fails_the_step_instead_of_waiting(tmp_path):
+    host = LocalHost("root", reboot_argv=("false",), rebooted_marker=str(tmp_path / "rebooted"))
+    report = run_steps(host, ProvisionSettings(login_user="root"), [_DriverThatNeedsAReboot()])
+    assert report.steps[0].status == "failed" and "`false` exited 1" in report.steps[0].error
 
 
 def fake_pyz(code: int, answer: dict) -> bytes:

@@ -67,15 +67,15 @@ def blob_text(bucket, name: str) -> str:
     return bucket.blob(name).download_as_bytes().decode()
 
 
-def start_run(tmp_path: Path, vm: str, job_env: dict) -> Path:
-    """The run helper's `start`, as `gpuctl run` (and the bootstrap) send it."""
+def start_run(tmp_path: Path, vm: str, job_env: dict, keep_log: bool = True) -> Path:
+    """The run helper's `start`, as the bootstrap sends it (keep_log: False is a plain `gpuctl run`)."""
     from gpuctl.runs.service import syncer_source
 
     base = tmp_path / vm
     request = {"name": "llama", "base": str(base), "argv": [sys.executable, "-c", TRAINER],
                "launcher": "setsid", "jobs_dir": str(base / "jobs"), "env": job_env, "grace": 10,
                "checkpoints": {"dir": str(base / "checkpoints" / "llama"), "url": URL,
-                               "syncer": syncer_source()}}
+                               "syncer": syncer_source(), "keep_log": keep_log}}
     done = subprocess.run([sys.executable, str(HELPER), "start"], input=json.dumps(request).encode(),
                           env=dict(os.environ), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
@@ -140,6 +140,14 @@ def test_the_notice_uploads_the_checkpoint_then_the_log_and_the_next_vm_records_
     # Its log went up at the end of its run (the last pass after the command), first line to last.
     text = blob_text(bucket, f"{PREFIX}.gpuctl/logs/{SECOND_VM}.log")
     assert "resuming from checkpoint-137" in text and "resumed from 137" in text
+
+
+def test_a_plain_checkpointed_run_keeps_its_log_on_the_host(tmp_path, gcs_emulator, metadata, bucket):
+    """Only a --recover run's log goes to the bucket: another run's may hold what its user would
+    not put in a bucket that others can read."""
+    run_dir = start_run(tmp_path, "vm-1", {"STYLE": "hf", "ONLY_REPORT": "1"}, keep_log=False)
+    wait_for(lambda: (run_dir / "exit_code").exists(), 60, "the run's end")
+    assert not [n for n in names(bucket) if "/.gpuctl/logs/" in n]
 
 
 def test_a_huge_log_goes_up_as_its_tail_from_a_line_start(tmp_path, gcs_emulator, metadata, bucket, monkeypatch):

@@ -129,19 +129,104 @@ def test_the_marker_is_written_before_the_delete(vm, tmp_path, monkeypatch):
     compute, _, gcs, _ = vm
     seen = []
     real = bootstrap.delete_own_group
-    monkeypatch.setattr(bootstrap, "delete_own_group", lambda folder: (seen.append(finished_marker(gcs)),
-                                                                       real(folder))[1])
+    monkeypatch.setattr(bootstrap, "delete_own_group", lambda *args: (seen.append(finished_marker(gcs)),
+                                                                      real(*args))[1])
     bootstrap.watch(run_dir_with(tmp_path, "0"), FOLDER, poll_s=0.01)
     assert seen and seen[0]["exit_code"] == 0 and compute.migs() == []
 
 
-@pytest.mark.parametrize("code", ["1", "143"])
-def test_any_other_exit_leaves_the_group_to_recreate_the_vm(vm, tmp_path, code):
+def failed_marker(gcs) -> dict | None:
+    blob = gcs.client().bucket(BUCKET).blob("llama/run-1/.gpuctl/failed")
+    return json.loads(blob.download_as_bytes()) if blob.exists() else None
+
+
+@pytest.mark.parametrize("code", ["143", "137"])
+def test_a_run_stopped_by_its_machine_going_away_leaves_the_group_to_recreate_the_vm(vm, tmp_path, code):
+    """SIGTERM (the guest's shutdown in a preemption) or SIGKILL after its grace: the next VM resumes."""
     compute, vm_name, gcs, _ = vm
     assert bootstrap.watch(run_dir_with(tmp_path, code), FOLDER, poll_s=0.01) == 0
-    assert finished_marker(gcs) is None
+    assert finished_marker(gcs) is None and failed_marker(gcs) is None
     assert [m["name"] for m in compute.migs()] == [GROUP] and compute.instance(vm_name)
     assert compute.calls("regionInstanceGroupManagers.delete") == []
+
+
+def test_a_failed_command_on_a_vm_that_is_not_preempted_ends_the_group(vm, tmp_path):
+    """No replacement comes for a VM that was not preempted, and one would fail the same way: the
+    VM records the failure and deletes its group rather than sit there billing until the deadline."""
+    compute, vm_name, gcs, _ = vm
+    assert bootstrap.watch(run_dir_with(tmp_path, "1"), FOLDER, poll_s=0.01) == 0
+    assert failed_marker(gcs)["exit_code"] == "1" and finished_marker(gcs) is None
+    assert compute.migs() == [] and compute.instances() == []
+
+
+def test_a_command_failing_while_google_preempts_the_vm_is_left_to_the_next_vm(vm, tmp_path):
+    compute, vm_name, gcs, _ = vm
+    compute.begin_preemption(vm_name)  # metadata `preempted` reads TRUE from now on
+    assert bootstrap.watch(run_dir_with(tmp_path, "1"), FOLDER, poll_s=0.01) == 0
+    assert failed_marker(gcs) is None and compute.calls("regionInstanceGroupManagers.delete") == []
+
+
+def test_a_run_past_its_timeout_ends_the_group(vm, tmp_path):
+    compute, _, gcs, _ = vm
+    run_dir = run_dir_with(tmp_path, "143")
+    (tmp_path / "run" / "timed_out").write_text("1\n")  # the supervisor stopped it (run_host.py)
+    bootstrap.watch(run_dir, FOLDER, poll_s=0.01)
+    assert failed_marker(gcs)["timed_out"] is True and compute.migs() == []
+
+
+def test_a_vm_that_cannot_start_the_run_tries_three_times_then_ends_the_group(vm, monkeypatch, capsys):
+    compute, _, gcs, _ = vm
+    tries = []
+
+    def broken(spec):
+        tries.append(spec["run"])
+        raise bootstrap.BootstrapError("provisioning failed at python: could not install python3.11-venv")
+
+    spec = recover_document(JobSpec(name="llama", command=["python3", "train.py"], checkpoints=FOLDER), "llama",
+                            FOLDER, user="gpuctl", group=GROUP, region=REGION, project=PROJECT)
+    monkeypatch.setattr(bootstrap, "read_spec", lambda: spec)
+    monkeypatch.setattr(bootstrap, "bootstrap", broken)
+    monkeypatch.setattr(bootstrap.sys, "argv", ["startup-script"])
+    assert bootstrap.main() == 1
+    assert tries == ["llama"] * 3
+    said = capsys.readouterr().out
+    assert "(try 1 of 3; again in" in said and "(try 2 of 3; again in" in said
+    marker = failed_marker(gcs)
+    assert marker["stage"] == "boot" and "could not install python3.11-venv" in marker["reason"]
+    assert compute.migs() == []
+
+
+def test_jobs_says_how_a_run_ended_from_the_vms_marker():
+    from gpuctl.recovery.view import _state
+
+    class Storage:
+        def __init__(self, objects):
+            self.objects = objects
+
+        def read_object(self, url):
+            return self.objects.get(url.rsplit("/.gpuctl/", 1)[1])
+
+    class Deps:
+        def __init__(self, objects):
+            self.storage = Storage(objects)
+
+        def storage_api(self):
+            return self.storage
+
+    class Record:
+        state, group = "ready", {"checkpoints": FOLDER}
+
+    def state(objects):
+        return _state(Record(), None, Deps(objects))
+
+    assert state({"finished": b'{"exit_code": 0, "at": 0}'}).startswith("finished (exit 0 at 1970-01-01T00:00:00")
+    assert state({"failed": b'{"exit_code": "1", "stage": "run"}'}) == \
+        "failed (the run exited 1; its VM deleted the group)"
+    assert state({"failed": b'{"exit_code": "143", "timed_out": true}'}).startswith("failed (the run hit its timeout")
+    assert "could not start the run: provisioning failed" in state(
+        {"failed": b'{"stage": "boot", "reason": "provisioning failed at cuda"}'})
+    assert state({}).startswith("ended (its deadline deleted the group")
+    assert state({"failed": b"not json"}) == "failed (the run exited ?; its VM deleted the group)"
 
 
 def test_a_busy_compute_is_retried_with_the_same_request_id(vm, tmp_path):

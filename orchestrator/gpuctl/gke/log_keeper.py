@@ -36,17 +36,25 @@ done
   > "$rec/resumed/$me.json"; } 2>/dev/null
 fifo="$log.fifo"; rm -f "$fifo"
 mkfifo "$fifo" 2>/dev/null || exec "$@"
+pid=; term=
+trap 'term=1; [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null' TERM INT
 tee -a "$log" < "$fifo" &
+teepid=$!
 "$@" > "$fifo" 2>&1 &
 pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+[ -n "$term" ] && kill -TERM "$pid" 2>/dev/null  # a SIGTERM that came before $pid was known
 copy() { { tail -c 8388608 "$log" > "$rec/logs/$me.log"; } 2>/dev/null; }
 ( trap - TERM; while sleep 30; do copy; done ) </dev/null >/dev/null 2>&1 &
 keeper=$!
 wait "$pid"; code=$?
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; code=$?; done
 kill "$keeper" 2>/dev/null
-wait
+# tee ends when every writer of the fifo has closed it: a child the trainer left running (a
+# tensorboard started with &) would hold it, and the pod, forever. Drain 5 s, then stop tee.
+( sleep 5; kill "$teepid" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+drainer=$!
+wait "$teepid" 2>/dev/null
+kill "$drainer" 2>/dev/null
 rm -f "$fifo"
 copy
 exit "$code"

@@ -10,18 +10,26 @@ not "done" because root can).
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 
 from ..adapters.ssh import CommandFailed, CommandResult
+from ..errors import GpuctlError
 from .base import RebootRequested
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+REBOOTED = "/var/lib/gpuctl/provision-rebooted"  # on the boot disk: survives the reboot it records
+
+
 class LocalHost:
-    def __init__(self, login_user: str, *, reboot_argv: tuple[str, ...] = ("systemctl", "reboot")):
+    def __init__(self, login_user: str, *, reboot_argv: tuple[str, ...] = ("systemctl", "reboot"),
+                 rebooted_marker: str = REBOOTED):
         self.login_user = login_user
         self.reboot_argv = reboot_argv
+        self.rebooted_marker = rebooted_marker
         self.round_trips = 0  # commands run; the runner reports it as SSH round trips
 
     def _argv(self, command: str, sudo: bool) -> tuple[list[str], str]:
@@ -55,12 +63,21 @@ class LocalHost:
 
     def reboot_and_wait(self, timeout_s: float = 600, poll_s: float = 5) -> None:
         """Reboot; the steps cannot wait for it here, as this process ends with the boot. The
-        startup script runs again on the next boot and the steps resume (each re-checks)."""
-        subprocess.run(list(self.reboot_argv), check=False, capture_output=True)
+        startup script runs again on the next boot and the steps resume (each re-checks).
+        Once only: a step that still needs a reboot after one fails, as it would over SSH
+        (else a driver that never loads would reboot the VM, billing, until the deadline)."""
+        if os.path.exists(self.rebooted_marker):
+            raise GpuctlError("still not working after a reboot (this VM rebooted for it once already)",
+                              "see the step's error above; the VM gives up rather than reboot again")
+        os.makedirs(os.path.dirname(self.rebooted_marker), exist_ok=True)
+        with open(self.rebooted_marker, "w") as f:
+            f.write(f"{time.time()}\n")
+        done = subprocess.run(list(self.reboot_argv), check=False, capture_output=True)
+        if done.returncode != 0:
+            raise GpuctlError(f"`{' '.join(self.reboot_argv)}` exited {done.returncode}: "
+                              f"{done.stderr.decode(errors='replace').strip()[-200:]}", "reboot the VM by hand")
         raise RebootRequested("the NVIDIA driver loads after a reboot: provisioning resumes on the next boot")
 
 
 def _is_dir(path: str) -> bool:
-    import os
-
     return os.path.isdir(path)

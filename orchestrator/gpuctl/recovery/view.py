@@ -145,10 +145,10 @@ def _state(record, members, deps=None) -> str:
     if members is None:  # the group is gone: its own VM deleted it after the run, or the deadline
         finished = finished_marker(record, deps) if deps is not None else None
         if finished is not None:
-            at = finished.get("at")
-            when = (dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(timespec="seconds")
-                    if isinstance(at, (int, float)) else None)
-            return f"finished (exit 0{f' at {when}' if when else ''}; its VM deleted the group)"
+            return f"finished (exit 0{_at(finished)}; its VM deleted the group)"
+        failed = finished_marker(record, deps, FAILED) if deps is not None else None
+        if failed is not None:
+            return f"failed ({_failure(failed)}{_at(failed)}; its VM deleted the group)"
         return "ended (its deadline deleted the group, or it was deleted outside gpuctl)"
     if not members:
         return "no VM (group of zero)"
@@ -159,16 +159,33 @@ def _state(record, members, deps=None) -> str:
 
 
 FINISHED = ".gpuctl/finished"  # written by the VM when the command exits 0 (bootstrap.py watch)
+FAILED = ".gpuctl/failed"  # written by the VM when the command failed or no VM could start it
 
 
-def finished_marker(record, deps) -> dict | None:
-    """The run's `<checkpoints>/.gpuctl/finished` marker ({"exit_code": 0, "at": epoch seconds}),
-    read through the storage adapter; None when there is none (or it cannot be read: the state
-    then says `ended`, as before). Read only once the group is gone: one object get."""
+def _at(marker: dict) -> str:
+    at = marker.get("at")
+    if not isinstance(at, (int, float)) or isinstance(at, bool):
+        return ""
+    return f" at {dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(timespec='seconds')}"
+
+
+def _failure(marker: dict) -> str:
+    """What the VM recorded in .gpuctl/failed, in a few words (bootstrap.py watch / main)."""
+    if marker.get("stage") == "boot":
+        return f"the VM could not start the run: {str(marker.get('reason', 'unknown'))[-160:]}"
+    if marker.get("timed_out"):
+        return "the run hit its timeout"
+    return f"the run exited {marker.get('exit_code', '?')}"
+
+
+def finished_marker(record, deps, name: str = FINISHED) -> dict | None:
+    """The run's `<checkpoints>/.gpuctl/finished` (or `failed`) marker ({"exit_code": 0, "at":
+    epoch seconds}), read through the storage adapter; None when there is none (or it cannot be
+    read: the state then says `ended`, as before). Read only once the group is gone."""
     from ..errors import GpuctlError
 
     try:
-        body = deps.storage_api().read_object(f"{record.group['checkpoints'].rstrip('/')}/{FINISHED}")
+        body = deps.storage_api().read_object(f"{record.group['checkpoints'].rstrip('/')}/{name}")
     except GpuctlError:
         return None
     if body is None:
@@ -186,7 +203,9 @@ RECORDS = ".gpuctl/"
 # <id>: a VM's instance id (checkpoint_sync.py), or a GKE pod's name (gke/log_keeper.py).
 RESUMED = re.compile(r"\.gpuctl/resumed/([A-Za-z0-9][A-Za-z0-9.-]{0,252})\.json")
 LOG = re.compile(r"\.gpuctl/logs/([A-Za-z0-9][A-Za-z0-9.-]{0,252})\.log")
-LOG_CAP = 8 * 2**20  # the most of a log the host uploads (checkpoint_sync.LOG_CAP): read no more
+# The end of each VM's log is enough: the step, its total and the seconds per step are in the
+# newest progress lines. Every `gpuctl jobs` reads it for every --recover run, so keep it small.
+LOG_TAIL = 2**20
 
 
 @dataclass(frozen=True)
@@ -286,7 +305,7 @@ def run_steps(storage, folder: str, hourly_usd: float | None) -> dict:
     from ..errors import GpuctlError
 
     try:
-        objects = storage.object_tails(folder, RECORDS, LOG_CAP)
+        objects = storage.object_tails(folder, RECORDS, LOG_TAIL)
     except GpuctlError as exc:
         return {"steps_note": f"the run's records in {folder} could not be read: {exc.message}"}
     records = {name: value for name, value in objects.items() if RESUMED.fullmatch(name) or LOG.fullmatch(name)}

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ import urllib.request
 RECOVER_KEY = "gpuctl-recover"
 STATE_DIR = "/var/lib/gpuctl/recover"
 FINISHED = ".gpuctl/finished"
+FAILED = ".gpuctl/failed"  # the run failed, or no VM could start it: the group deleted itself
+START_ATTEMPTS = 3  # a boot that fails (apt mirror down, a transient 5xx) is tried again
 GOOGLE_STORAGE = "https://storage.googleapis.com"
 RETRIES = 6
 
@@ -144,6 +147,7 @@ def need(url: str) -> bytes:
 # --- provisioning: the steps `gpuctl up` runs over SSH, run here ------------------------------
 
 PROVISIONED, REBOOTING = 0, 3  # provision.pyz's exit codes (gpuctl/provision/on_boot.py)
+PROVISION_TIMEOUT_S = 2 * 3600  # driver + CUDA + a torch venv, on a slow mirror
 SUDOERS = "/etc/sudoers.d/gpuctl-recover"
 
 
@@ -169,7 +173,7 @@ def provision(spec: dict, helpers: str) -> dict:
     with open(path, "wb") as f:
         f.write(need(f"{spec['bundle']}/provision.pyz"))
     done = subprocess.run([sys.executable, path], input=json.dumps(spec["provision"]).encode(),
-                          capture_output=True, timeout=3600)
+                          capture_output=True, timeout=PROVISION_TIMEOUT_S)
     try:
         report = json.loads(done.stdout.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -192,8 +196,12 @@ def ensure_user(name: str) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True, capture_output=True)
-        return pwd.getpwnam(name)
+        made = subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], capture_output=True)
+        try:  # the guest agent may have made the same account a moment ago (useradd exits 9)
+            return pwd.getpwnam(name)
+        except KeyError:
+            raise BootstrapError(f"could not make user {name}: {made.stderr.decode(errors='replace')[-200:]}") \
+                from None
 
 
 def as_user(user: str, argv: list, stdin: bytes = b"") -> subprocess.CompletedProcess:
@@ -216,16 +224,19 @@ def run_state(run_dir: str) -> str:
         return "ended"  # a supervisor from an earlier boot of this disk
 
 
-def bootstrap() -> dict:
-    spec_url = metadata(f"attributes/{RECOVER_KEY}").strip()
-    spec = json.loads(need(spec_url))
+def read_spec() -> dict:
+    return json.loads(need(metadata(f"attributes/{RECOVER_KEY}").strip()))
+
+
+def bootstrap(spec: dict) -> dict:
     run, user, folder = spec["run"], spec["user"], spec["checkpoints"].rstrip("/")
-    if download(f"{folder}/{FINISHED}") is not None:
-        log(f"run {run} already finished on an earlier VM; nothing to start")
-        # This VM should not exist (the group recreated it before the finished VM's delete
-        # landed, or that delete failed): it ends its own bill the same way.
-        delete_own_group(folder)
-        return {"run": run, "state": "finished"}
+    for marker, state in ((FINISHED, "finished"), (FAILED, "failed")):
+        if download(f"{folder}/{marker}") is not None:
+            log(f"run {run} already {state} on an earlier VM; nothing to start")
+            # This VM should not exist (the group recreated it before the earlier VM's delete
+            # landed, or that delete failed): it ends its own bill the same way.
+            delete_own_group(folder, f"run {state} earlier")
+            return {"run": run, "state": state}
     account = ensure_user(user)
     allow_sudo(user)
     helpers = os.path.join(STATE_DIR, run)
@@ -266,7 +277,8 @@ def bootstrap() -> dict:
         "env": spec.get("env") or {}, "requirements": spec.get("requirements"), "timeout": spec.get("timeout"),
         "grace": spec.get("grace") or 25,  # inside the 30 s a spot VM gets
         "launcher": spec.get("launcher"),
-        "checkpoints": {"dir": os.path.join(base, "checkpoints", run), "url": folder, "syncer": syncer},
+        "checkpoints": {"dir": os.path.join(base, "checkpoints", run), "url": folder, "syncer": syncer,
+                        "keep_log": True},
     }
     started = as_user(user, [sys.executable, paths["run_host.py"], "start"], json.dumps(request).encode())
     if started.returncode != 0:
@@ -275,27 +287,58 @@ def bootstrap() -> dict:
     log(f"run {run} started ({answer.get('launcher')}), log {answer.get('log')}")
     # A watcher outlives this script: when the command exits 0 it marks the run finished in the
     # bucket, so no later replacement starts it again.
-    subprocess.Popen([sys.executable, os.path.abspath(__file__), "watch", answer["run_dir"], folder],
+    # From a copy: the guest agent deletes the downloaded script as soon as this process exits.
+    watcher = os.path.join(helpers, "bootstrap.py")
+    shutil.copyfile(os.path.abspath(__file__), watcher)
+    subprocess.Popen([sys.executable, watcher, "watch", answer["run_dir"], folder],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True, close_fds=True)
     return {"run": run, "state": "started", "run_dir": answer.get("run_dir"), "on_nvme": on_nvme}
 
 
 def watch(run_dir: str, folder: str, poll_s: float = 2.0) -> int:
-    """Wait for the run's exit code; on 0, write <folder>/.gpuctl/finished (the exit code and
-    when), then delete this VM's own group, so nothing bills after the run (a shutdown would
-    not do: the group recreates a stopped VM). The marker goes first: a replacement made
-    before the delete lands finds it and starts nothing. Any other end (preempted, failed)
-    leaves the run, and the group, to the next replacement."""
+    """Wait for the run's exit code, then end the group's bill unless a next VM should go on:
+    - exit 0: write <folder>/.gpuctl/finished, then delete this VM's own group (a shutdown would
+      not do: the group recreates a stopped VM). The marker goes first: a replacement made before
+      the delete lands finds it, starts nothing and deletes the group itself;
+    - stopped by the machine going away (preempted, or the guest shut down: SIGTERM/SIGKILL, 143
+      or 137): nothing; the group's next VM resumes from the checkpoint;
+    - any other end (the command failed, or hit the spec's timeout): write .gpuctl/failed and
+      delete the group. No replacement would come for a VM that was not preempted, and one
+      would fail the same way: this VM would only sit there billing until the deadline."""
     path = os.path.join(run_dir, "exit_code")
     while not os.path.exists(path):
         time.sleep(poll_s)
     with open(path) as f:
         code = f.read().strip()
     if code == "0":
-        upload(f"{folder}/{FINISHED}", json.dumps({"exit_code": 0, "at": time.time()}).encode())
-        delete_own_group(folder)
+        end_run(folder, FINISHED, {"exit_code": 0, "at": time.time()}, "run finished")
+    elif not stopped_by_the_machine(run_dir, code):
+        timed_out = os.path.exists(os.path.join(run_dir, "timed_out"))
+        why = "run timed out" if timed_out else f"run failed (exit {code})"
+        end_run(folder, FAILED, {"exit_code": code, "timed_out": timed_out, "stage": "run", "at": time.time()}, why)
     return 0
+
+
+def stopped_by_the_machine(run_dir: str, code: str) -> bool:
+    """The run ended because the VM is going away, not by itself."""
+    if os.path.exists(os.path.join(run_dir, "timed_out")):
+        return False  # the supervisor stopped it at the spec's timeout
+    if code in ("143", "137"):  # SIGTERM from the guest's shutdown, SIGKILL after its grace
+        return True
+    try:  # Google sets it when preemption begins (compute.v1.json Scheduling; metadata `preempted`)
+        return metadata("preempted").strip().upper() == "TRUE"
+    except BootstrapError:
+        return True  # cannot tell: leave it to the next VM, or the deadline
+
+
+def end_run(folder: str, marker: str, document: dict, why: str) -> None:
+    """Record how the run ended (best effort: the delete matters more), then delete the group."""
+    try:
+        upload(f"{folder}/{marker}", json.dumps(document).encode())
+    except (BootstrapError, OSError) as exc:
+        note(f"{why}; could not write {marker}: {exc}")
+    delete_own_group(folder, why)
 
 
 # --- the group's own deletion (Compute Engine REST, regionInstanceGroupManagers.delete) --------
@@ -350,7 +393,7 @@ def group_url(spec: dict) -> str | None:
             f"{urllib.parse.quote(spec['group'], safe='')}")
 
 
-def delete_own_group(folder: str) -> bool:
+def delete_own_group(folder: str, why: str = "run finished") -> bool:
     """DELETE the run's group (and with it this VM), as its service account may through one
     conditional grant on that group alone (infra/gpuctl_infra/recovering_vm.py). Retries 429,
     5xx and dropped connections with one requestId, so a retry that reaches Compute twice acts
@@ -364,10 +407,10 @@ def delete_own_group(folder: str) -> bool:
         spec = json.loads(need(f"{folder}/{RECOVER_JSON}"))
         url = group_url(spec)
     except (BootstrapError, ValueError) as exc:
-        note(f"run finished; the group is left to its deadline: {exc}")
+        note(f"{why}; the group is left to its deadline: {exc}")
         return False
     if url is None:
-        note("run finished; recover.json names no group: the deadline deletes it")
+        note(f"{why}; recover.json names no group: the deadline deletes it")
         return False
     url = f"{url}?{urllib.parse.urlencode({'requestId': str(uuid.uuid4())})}"
     why = ""
@@ -377,12 +420,12 @@ def delete_own_group(folder: str) -> bool:
                                              headers={"Authorization": f"Bearer {access_token()}"})
             with urllib.request.urlopen(request, timeout=60) as answer:
                 operation = json.loads(answer.read() or b"{}")
-            note(f"run finished; deleting group {spec['group']} in {spec['region']} "
+            note(f"{why}; deleting group {spec['group']} in {spec['region']} "
                  f"(operation {operation.get('name')})")
             return True
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
-                note(f"run finished; group {spec['group']} is already gone")
+                note(f"{why}; group {spec['group']} is already gone")
                 return True
             why = f"{exc.code} {exc.read()[:300]!r}"
             if exc.code != 429 and exc.code < 500:
@@ -395,20 +438,41 @@ def delete_own_group(folder: str) -> bool:
     return False
 
 
+def retry_wait_s(attempt: int) -> float:
+    return float(os.environ.get("GPUCTL_BOOT_RETRY_S") or 60) * attempt  # tests: a short wait
+
+
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "watch":
         try:
             return watch(sys.argv[2], sys.argv[3])
         except (BootstrapError, OSError) as exc:
-            log(f"watch failed: {exc}")
+            note(f"watch failed: {exc}")
             return 1
+    errors = (BootstrapError, subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, ValueError,
+              KeyError)
     try:
-        result = bootstrap()
-    except (BootstrapError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as exc:
+        spec = read_spec()
+    except errors as exc:  # no spec, no bucket: nothing to record in; the deadline ends the group
         log(f"failed: {exc}")
         return 1
-    print(json.dumps(result))
-    return 0
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            result = bootstrap(spec)
+        except errors as exc:
+            if attempt < START_ATTEMPTS:
+                wait = retry_wait_s(attempt)
+                log(f"failed: {exc} (try {attempt} of {START_ATTEMPTS}; again in {wait:g} s)")
+                time.sleep(wait)
+                continue
+            log(f"failed: {exc}")
+            # A VM that cannot start the run would sit there billing until the deadline.
+            end_run(spec["checkpoints"].rstrip("/"), FAILED,
+                    {"stage": "boot", "reason": str(exc)[-500:], "at": time.time()}, "the VM could not start the run")
+            return 1
+        print(json.dumps(result))
+        return 0
+    return 1
 
 
 if __name__ == "__main__":

@@ -515,7 +515,8 @@ def install_syncer(checkpoints, run_dir: str, env: dict):
         return None
     path = os.path.join(run_dir, "checkpoint_sync.py")
     write_atomic(path, checkpoints["syncer"], 0o755)
-    return {"script": path, "dir": env["GPUCTL_CHECKPOINT_DIR"], "url": env["GPUCTL_CHECKPOINT_URL"]}
+    return {"script": path, "dir": env["GPUCTL_CHECKPOINT_DIR"], "url": env["GPUCTL_CHECKPOINT_URL"],
+            "keep_log": bool(checkpoints.get("keep_log"))}
 
 
 def cmd_start(args) -> int:
@@ -685,8 +686,10 @@ class Supervisor:
     # -- checkpoints: pull the newest before the command, push new ones while it runs ----------
     def _sync_argv(self, sync, command):
         argv = [sys.executable, sync["script"], command, "--dir", sync["dir"], "--url", sync["url"]]
-        # The log goes to the bucket too: the VM's disk (and the log on it) goes with a preempted VM.
-        return argv + ["--log", self.path("output.log")] if command == "push" else argv
+        # A --recover run's log goes to the bucket too (keep_log, set by its bootstrap): the VM's
+        # disk, and the log on it, goes with a preempted VM, and `jobs` reads the steps from it.
+        # Other runs keep their log on the host: it may hold what the user would not put in a bucket.
+        return argv + ["--log", self.path("output.log")] if command == "push" and sync.get("keep_log") else argv
 
     def _pull_checkpoint(self, sync, log_fd) -> None:
         """A replacement VM resumes: the newest complete checkpoint comes down before the
