@@ -190,6 +190,9 @@ def boot(host: ThrowawayHost, compute: ComputeStandIn, vm_name: str, gcs) -> tup
     done = host.run_local(f"GCE_METADATA_HOST={metadata.host} GPUCTL_STORAGE_ENDPOINT={relay.endpoint} "
                           f"GPUCTL_COMPUTE_ENDPOINT={relay.compute_endpoint} python3 /tmp/startup-script",
                           check=False, timeout=300)
+    # The guest agent deletes the downloaded script once it exits (google_metadata_script_runner
+    # removes its temporary folder): what the script left running must not need it.
+    (host.root / "tmp" / "startup-script").unlink()
     return done, metadata, relay
 
 
