@@ -8,23 +8,5 @@ set -euo pipefail
 # fonts-dejavu-core: with --no-install-recommends chromium has no font, and text renders as boxes.
 PACKAGES=(chromium chromium-driver fonts-dejavu-core)
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$pkg")
-  fi
-done
-
-if [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-browser-deps: must run as root to apt-get install ${missing[*]}" >&2
-  exit 1
-fi
-
-echo "install-browser-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+source "$(dirname "$0")/lib/apt-missing.sh"
+apt_install_missing install-browser-deps "${PACKAGES[@]}"

@@ -16,18 +16,5 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$pkg")
-  fi
-done
-
-if [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
-fi
-
-echo "install-test-host-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+source "$(dirname "$0")/lib/apt-missing.sh"
+apt_install_missing install-test-host-deps "${PACKAGES[@]}"
