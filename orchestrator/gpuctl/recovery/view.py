@@ -199,7 +199,9 @@ def finished_marker(record, deps, name: str = FINISHED) -> dict | None:
 
 # --- steps: what each incarnation's host left in the bucket (checkpoint_sync.py) ------------------
 
-RECORDS = ".gpuctl/"
+# The folders the hosts write their records to; the rest of `.gpuctl/` (the code snapshot, the
+# helpers) is never read here.
+RECORD_FOLDERS = (".gpuctl/resumed/", ".gpuctl/logs/")
 # <id>: a VM's instance id (checkpoint_sync.py), or a GKE pod's name (gke/log_keeper.py).
 RESUMED = re.compile(r"\.gpuctl/resumed/([A-Za-z0-9][A-Za-z0-9.-]{0,252})\.json")
 LOG = re.compile(r"\.gpuctl/logs/([A-Za-z0-9][A-Za-z0-9.-]{0,252})\.log")
@@ -305,8 +307,8 @@ def run_steps(storage, folder: str, hourly_usd: float | None) -> dict:
     from ..errors import GpuctlError
 
     try:
-        objects = storage.object_tails(folder, RECORDS, LOG_TAIL)
+        objects = {name: value for under in RECORD_FOLDERS
+                   for name, value in storage.object_tails(folder, under, LOG_TAIL).items()}
     except GpuctlError as exc:
         return {"steps_note": f"the run's records in {folder} could not be read: {exc.message}"}
-    records = {name: value for name, value in objects.items() if RESUMED.fullmatch(name) or LOG.fullmatch(name)}
-    return steps_figures(host_lives(records), hourly_usd)
+    return steps_figures(host_lives(objects), hourly_usd)
